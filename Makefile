@@ -1,0 +1,50 @@
+# Makefile for pgbank (PGXS).  The file tree is the source of truth: every
+# extension/*.c is compiled, every sql_tests/*.sql is a regression test, every
+# specs/*.spec an isolation test and every t/*.pl a TAP test.
+
+EXTENSION = pgbank
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big = $(EXTENSION)
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard extension/*.c)))
+HEADERS_pgbank = extension/pgbank_errcodes.h
+
+DATA = sql/$(EXTENSION)--$(EXTVERSION).sql $(sort $(wildcard sql/$(EXTENSION)--*--*.sql))
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql build
+
+# pg_regress reads <inputdir>/sql/<test>.sql; sql/ holds the install scripts,
+# so the tests run from build/regress whose sql, specs and expected are links.
+REGRESS = $(patsubst sql_tests/%.sql,%,$(sort $(wildcard sql_tests/*.sql)))
+REGRESS_OPTS = --inputdir=build/regress --outputdir=build/regress
+ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --inputdir=build/regress --outputdir=build/isolation
+TAP_TESTS = 1
+
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+	-Wno-sign-compare -Wno-cast-function-type -Werror -Wmissing-prototypes
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+all: sql/$(EXTENSION)--$(EXTVERSION).sql
+
+# every object depends on the module headers
+$(OBJS): $(wildcard extension/*.h)
+
+# One editable install script, copied to the versioned name at build time.
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
+	cp $< $@
+
+build/regress:
+	mkdir -p build/regress/results build/isolation
+	ln -sfn ../../sql_tests build/regress/sql
+	ln -sfn ../../specs build/regress/specs
+	ln -sfn ../../expected build/regress/expected
+
+installcheck: build/regress
+
+bench:
+	bench/run.sh
+
+.PHONY: bench

@@ -1,0 +1,362 @@
+/*-------------------------------------------------------------------------
+ *
+ * account.c
+ *		The account API: customers, and opening, reading, renaming, freezing
+ *		and closing accounts.
+ *
+ * Locks: open_account locks the customer row FOR NO KEY UPDATE to count the
+ * open accounts (so concurrent opens cannot exceed the limit); freeze and
+ * unfreeze lock the account FOR NO KEY UPDATE (they wait for an in-flight
+ * debit); close_account locks it FOR UPDATE, which also waits for in-flight
+ * lock-free credits (they hold FOR KEY SHARE), then folds and checks that
+ * nothing is left.  Status changes never touch balances.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+
+#include "pgbank.h"
+
+#define ACCOUNT_INFO_COLUMNS \
+	"id, number, customer_id, type, name, currency, status, balance, pending_out," \
+	" available, overdraft_limit, opened_at, closed_at"
+
+static PgbQuery q_get_account = {
+	"SELECT " ACCOUNT_INFO_COLUMNS " FROM bank.account_balances WHERE id = $1",
+	1, {INT8OID}
+};
+
+static PgbQuery q_list_accounts = {
+	"SELECT " ACCOUNT_INFO_COLUMNS " FROM bank.account_balances"
+	" WHERE customer_id = $1 AND ($2::text IS NULL OR type::text = $2)"
+	" AND id > coalesce($3, 0) ORDER BY id LIMIT $4",
+	4, {INT8OID, TEXTOID, INT8OID, INT4OID}
+};
+
+static PgbQuery q_create_customer = {
+	"INSERT INTO bank.customers (email, first_name, last_name) VALUES ($1, $2, $3)"
+	" ON CONFLICT (email) DO NOTHING RETURNING id",
+	3, {TEXTOID, TEXTOID, TEXTOID}
+};
+
+static PgbQuery q_lock_customer = {
+	"SELECT (SELECT count(*) FROM bank.accounts a WHERE a.customer_id = c.id"
+	"        AND a.status <> 'closed')::int4"
+	" FROM bank.customers c WHERE c.id = $1 FOR NO KEY UPDATE",
+	1, {INT8OID}
+};
+
+static PgbQuery q_open_account = {
+	"WITH n AS (SELECT nextval('bank.accounts_id_seq'::regclass) AS id)"
+	" INSERT INTO bank.accounts (id, number, customer_id, type, name, currency)"
+	" OVERRIDING SYSTEM VALUE"
+	" SELECT n.id, lpad(n.id::text, 10, '0') || lpad((98 - (n.id * 100) % 97)::text, 2, '0'),"
+	"  $1, $2::bank.account_type, $3, $4 FROM n"
+	" RETURNING id",
+	4, {INT8OID, TEXTOID, TEXTOID, BPCHAROID}
+};
+
+static PgbQuery q_lock_account = {
+	"SELECT status::text, balance + coalesce((SELECT sum(l.amount) FROM bank.pending_legs l"
+	"                                         WHERE l.account_id = a.id), 0)::bigint,"
+	" pending_out,"
+	" EXISTS (SELECT 1 FROM bank.transfers t WHERE t.to_account = a.id AND t.status = 'pending')"
+	" FROM bank.accounts a WHERE id = $1 AND customer_id IS NOT NULL FOR NO KEY UPDATE",
+	1, {INT8OID}
+};
+
+static PgbQuery q_lock_account_for_close = {
+	"SELECT status::text FROM bank.accounts WHERE id = $1 AND customer_id IS NOT NULL"
+	" FOR UPDATE",
+	1, {INT8OID}
+};
+
+static PgbQuery q_set_status = {
+	"UPDATE bank.accounts SET status = $2::bank.account_status, status_reason = $3,"
+	" closed_at = CASE WHEN $2 = 'closed' THEN now() END WHERE id = $1",
+	3, {INT8OID, TEXTOID, TEXTOID}
+};
+
+static PgbQuery q_rename = {
+	"UPDATE bank.accounts SET name = $2 WHERE id = $1 AND customer_id IS NOT NULL",
+	2, {INT8OID, TEXTOID}
+};
+
+static void
+CheckText(const char *what, const char *s, int maxlen)
+{
+	int			len = pg_mbstrlen(s);
+
+	if (len < 1 || len > maxlen)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
+				 errmsg("%s must be 1 to %d characters long", what, maxlen)));
+}
+
+static void
+AccountNotFound(int64 id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PGB_ACCOUNT_NOT_FOUND),
+			 errmsg("account %lld does not exist", (long long) id)));
+}
+
+/* an account as bank.account_info; disconnects from SPI */
+Datum
+AccountInfoDatum(FunctionCallInfo fcinfo, int64 account)
+{
+	Datum		arg = Int64GetDatum(account);
+
+	if (PgbExec(&q_get_account, &arg, NULL, false, 1) != 1)
+		AccountNotFound(account);
+	return PgbReturnRow(fcinfo);
+}
+
+PG_FUNCTION_INFO_V1(pgbank_create_customer);
+Datum
+pgbank_create_customer(PG_FUNCTION_ARGS)
+{
+	char	   *email = TextDatumGetCString(PG_GETARG_DATUM(0));
+	char	   *first = TextDatumGetCString(PG_GETARG_DATUM(1));
+	char	   *last = TextDatumGetCString(PG_GETARG_DATUM(2));
+	char	   *norm;
+	const char *at;
+	const char *p;
+	Datum		v[3];
+	int64		id;
+
+	/* normalise: trim, lower-case ASCII */
+	while (*email == ' ' || *email == '\t')
+		email++;
+	norm = pstrdup(email);
+	for (p = norm + strlen(norm); p > norm && (p[-1] == ' ' || p[-1] == '\t'); p--)
+		;
+	norm[p - norm] = '\0';
+	for (char *c = norm; *c; c++)
+		*c = pg_ascii_tolower((unsigned char) *c);
+	at = strchr(norm, '@');
+	if (at == NULL || at == norm || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
+		strlen(norm) > 254 || strpbrk(norm, " \t\r\n") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
+				 errmsg("email is not a valid address")));
+	CheckText("first_name", first, 100);
+	CheckText("last_name", last, 100);
+
+	SPI_connect();
+	v[0] = CStringGetTextDatum(norm);
+	v[1] = CStringGetTextDatum(first);
+	v[2] = CStringGetTextDatum(last);
+	if (PgbExec(&q_create_customer, v, NULL, false, 0) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_EMAIL_TAKEN),
+				 errmsg("a customer with this email already exists")));
+	id = PgbGetInt64(0, 1);
+	SPI_finish();
+	PG_RETURN_INT64(id);
+}
+
+PG_FUNCTION_INFO_V1(pgbank_open_account);
+Datum
+pgbank_open_account(PG_FUNCTION_ARGS)
+{
+	static const char *const names[] = {"type", "name", "currency", "customer_id"};
+	char	   *type;
+	char	   *name;
+	char	   *currency;
+	int64		customer;
+	Datum		v[4];
+	int64		id;
+
+	PgbRequireArgs(fcinfo, 4, names);
+	type = DatumGetCString(DirectFunctionCall1(enum_out, PG_GETARG_DATUM(0)));
+	name = TextDatumGetCString(PG_GETARG_DATUM(1));
+	currency = TextDatumGetCString(PG_GETARG_DATUM(2));
+	customer = PG_GETARG_INT64(3);
+	if (strcmp(type, "checking") != 0 && strcmp(type, "savings") != 0 &&
+		strcmp(type, "investment") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ACCOUNT_TYPE),
+				 errmsg("customers can open checking, savings or investment accounts, not %s", type)));
+	CheckText("name", name, 100);
+
+	SPI_connect();
+	(void) MoneyExponent(currency);
+	v[0] = Int64GetDatum(customer);
+	if (PgbExec(&q_lock_customer, v, NULL, false, 1) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_CUSTOMER_NOT_FOUND),
+				 errmsg("customer %lld does not exist", (long long) customer)));
+	if (DatumGetInt32(PgbGet(0, 1, &(bool) {false})) >= pgb_max_open_accounts)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_TOO_MANY_ACCOUNTS),
+				 errmsg("customer %lld already has %d open accounts", (long long) customer,
+						pgb_max_open_accounts),
+				 errhint("Close an account first, or raise pgbank.max_open_accounts.")));
+	v[1] = CStringGetTextDatum(type);
+	v[2] = CStringGetTextDatum(name);
+	v[3] = PG_GETARG_DATUM(2);
+	PgbExec(&q_open_account, v, NULL, false, 0);
+	id = PgbGetInt64(0, 1);
+	return AccountInfoDatum(fcinfo, id);
+}
+
+PG_FUNCTION_INFO_V1(pgbank_get_account);
+Datum
+pgbank_get_account(PG_FUNCTION_ARGS)
+{
+	SPI_connect();
+	return AccountInfoDatum(fcinfo, PG_GETARG_INT64(0));
+}
+
+PG_FUNCTION_INFO_V1(pgbank_list_accounts);
+Datum
+pgbank_list_accounts(PG_FUNCTION_ARGS)
+{
+	Datum		v[4];
+	char		n[4] = "    ";
+	int32		limit = PG_ARGISNULL(3) ? 50 : PG_GETARG_INT32(3);
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("customer_id must not be null")));
+	if (limit < 1 || limit > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("limit must be between 1 and 1000")));
+	v[0] = PG_GETARG_DATUM(0);
+	if (PG_ARGISNULL(1))
+		n[1] = 'n';
+	else
+		v[1] = CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(enum_out,
+																	   PG_GETARG_DATUM(1))));
+	if (PG_ARGISNULL(2))
+		n[2] = 'n';
+	else
+		v[2] = PG_GETARG_DATUM(2);
+	v[3] = Int32GetDatum(limit);
+	SPI_connect();
+	PgbExec(&q_list_accounts, v, n, true, 0);
+	PgbMaterialize(fcinfo);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(pgbank_rename_account);
+Datum
+pgbank_rename_account(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	char	   *name = TextDatumGetCString(PG_GETARG_DATUM(1));
+	Datum		v[2];
+
+	CheckText("name", name, 100);
+	SPI_connect();
+	v[0] = Int64GetDatum(id);
+	if (PgbExec(&q_lock_account, v, NULL, false, 1) != 1)
+		AccountNotFound(id);
+	if (strcmp(PgbGetText(0, 1), "closed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_ACCOUNT_CLOSED),
+				 errmsg("account %lld is closed", (long long) id)));
+	v[1] = CStringGetTextDatum(name);
+	PgbExec(&q_rename, v, NULL, false, 0);
+	return AccountInfoDatum(fcinfo, id);
+}
+
+/* freeze (to = "frozen") or unfreeze (to = "active") */
+static Datum
+SetFrozen(FunctionCallInfo fcinfo, const char *to)
+{
+	int64		id = PG_GETARG_INT64(0);
+	char	   *reason = TextDatumGetCString(PG_GETARG_DATUM(1));
+	char	   *status;
+	Datum		v[3];
+
+	CheckText("reason", reason, 500);
+	SPI_connect();
+	v[0] = Int64GetDatum(id);
+	if (PgbExec(&q_lock_account, v, NULL, false, 1) != 1)
+		AccountNotFound(id);
+	status = PgbGetText(0, 1);
+	if (strcmp(status, "closed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_ACCOUNT_CLOSED),
+				 errmsg("account %lld is closed", (long long) id)));
+	if (strcmp(status, to) != 0)
+	{
+		v[1] = CStringGetTextDatum(to);
+		v[2] = CStringGetTextDatum(reason);
+		PgbExec(&q_set_status, v, NULL, false, 0);
+	}
+	return AccountInfoDatum(fcinfo, id);
+}
+
+PG_FUNCTION_INFO_V1(pgbank_freeze_account);
+Datum
+pgbank_freeze_account(PG_FUNCTION_ARGS)
+{
+	return SetFrozen(fcinfo, "frozen");
+}
+
+PG_FUNCTION_INFO_V1(pgbank_unfreeze_account);
+Datum
+pgbank_unfreeze_account(PG_FUNCTION_ARGS)
+{
+	return SetFrozen(fcinfo, "active");
+}
+
+PG_FUNCTION_INFO_V1(pgbank_close_account);
+Datum
+pgbank_close_account(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	Datum		v[3];
+	char		n[3] = "  n";
+
+	SPI_connect();
+	v[0] = Int64GetDatum(id);
+	/* FOR UPDATE: wait for in-flight credits, which hold FOR KEY SHARE */
+	if (PgbExec(&q_lock_account_for_close, v, NULL, false, 1) != 1)
+		AccountNotFound(id);
+	if (strcmp(PgbGetText(0, 1), "closed") == 0)
+		return AccountInfoDatum(fcinfo, id);
+	(void) EngineFold(id, false);
+	PgbExec(&q_lock_account, v, NULL, false, 1);
+	if (PgbGetInt64(0, 2) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_ACCOUNT_NOT_EMPTY),
+				 errmsg("account %lld has a non-zero balance", (long long) id),
+				 errhint("Move the balance out before closing the account.")));
+	if (PgbGetInt64(0, 3) != 0 || DatumGetBool(PgbGet(0, 4, &(bool) {false})))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_OPEN_HOLDS),
+				 errmsg("account %lld has open holds", (long long) id),
+				 errhint("Capture or void them before closing the account.")));
+	v[1] = CStringGetTextDatum("closed");
+	PgbExec(&q_set_status, v, n, false, 0);
+	return AccountInfoDatum(fcinfo, id);
+}
+
+/* 12 digits, the last two the ISO 7064 MOD 97-10 check digits of the rest */
+PG_FUNCTION_INFO_V1(pgbank_account_number_valid);
+Datum
+pgbank_account_number_valid(PG_FUNCTION_ARGS)
+{
+	char	   *s = TextDatumGetCString(PG_GETARG_DATUM(0));
+	int			i,
+				rem = 0;
+
+	if (strlen(s) != 12)
+		PG_RETURN_BOOL(false);
+	for (i = 0; i < 12; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			PG_RETURN_BOOL(false);
+		rem = (rem * 10 + (s[i] - '0')) % 97;
+	}
+	PG_RETURN_BOOL(rem == 1);
+}

@@ -1,0 +1,234 @@
+/*-------------------------------------------------------------------------
+ *
+ * guard.c
+ *		Triggers that keep the ledger's invariants whoever writes.
+ *
+ *	- bank.refuse_change: entries are append-only, and no ledger table can be
+ *	  truncated, even by its owner (only disabling the trigger, which takes a
+ *	  superuser or the owner and leaves a trace, gets past it);
+ *	- bank.guard_engine_columns: balances, pending_out, entries and pending
+ *	  legs change only inside the posting engine (engine.c sets
+ *	  engine_active around its own statements); a new account starts empty; a
+ *	  transfer's defining columns never change and its status moves only
+ *	  along the allowed transitions;
+ *	- bank.check_transfer_legs (deferred to commit): a posted or reversed
+ *	  transfer has exactly its two legs; any other transfer has none.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "pgbank.h"
+
+static PgbQuery q_transfer_legs = {
+	"SELECT t.status::text, t.posted_amount,"
+	" count(l.*) FILTER (WHERE l.account_id = t.from_account AND l.amount = -t.posted_amount)::int4,"
+	" count(l.*) FILTER (WHERE l.account_id = t.to_account AND l.amount = t.posted_amount)::int4,"
+	" count(l.*)::int4"
+	" FROM bank.transfers t LEFT JOIN ("
+	"   SELECT account_id, amount FROM bank.entries WHERE transfer_id = $1"
+	"   UNION ALL SELECT account_id, amount FROM bank.pending_legs WHERE transfer_id = $1) l"
+	" ON true WHERE t.id = $1 GROUP BY t.id",
+	1, {INT8OID}
+};
+
+static void
+RequireTrigger(FunctionCallInfo fcinfo, const char *name)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be called as a trigger", name)));
+}
+
+PG_FUNCTION_INFO_V1(pgbank_refuse_change);
+Datum
+pgbank_refuse_change(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	RequireTrigger(fcinfo, "bank.refuse_change");
+	ereport(ERROR,
+			(errcode(ERRCODE_PGB_IMMUTABLE),
+			 errmsg("%s on %s is not allowed",
+					TRIGGER_FIRED_BY_TRUNCATE(td->tg_event) ? "TRUNCATE" :
+					TRIGGER_FIRED_BY_DELETE(td->tg_event) ? "DELETE" : "UPDATE",
+					RelationGetRelationName(td->tg_relation)),
+			 errdetail("The ledger is append-only; corrections are new transfers (bank.reverse).")));
+	PG_RETURN_NULL();
+}
+
+static int64
+GetInt64(HeapTuple tuple, TupleDesc desc, const char *col, bool *isnull)
+{
+	Datum		d = heap_getattr(tuple, SPI_fnumber(desc, col), desc, isnull);
+
+	return *isnull ? 0 : DatumGetInt64(d);
+}
+
+static bool
+ColumnChanged(HeapTuple a, HeapTuple b, TupleDesc desc, int attnum)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+	bool		na,
+				nb;
+	Datum		da = heap_getattr(a, attnum, desc, &na);
+	Datum		db = heap_getattr(b, attnum, desc, &nb);
+
+	if (na || nb)
+		return na != nb;
+	return !datumIsEqual(da, db, att->attbyval, att->attlen);
+}
+
+static bool
+TransitionAllowed(const char *from, const char *to)
+{
+	static const char *const allowed[][2] = {
+		{"pending", "posted"}, {"pending", "voided"},
+		{"posted", "reversed"},
+		{"held_for_review", "pending"}, {"held_for_review", "posted"},
+		{"held_for_review", "voided"}, {"held_for_review", "failed"},
+	};
+	int			i;
+
+	for (i = 0; i < lengthof(allowed); i++)
+		if (strcmp(allowed[i][0], from) == 0 && strcmp(allowed[i][1], to) == 0)
+			return true;
+	return false;
+}
+
+static void
+GuardTransferUpdate(TriggerData *td)
+{
+	TupleDesc	desc = td->tg_relation->rd_att;
+	HeapTuple	oldt = td->tg_trigtuple;
+	HeapTuple	newt = td->tg_newtuple;
+	int			i;
+	char	   *from = SPI_getvalue(oldt, desc, SPI_fnumber(desc, "status"));
+	char	   *to = SPI_getvalue(newt, desc, SPI_fnumber(desc, "status"));
+
+	for (i = 1; i <= desc->natts; i++)
+	{
+		const char *name = NameStr(TupleDescAttr(desc, i - 1)->attname);
+
+		if (TupleDescAttr(desc, i - 1)->attisdropped)
+			continue;
+		if (strcmp(name, "status") == 0 || strcmp(name, "posted_amount") == 0 ||
+			strcmp(name, "posted_at") == 0 || strcmp(name, "resolved_at") == 0)
+			continue;
+		if (ColumnChanged(oldt, newt, desc, i))
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_IMMUTABLE),
+					 errmsg("column %s of a transfer cannot change", name)));
+	}
+	if (!TransitionAllowed(from, to))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_TRANSITION),
+				 errmsg("a transfer cannot go from %s to %s", from, to)));
+}
+
+PG_FUNCTION_INFO_V1(pgbank_guard_engine_columns);
+Datum
+pgbank_guard_engine_columns(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	const char *rel;
+	TupleDesc	desc;
+	bool		isnull;
+
+	RequireTrigger(fcinfo, "bank.guard_engine_columns");
+	rel = RelationGetRelationName(td->tg_relation);
+	desc = td->tg_relation->rd_att;
+
+	if (strcmp(rel, "accounts") == 0)
+	{
+		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		{
+			if (GetInt64(td->tg_trigtuple, desc, "balance", &isnull) != 0 ||
+				GetInt64(td->tg_trigtuple, desc, "pending_out", &isnull) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_PGB_IMMUTABLE),
+						 errmsg("a new account must start with a zero balance")));
+			return PointerGetDatum(td->tg_trigtuple);
+		}
+		if (ColumnChanged(td->tg_trigtuple, td->tg_newtuple, desc,
+						  SPI_fnumber(desc, "currency")))
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_IMMUTABLE),
+					 errmsg("the currency of an account cannot change")));
+		if (!engine_active &&
+			(ColumnChanged(td->tg_trigtuple, td->tg_newtuple, desc, SPI_fnumber(desc, "balance")) ||
+			 ColumnChanged(td->tg_trigtuple, td->tg_newtuple, desc, SPI_fnumber(desc, "pending_out"))))
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_IMMUTABLE),
+					 errmsg("account balances change only through transfers")));
+		return PointerGetDatum(td->tg_newtuple);
+	}
+	if (strcmp(rel, "transfers") == 0)
+	{
+		if (!TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_IMMUTABLE),
+					 errmsg("DELETE on transfers is not allowed"),
+					 errdetail("The ledger is append-only; corrections are new transfers (bank.reverse).")));
+		GuardTransferUpdate(td);
+		return PointerGetDatum(td->tg_newtuple);
+	}
+	/* entries and pending_legs: only the engine writes them */
+	if (!engine_active || TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_IMMUTABLE),
+				 errmsg("%s on %s is allowed only to the ledger engine",
+						TRIGGER_FIRED_BY_INSERT(td->tg_event) ? "INSERT" :
+						TRIGGER_FIRED_BY_DELETE(td->tg_event) ? "DELETE" : "UPDATE", rel)));
+	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);
+}
+
+PG_FUNCTION_INFO_V1(pgbank_check_transfer_legs);
+Datum
+pgbank_check_transfer_legs(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	bool		isnull;
+	int64		id;
+	Datum		arg;
+	char	   *status;
+	int			debit,
+				credit,
+				legs;
+	bool		moved;
+
+	RequireTrigger(fcinfo, "bank.check_transfer_legs");
+	desc = td->tg_relation->rd_att;
+	id = GetInt64(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple,
+				  desc, "id", &isnull);
+	arg = Int64GetDatum(id);
+	SPI_connect();
+	if (PgbExec(&q_transfer_legs, &arg, NULL, false, 1) != 1)
+	{
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+	status = PgbGetText(0, 1);
+	debit = DatumGetInt32(PgbGet(0, 3, &isnull));
+	credit = DatumGetInt32(PgbGet(0, 4, &isnull));
+	legs = DatumGetInt32(PgbGet(0, 5, &isnull));
+	moved = (strcmp(status, "posted") == 0 || strcmp(status, "reversed") == 0);
+	if (moved ? (debit != 1 || credit != 1 || legs != 2) : legs != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_UNBALANCED_TRANSFER),
+				 errmsg("transfer %lld is %s but its legs do not match", (long long) id, status),
+				 errdetail("It has %d legs: %d matching debit, %d matching credit.",
+						   legs, debit, credit)));
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}

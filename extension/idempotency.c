@@ -1,0 +1,290 @@
+/*-------------------------------------------------------------------------
+ *
+ * idempotency.c
+ *		Idempotency keys, request fingerprints, and durable declines.
+ *
+ * A money-moving call carries a key, unique per scope (the calling role for
+ * now).  The request's canonical payload is hashed (SHA-256) into a
+ * fingerprint stored with the transfer.  A retry with the same key and the
+ * same fingerprint gets the original result; another fingerprint is PB005.
+ *
+ * Race freedom: before anything else, a call takes a transaction-level
+ * advisory lock on (scope, key) in a lock space of its own (field4 = 'PB'),
+ * so same-key calls run one after another and each sees what the previous one
+ * committed (the functions are VOLATILE, so each SPI query takes a fresh
+ * snapshot in READ COMMITTED).  The unique index on (scope, key) is the
+ * backstop.
+ *
+ * Declines must be raised as errors (nothing written by the caller's
+ * transaction) yet remembered, so that a retry returns the original failure.
+ * So a decline is recorded by a dynamic background worker, in a transaction of
+ * its own that commits (and is flushed) before the caller raises the error.
+ * The caller still holds the key's advisory lock meanwhile, so no same-key
+ * request can slip in between.  The worker only inserts a transfer row with
+ * status failed: it takes FOR KEY SHARE on the two accounts, which conflicts
+ * with none of the caller's locks, so the two cannot deadlock.  If no worker
+ * can be started the call fails with PB090 (retryable) and records nothing.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "common/cryptohash.h"
+#include "common/hashfn.h"
+#include "common/sha2.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+
+#include "pgbank.h"
+
+#define PGB_ADVISORY_SPACE 0x5042	/* 'PB' */
+#define DECLINE_TEXT 1024
+
+/* the decline handed to the worker, in a DSM segment */
+typedef struct DeclineShared
+{
+	Oid			database;
+	Oid			role;
+	int64		from_account;
+	int64		to_account;
+	int64		amount;
+	int64		reverses;
+	TimestampTz created_at;
+	char		kind[16];
+	char		currency[4];
+	char		failure_code[6];
+	char		scope[NAMEDATALEN + 16];
+	char		key[256];
+	uint8		fingerprint[PG_SHA256_DIGEST_LENGTH];
+	char		failure_message[DECLINE_TEXT];
+	char		description[DECLINE_TEXT];
+	/* metadata as jsonb text follows the struct, NUL-terminated */
+	/* filled by the worker */
+	volatile int result;		/* 0 not done, 1 recorded, -1 failed */
+	volatile int64 transfer_id;
+} DeclineShared;
+
+PGDLLEXPORT void pgbank_decline_worker(Datum main_arg);
+
+static void
+sha256(const char *data, size_t len, uint8 *out)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
+		pg_cryptohash_final(ctx, out, PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "pgbank: could not compute SHA-256");
+	pg_cryptohash_free(ctx);
+}
+
+/*
+ * Validate the key, determine its scope and fingerprint the payload.
+ */
+void
+IdemPrepare(IdemKey *idem, const char *key, const char *payload)
+{
+	size_t		len = strlen(key);
+	const unsigned char *p;
+	bytea	   *fp;
+
+	if (len == 0 || len > 255)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_IDEMPOTENCY_KEY),
+				 errmsg("idempotency key must be 1 to 255 characters long")));
+	for (p = (const unsigned char *) key; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_INVALID_IDEMPOTENCY_KEY),
+					 errmsg("idempotency key must not contain control characters")));
+
+	idem->key = pstrdup(key);
+	idem->scope = psprintf("role:%s", GetUserNameFromId(GetUserId(), false));
+	fp = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	SET_VARSIZE(fp, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	sha256(payload, strlen(payload), (uint8 *) VARDATA(fp));
+	idem->fingerprint = fp;
+}
+
+/* serialise same-key calls until the end of the transaction */
+void
+IdemLock(const IdemKey *idem)
+{
+	LOCKTAG		tag;
+	uint64		h;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s%c%s", idem->scope, '\0', idem->key);
+	h = hash_bytes_extended((const unsigned char *) buf.data, buf.len, 0);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 PGB_ADVISORY_SPACE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	pfree(buf.data);
+}
+
+static void
+copy_text(char *dst, size_t size, const char *src)
+{
+	if (src == NULL)
+		dst[0] = '\0';
+	else
+		strlcpy(dst, src, size);
+}
+
+/*
+ * Record a declined request as a failed transfer, durably and outside the
+ * caller's transaction.  Returns the failed transfer's id.  Errors with
+ * PB090 when no worker could record it.
+ */
+int64
+IdemRecordDecline(const TransferRow *t, const IdemKey *idem, const char *metadata)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	dsm_segment *seg;
+	DeclineShared *d;
+	size_t		mlen = strlen(metadata) + 1;
+	BgwHandleStatus status;
+	int64		id;
+
+	seg = dsm_create(sizeof(DeclineShared) + mlen, 0);
+	d = dsm_segment_address(seg);
+	memset(d, 0, sizeof(DeclineShared));
+	d->database = MyDatabaseId;
+	d->role = BOOTSTRAP_SUPERUSERID;
+	d->from_account = t->from_account;
+	d->to_account = t->to_account;
+	d->amount = t->amount;
+	d->reverses = t->reverses;
+	d->created_at = GetCurrentTransactionStartTimestamp();
+	copy_text(d->kind, sizeof(d->kind), t->kind);
+	copy_text(d->currency, sizeof(d->currency), t->currency);
+	copy_text(d->failure_code, sizeof(d->failure_code), t->failure_code);
+	copy_text(d->scope, sizeof(d->scope), idem->scope);
+	copy_text(d->key, sizeof(d->key), idem->key);
+	memcpy(d->fingerprint, VARDATA(idem->fingerprint), PG_SHA256_DIGEST_LENGTH);
+	copy_text(d->failure_message, sizeof(d->failure_message), t->failure_message);
+	copy_text(d->description, sizeof(d->description), t->description);
+	memcpy((char *) (d + 1), metadata, mlen);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgbank");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgbank_decline_worker");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pgbank decline recorder");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pgbank decline recorder");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_DECLINE_NOT_RECORDED),
+				 errmsg("could not record the declined request"),
+				 errdetail("No background worker slot was free (max_worker_processes)."),
+				 errhint("Retry the request with the same idempotency key.")));
+	status = WaitForBackgroundWorkerShutdown(handle);
+	if (status != BGWH_STOPPED || d->result != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_DECLINE_NOT_RECORDED),
+				 errmsg("could not record the declined request"),
+				 errhint("Retry the request with the same idempotency key.")));
+	id = d->transfer_id;
+	dsm_detach(seg);
+	return id;
+}
+
+/*
+ * The worker: insert the failed transfer in its own transaction and commit.
+ * ON CONFLICT DO NOTHING: if the key exists after all, the existing row wins
+ * and its id is reported.
+ */
+void
+pgbank_decline_worker(Datum main_arg)
+{
+	dsm_segment *seg;
+	DeclineShared *d;
+	Datum		values[14];
+	char		nulls[14];
+	Oid			types[14] = {TEXTOID, INT8OID, INT8OID, BPCHAROID, INT8OID, TEXTOID,
+		TEXTOID, BYTEAOID, TEXTOID, TEXTOID, INT8OID, BPCHAROID, TEXTOID, TIMESTAMPTZOID};
+	bytea	   *fp;
+	int			rc;
+
+	BackgroundWorkerUnblockSignals();
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		proc_exit(1);
+	d = dsm_segment_address(seg);
+	BackgroundWorkerInitializeConnectionByOid(d->database, d->role, 0);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "pgbank: recording a declined request");
+
+	fp = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	SET_VARSIZE(fp, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	memcpy(VARDATA(fp), d->fingerprint, PG_SHA256_DIGEST_LENGTH);
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(d->kind);
+	values[1] = Int64GetDatum(d->from_account);
+	values[2] = Int64GetDatum(d->to_account);
+	values[3] = DirectFunctionCall3(bpcharin, CStringGetDatum(d->currency),
+									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	values[4] = Int64GetDatum(d->amount);
+	values[5] = CStringGetTextDatum(d->scope);
+	values[6] = CStringGetTextDatum(d->key);
+	values[7] = PointerGetDatum(fp);
+	values[8] = CStringGetTextDatum(d->description);
+	if (d->description[0] == '\0')
+		nulls[8] = 'n';
+	values[9] = CStringGetTextDatum((char *) (d + 1));
+	values[10] = Int64GetDatum(d->reverses);
+	if (d->reverses == 0)
+		nulls[10] = 'n';
+	values[11] = DirectFunctionCall3(bpcharin, CStringGetDatum(d->failure_code),
+									 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	values[12] = CStringGetTextDatum(d->failure_message);
+	values[13] = TimestampTzGetDatum(d->created_at);
+
+	rc = SPI_execute_with_args(
+							   "WITH ins AS ("
+							   " INSERT INTO bank.transfers (kind, status, from_account, to_account, currency,"
+							   "  amount, idempotency_scope, idempotency_key, fingerprint, description,"
+							   "  metadata, reverses, failure_code, failure_message, created_at, resolved_at)"
+							   " VALUES ($1::bank.transfer_kind, 'failed', $2, $3, $4, $5, $6, $7, $8, $9,"
+							   "  $10::jsonb, $11, $12, $13, $14, $14)"
+							   " ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING"
+							   " RETURNING id)"
+							   " SELECT id FROM ins UNION ALL"
+							   " SELECT id FROM bank.transfers WHERE idempotency_scope = $6"
+							   "  AND idempotency_key = $7",
+							   14, types, values, nulls, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pgbank: could not record a declined request");
+	d->transfer_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &(bool) {false}));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pg_write_barrier();
+	d->result = 1;
+	dsm_detach(seg);
+	proc_exit(0);
+}

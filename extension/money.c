@@ -1,0 +1,176 @@
+/*-------------------------------------------------------------------------
+ *
+ * money.c
+ *		Exact amounts: numeric at the interface, bigint minor units inside.
+ *
+ * Invariants: no floating point anywhere; an amount converts to minor units
+ * only if it is finite, positive, has no more fraction digits than the
+ * currency's exponent allows (trailing zeros are not digits: 10.500 is 10.50)
+ * and fits in a bigint.  Anything else is an error naming what is wrong.
+ * Conversion works on the digits of the normalised decimal text, so it is
+ * exact for any numeric.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/int.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
+#include "pgbank.h"
+
+typedef struct CurrencyEntry
+{
+	char		code[4];		/* hash key */
+	int			exponent;
+} CurrencyEntry;
+
+static HTAB *currency_cache = NULL;
+
+static PgbQuery q_currency = {
+	"SELECT exponent::int4 FROM bank.currencies WHERE code = $1",
+	1, {BPCHAROID}
+};
+
+/*
+ * The exponent of an ISO 4217 currency (PB008 when unknown).  Cached for the
+ * backend's life: a currency's exponent never changes once money exists in it.
+ * Must be called inside an SPI connection.
+ */
+int
+MoneyExponent(const char *currency)
+{
+	CurrencyEntry *entry;
+	char		code[4] = {0};
+	bool		found;
+	Datum		arg;
+
+	if (currency == NULL || strlen(currency) != 3)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_UNKNOWN_CURRENCY),
+				 errmsg("unknown currency \"%s\"", currency ? currency : ""),
+				 errhint("Use an ISO 4217 code such as USD, EUR or JPY.")));
+	memcpy(code, currency, 3);
+
+	if (currency_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = 4;
+		ctl.entrysize = sizeof(CurrencyEntry);
+		ctl.hcxt = TopMemoryContext;
+		currency_cache = hash_create("pgbank currencies", 256, &ctl,
+									 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	entry = hash_search(currency_cache, code, HASH_FIND, NULL);
+	if (entry)
+		return entry->exponent;
+
+	arg = DirectFunctionCall3(bpcharin, CStringGetDatum(code),
+							  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	if (PgbExec(&q_currency, &arg, NULL, true, 1) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_UNKNOWN_CURRENCY),
+				 errmsg("unknown currency \"%s\"", code),
+				 errhint("Use an ISO 4217 code such as USD, EUR or JPY.")));
+	entry = hash_search(currency_cache, code, HASH_ENTER, &found);
+	entry->exponent = DatumGetInt32(PgbGet(0, 1, &found));
+	return entry->exponent;
+}
+
+/* a positive amount in minor units of a currency with the given exponent */
+int64
+MoneyToMinor(Numeric amount, int exponent)
+{
+	char	   *text;
+	const char *p;
+	int64		result = 0;
+	int			frac_digits = 0;
+	bool		in_frac = false;
+
+	if (numeric_is_nan(amount) || numeric_is_inf(amount))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_AMOUNT),
+				 errmsg("amount must be a finite number")));
+
+	text = numeric_normalize(amount);
+	if (text[0] == '-' || strcmp(text, "0") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_AMOUNT),
+				 errmsg("amount must be positive"),
+				 errdetail("The amount was %s.", text)));
+
+	for (p = text; *p; p++)
+	{
+		if (*p == '.')
+		{
+			in_frac = true;
+			continue;
+		}
+		if (*p < '0' || *p > '9')
+			elog(ERROR, "pgbank: unexpected character in normalised numeric \"%s\"", text);
+		if (in_frac && ++frac_digits > exponent)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_INVALID_AMOUNT),
+					 errmsg("amount has more fraction digits than the currency allows"),
+					 errdetail("The amount was %s; the currency has %d fraction digits.",
+							   text, exponent)));
+		if (pg_mul_s64_overflow(result, 10, &result) ||
+			pg_add_s64_overflow(result, *p - '0', &result))
+			goto overflow;
+	}
+	for (; frac_digits < exponent; frac_digits++)
+		if (pg_mul_s64_overflow(result, 10, &result))
+			goto overflow;
+	pfree(text);
+	return result;
+
+overflow:
+	ereport(ERROR,
+			(errcode(ERRCODE_PGB_AMOUNT_OUT_OF_RANGE),
+			 errmsg("amount is out of range"),
+			 errdetail("An amount must be below 2^63 minor units of its currency.")));
+	pg_unreachable();
+}
+
+/* minor units as an exact numeric whose scale is the exponent */
+Numeric
+MoneyFromMinor(int64 minor, int exponent)
+{
+	return int64_div_fast_to_numeric(minor, exponent);
+}
+
+Datum
+MoneyDatum(int64 minor, int exponent)
+{
+	return NumericGetDatum(MoneyFromMinor(minor, exponent));
+}
+
+PG_FUNCTION_INFO_V1(pgbank_minor_to_amount);
+Datum
+pgbank_minor_to_amount(PG_FUNCTION_ARGS)
+{
+	int32		exponent = PG_GETARG_INT32(1);
+
+	if (exponent < 0 || exponent > 4)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
+				 errmsg("exponent must be between 0 and 4")));
+	PG_RETURN_NUMERIC(MoneyFromMinor(PG_GETARG_INT64(0), exponent));
+}
+
+PG_FUNCTION_INFO_V1(pgbank_amount_to_minor);
+Datum
+pgbank_amount_to_minor(PG_FUNCTION_ARGS)
+{
+	Numeric		amount = PG_GETARG_NUMERIC(0);
+	char	   *currency = TextDatumGetCString(PG_GETARG_DATUM(1));
+	int			exponent;
+
+	SPI_connect();
+	exponent = MoneyExponent(currency);
+	SPI_finish();
+	PG_RETURN_INT64(MoneyToMinor(amount, exponent));
+}

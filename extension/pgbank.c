@@ -1,0 +1,51 @@
+/*-------------------------------------------------------------------------
+ *
+ * pgbank.c
+ *		Module entry point: the GUCs of pgbank, defined in one place.
+ *
+ * The library is loaded on first use; nothing here needs
+ * shared_preload_libraries.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/guc.h"
+
+#include "pgbank.h"
+
+PG_MODULE_MAGIC;
+
+int			pgb_max_open_accounts = 10;
+int			pgb_hold_expiry = 7 * 24 * 3600;
+int			pgb_fold_every = 128;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("pgbank.max_open_accounts",
+							"Most accounts a customer may have open at once.",
+							NULL,
+							&pgb_max_open_accounts,
+							10, 1, 1000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.hold_expiry",
+							"Lifetime of a hold created without expires_in.",
+							NULL,
+							&pgb_hold_expiry,
+							7 * 24 * 3600, 60, 366 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.fold_every",
+							"A lock-free leg whose id is a multiple of this folds its account when the account is not locked (0: never).",
+							NULL,
+							&pgb_fold_every,
+							128, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("pgbank");
+}

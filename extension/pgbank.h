@@ -1,0 +1,148 @@
+/*-------------------------------------------------------------------------
+ *
+ * pgbank.h
+ *		The internal API of the pgbank extension, module by module.
+ *
+ * Modules:
+ *	pgbank.c		module entry point and GUCs
+ *	spi.c			saved SPI plans and result helpers (the only way we run SQL)
+ *	money.c			exact amounts: numeric <-> minor units, currency exponents
+ *	idempotency.c	keys, fingerprints, and durable recording of declines
+ *	engine.c		the posting engine: locks, legs, folding, transfer rows
+ *	account.c		the account API
+ *	transfer.c		the money API
+ *	report.c		balances, entries, statements, trial balance, ledger check
+ *	guard.c			triggers that keep the invariants whoever writes
+ *
+ * Locking rules (kept by engine.c, relied on everywhere):
+ *	- An account row is locked FOR NO KEY UPDATE only by a leg that checks
+ *	  funds (a debit of a customer account), by folding, and by account
+ *	  maintenance; FOR UPDATE only by close_account.  Credits and legs of
+ *	  system accounts take FOR KEY SHARE (through the foreign key or
+ *	  explicitly), which conflicts with neither.
+ *	- Within a transaction, accounts are locked before transfers, and several
+ *	  accounts in ascending id order.
+ *	- Same-key requests are serialised by a transaction-level advisory lock on
+ *	  the key before anything else is locked.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGBANK_H
+#define PGBANK_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "pgbank_errcodes.h"
+
+#define PGB_MAX_ARGS 16
+
+/* pgbank.c */
+extern int	pgb_max_open_accounts;
+extern int	pgb_hold_expiry;		/* seconds */
+extern int	pgb_fold_every;
+
+/* spi.c */
+typedef struct PgbQuery
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[PGB_MAX_ARGS];
+	SPIPlanPtr	plan;
+} PgbQuery;
+
+extern int	PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only,
+					long count);
+extern Datum PgbGet(int row, int col, bool *isnull);
+extern int64 PgbGetInt64(int row, int col);
+extern bool PgbIsNull(int row, int col);
+extern char *PgbGetText(int row, int col);
+extern void PgbMaterialize(FunctionCallInfo fcinfo);
+extern Datum PgbReturnRow(FunctionCallInfo fcinfo);
+extern Datum PgbFinishWithTuple(HeapTuple tuple, TupleDesc tupdesc);
+extern void PgbRequireArgs(FunctionCallInfo fcinfo, int nargs, const char *const *names);
+
+/* money.c */
+extern int	MoneyExponent(const char *currency);
+extern int64 MoneyToMinor(Numeric amount, int exponent);
+extern Numeric MoneyFromMinor(int64 minor, int exponent);
+extern Datum MoneyDatum(int64 minor, int exponent);
+
+/* idempotency.c */
+typedef struct IdemKey
+{
+	char	   *scope;
+	char	   *key;
+	bytea	   *fingerprint;
+} IdemKey;
+
+extern void IdemPrepare(IdemKey *idem, const char *key, const char *payload);
+extern void IdemLock(const IdemKey *idem);
+struct TransferRow;
+extern int64 IdemRecordDecline(const struct TransferRow *t, const IdemKey *idem,
+							   const char *metadata);
+
+/* engine.c */
+typedef struct TransferRow
+{
+	int64		id;
+	char		kind[16];
+	char		status[16];
+	int64		from_account;
+	int64		to_account;
+	char		currency[4];
+	int			exponent;
+	int64		amount;
+	int64		posted_amount;	/* 0 when NULL */
+	char	   *description;
+	Datum		metadata;		/* jsonb, never NULL */
+	int64		reverses;		/* 0 when NULL */
+	char	   *failure_code;
+	char	   *failure_message;
+	TimestampTz created_at;
+	TimestampTz posted_at;		/* 0 when NULL */
+	TimestampTz expires_at;		/* 0 when NULL */
+	TimestampTz resolved_at;	/* 0 when NULL */
+} TransferRow;
+
+/* what a transfer request asks for, before any row exists */
+typedef struct MoveRequest
+{
+	const char *kind;			/* transfer_kind */
+	int64		debit_account;
+	int64		credit_account;
+	Numeric		amount;			/* NULL when amount_minor is set */
+	int64		amount_minor;
+	bool		hold;			/* reserve instead of posting */
+	Interval   *expires_in;
+	const char *description;
+	Datum		metadata;
+	int64		reverses;
+	bool		allow_frozen_debit; /* staff reversal */
+	const char *idempotency_key;
+} MoveRequest;
+
+extern bool engine_active;
+
+extern void EngineMove(MoveRequest *req, TransferRow *out);
+extern void EngineLoadTransfer(int64 id, bool lock, TransferRow *out);
+extern bool EngineLoadTransferByKey(const IdemKey *idem, TransferRow *out);
+extern Datum EngineTransferDatum(FunctionCallInfo fcinfo, TransferRow *t);
+extern void EngineDebitWrite(int64 account, const char *currency, int64 base,
+							 int64 transfer_id, int64 debit, TimestampTz posted_at,
+							 int64 pending_delta);
+extern void EngineCreditLeg(int64 account, const char *currency, int64 transfer_id,
+							int64 amount, TimestampTz posted_at);
+extern int	EngineFold(int64 account, bool skip_locked);
+extern void EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
+						  int sqlstate, const char *fmt,...) pg_attribute_printf(5, 6);
+extern void EngineRaiseRecorded(const TransferRow *t);
+
+/* account.c */
+extern Datum AccountInfoDatum(FunctionCallInfo fcinfo, int64 account);
+
+#endif							/* PGBANK_H */

@@ -1,0 +1,54 @@
+/*-------------------------------------------------------------------------
+ *
+ * pgbank_errcodes.h
+ *		The project's SQLSTATEs: one class of our own, "PB".
+ *
+ * Class PB is implementation-defined (SQL reserves classes starting with
+ * 0-4 and A-H for the standard) and unused by PostgreSQL.  Each code is listed
+ * in the README with its meaning and the HTTP status it maps to.  Codes are
+ * never reused for another meaning.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGBANK_ERRCODES_H
+#define PGBANK_ERRCODES_H
+
+#include "utils/elog.h"
+
+#define PGB_SQLSTATE(a, b, c) MAKE_SQLSTATE('P', 'B', a, b, c)
+
+/* declines: state-dependent refusals, recorded as failed transfers */
+#define ERRCODE_PGB_INSUFFICIENT_FUNDS		PGB_SQLSTATE('0', '0', '1')
+#define ERRCODE_PGB_ACCOUNT_FROZEN			PGB_SQLSTATE('0', '0', '2')
+#define ERRCODE_PGB_ACCOUNT_CLOSED			PGB_SQLSTATE('0', '0', '3')
+/* bad requests */
+#define ERRCODE_PGB_CURRENCY_MISMATCH		PGB_SQLSTATE('0', '0', '4')
+#define ERRCODE_PGB_IDEMPOTENCY_CONFLICT	PGB_SQLSTATE('0', '0', '5')
+#define ERRCODE_PGB_INVALID_AMOUNT			PGB_SQLSTATE('0', '0', '6')
+#define ERRCODE_PGB_AMOUNT_OUT_OF_RANGE		PGB_SQLSTATE('0', '0', '7')
+#define ERRCODE_PGB_UNKNOWN_CURRENCY		PGB_SQLSTATE('0', '0', '8')
+#define ERRCODE_PGB_ACCOUNT_NOT_FOUND		PGB_SQLSTATE('0', '0', '9')
+#define ERRCODE_PGB_TRANSFER_NOT_FOUND		PGB_SQLSTATE('0', '1', '0')
+#define ERRCODE_PGB_TOO_MANY_ACCOUNTS		PGB_SQLSTATE('0', '1', '1')
+#define ERRCODE_PGB_ACCOUNT_NOT_EMPTY		PGB_SQLSTATE('0', '1', '2')
+#define ERRCODE_PGB_OPEN_HOLDS				PGB_SQLSTATE('0', '1', '3')
+#define ERRCODE_PGB_HOLD_NOT_PENDING		PGB_SQLSTATE('0', '1', '4')
+#define ERRCODE_PGB_HOLD_EXPIRED			PGB_SQLSTATE('0', '1', '5')
+#define ERRCODE_PGB_CAPTURE_EXCEEDS_HOLD	PGB_SQLSTATE('0', '1', '6')
+#define ERRCODE_PGB_NOT_REVERSIBLE			PGB_SQLSTATE('0', '1', '7')
+#define ERRCODE_PGB_SAME_ACCOUNT			PGB_SQLSTATE('0', '1', '8')
+#define ERRCODE_PGB_INVALID_ACCOUNT_TYPE	PGB_SQLSTATE('0', '1', '9')
+#define ERRCODE_PGB_INVALID_IDEMPOTENCY_KEY PGB_SQLSTATE('0', '2', '0')
+#define ERRCODE_PGB_CUSTOMER_NOT_FOUND		PGB_SQLSTATE('0', '2', '1')
+#define ERRCODE_PGB_NULL_ARGUMENT			PGB_SQLSTATE('0', '2', '2')
+#define ERRCODE_PGB_INVALID_ARGUMENT		PGB_SQLSTATE('0', '2', '3')
+#define ERRCODE_PGB_EMAIL_TAKEN				PGB_SQLSTATE('0', '2', '4')
+#define ERRCODE_PGB_ACCOUNT_STATE			PGB_SQLSTATE('0', '2', '5')
+/* the database refusing a write that breaks an invariant */
+#define ERRCODE_PGB_IMMUTABLE				PGB_SQLSTATE('0', '3', '0')
+#define ERRCODE_PGB_INVALID_TRANSITION		PGB_SQLSTATE('0', '3', '1')
+#define ERRCODE_PGB_UNBALANCED_TRANSFER		PGB_SQLSTATE('0', '3', '2')
+/* a decline that could not be recorded: retry */
+#define ERRCODE_PGB_DECLINE_NOT_RECORDED	PGB_SQLSTATE('0', '9', '0')
+
+#endif							/* PGBANK_ERRCODES_H */

@@ -1,0 +1,162 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi.c
+ *		Saved SPI plans and result helpers: the only way pgbank runs SQL.
+ *
+ * Every statement is a static PgbQuery: fixed SQL text with parameters,
+ * prepared on first use and kept for the life of the backend (PostgreSQL
+ * replans it when a table it uses changes).  Values are always passed as
+ * parameters, never pasted into SQL text.  All SQL is schema-qualified.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "pgbank.h"
+
+/*
+ * Execute q with the given parameters (nulls as in SPI: ' ' or 'n', NULL for
+ * none).  Returns the number of rows processed; results in SPI_tuptable.
+ */
+int
+PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only, long count)
+{
+	int			rc;
+
+	if (q->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(q->sql, q->nargs, q->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "pgbank: SPI_prepare failed (%s) for: %s",
+				 SPI_result_code_string(SPI_result), q->sql);
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "pgbank: SPI_keepplan failed");
+		q->plan = plan;
+	}
+	rc = SPI_execute_plan(q->plan, values, nulls, read_only, count);
+	if (rc < 0)
+		elog(ERROR, "pgbank: SPI_execute_plan failed (%s) for: %s",
+			 SPI_result_code_string(rc), q->sql);
+	return (int) SPI_processed;
+}
+
+Datum
+PgbGet(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+bool
+PgbIsNull(int row, int col)
+{
+	bool		isnull;
+
+	(void) PgbGet(row, col, &isnull);
+	return isnull;
+}
+
+int64
+PgbGetInt64(int row, int col)
+{
+	bool		isnull;
+	Datum		d = PgbGet(row, col, &isnull);
+
+	if (isnull)
+		return 0;
+	return DatumGetInt64(d);
+}
+
+/* text, varchar or bpchar column as a palloc'd C string (NULL for NULL) */
+char *
+PgbGetText(int row, int col)
+{
+	bool		isnull;
+	Datum		d = PgbGet(row, col, &isnull);
+
+	if (isnull)
+		return NULL;
+	return TextDatumGetCString(d);
+}
+
+/*
+ * Copy every row of SPI_tuptable into the set-returning function's result.
+ * The query's columns must match the function's result type.
+ */
+void
+PgbMaterialize(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		values[32];
+	bool		nulls[32];
+	uint64		i;
+
+	if (rsinfo->setResult == NULL)
+		InitMaterializedSRF(fcinfo, 0);
+	Assert(rsinfo->setDesc->natts <= 32);
+	if (SPI_tuptable->tupdesc->natts != rsinfo->setDesc->natts)
+		elog(ERROR, "pgbank: query returns %d columns, function %d",
+			 SPI_tuptable->tupdesc->natts, rsinfo->setDesc->natts);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+}
+
+/*
+ * Return row 0 of SPI_tuptable as the function's composite result, built in
+ * the caller's memory context, then disconnect from SPI.
+ */
+Datum
+PgbReturnRow(FunctionCallInfo fcinfo)
+{
+	TupleDesc	tupdesc;
+	Datum		values[32];
+	bool		nulls[32];
+	HeapTuple	tuple;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pgbank: function must return a composite type");
+	if (SPI_processed < 1)
+		elog(ERROR, "pgbank: no row to return");
+	if (SPI_tuptable->tupdesc->natts != tupdesc->natts)
+		elog(ERROR, "pgbank: query returns %d columns, function %d",
+			 SPI_tuptable->tupdesc->natts, tupdesc->natts);
+	heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, values, nulls);
+	tupdesc = BlessTupleDesc(tupdesc);
+	tuple = heap_form_tuple(tupdesc, values, nulls);
+	return PgbFinishWithTuple(tuple, tupdesc);
+}
+
+/*
+ * Copy tuple into the caller's memory context as a composite Datum and
+ * disconnect from SPI.
+ */
+Datum
+PgbFinishWithTuple(HeapTuple tuple, TupleDesc tupdesc)
+{
+	Datum		result = PointerGetDatum(SPI_returntuple(tuple, tupdesc));
+
+	SPI_finish();
+	return result;
+}
+
+/* NULL for any of the first nargs arguments: a named error (PB022) */
+void
+PgbRequireArgs(FunctionCallInfo fcinfo, int nargs, const char *const *names)
+{
+	int			i;
+
+	for (i = 0; i < nargs; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_NULL_ARGUMENT),
+					 errmsg("%s must not be null", names[i])));
+}

@@ -1,0 +1,602 @@
+/* sql/pgbank.sql -- install script of pgbank (the one editable copy; the
+ * Makefile copies it to pgbank--<version>.sql at build time) */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION pgbank CASCADE" to load this file. \quit
+
+/*
+ * Money is stored as bigint minor units of the account's currency; amounts
+ * are numeric at the SQL interface.  Every movement is a transfer with a
+ * debit leg and a credit leg of equal amount.  A leg that must check funds
+ * (a debit of a customer account) locks the account row and is written as an
+ * entry at once; a leg that needs no check (any credit, any leg of a system
+ * account) is written lock-free to bank.pending_legs and folded into entries
+ * later, under the account lock, by whoever next holds it.  So:
+ *
+ *   posted balance = accounts.balance + sum(pending_legs.amount)
+ *   accounts.balance = sum(entries.amount) = last entries.balance_after
+ *   per transfer: sum(legs) = 0;  per currency: sum(posted balances) = 0
+ *
+ * bank.check_ledger() reports any row that breaks these.
+ */
+
+REVOKE ALL ON SCHEMA bank FROM PUBLIC;
+
+--
+-- Currencies (ISO 4217)
+--
+
+CREATE TABLE bank.currencies (
+	code		char(3) PRIMARY KEY CHECK (code ~ '^[A-Z]{3}$'),
+	numeric_code smallint NOT NULL UNIQUE CHECK (numeric_code BETWEEN 1 AND 999),
+	exponent	smallint NOT NULL CHECK (exponent BETWEEN 0 AND 4),
+	name		text NOT NULL
+);
+
+COMMENT ON TABLE bank.currencies IS
+'ISO 4217 currencies: code, numeric code and the exponent of the minor unit (JPY 0, USD 2, BHD 3)';
+
+INSERT INTO bank.currencies (code, numeric_code, exponent, name) VALUES
+('AED', 784, 2, 'UAE Dirham'), ('AFN', 971, 2, 'Afghani'), ('ALL', 8, 2, 'Lek'),
+('AMD', 51, 2, 'Armenian Dram'), ('AOA', 973, 2, 'Kwanza'), ('ARS', 32, 2, 'Argentine Peso'),
+('AUD', 36, 2, 'Australian Dollar'), ('AWG', 533, 2, 'Aruban Florin'), ('AZN', 944, 2, 'Azerbaijan Manat'),
+('BAM', 977, 2, 'Convertible Mark'), ('BBD', 52, 2, 'Barbados Dollar'), ('BDT', 50, 2, 'Taka'),
+('BGN', 975, 2, 'Bulgarian Lev'), ('BHD', 48, 3, 'Bahraini Dinar'), ('BIF', 108, 0, 'Burundi Franc'),
+('BMD', 60, 2, 'Bermudian Dollar'), ('BND', 96, 2, 'Brunei Dollar'), ('BOB', 68, 2, 'Boliviano'),
+('BRL', 986, 2, 'Brazilian Real'), ('BSD', 44, 2, 'Bahamian Dollar'), ('BTN', 64, 2, 'Ngultrum'),
+('BWP', 72, 2, 'Pula'), ('BYN', 933, 2, 'Belarusian Ruble'), ('BZD', 84, 2, 'Belize Dollar'),
+('CAD', 124, 2, 'Canadian Dollar'), ('CDF', 976, 2, 'Congolese Franc'), ('CHF', 756, 2, 'Swiss Franc'),
+('CLF', 990, 4, 'Unidad de Fomento'), ('CLP', 152, 0, 'Chilean Peso'), ('CNY', 156, 2, 'Yuan Renminbi'),
+('COP', 170, 2, 'Colombian Peso'), ('CRC', 188, 2, 'Costa Rican Colon'), ('CUP', 192, 2, 'Cuban Peso'),
+('CVE', 132, 2, 'Cabo Verde Escudo'), ('CZK', 203, 2, 'Czech Koruna'), ('DJF', 262, 0, 'Djibouti Franc'),
+('DKK', 208, 2, 'Danish Krone'), ('DOP', 214, 2, 'Dominican Peso'), ('DZD', 12, 2, 'Algerian Dinar'),
+('EGP', 818, 2, 'Egyptian Pound'), ('ERN', 232, 2, 'Nakfa'), ('ETB', 230, 2, 'Ethiopian Birr'),
+('EUR', 978, 2, 'Euro'), ('FJD', 242, 2, 'Fiji Dollar'), ('FKP', 238, 2, 'Falkland Islands Pound'),
+('GBP', 826, 2, 'Pound Sterling'), ('GEL', 981, 2, 'Lari'), ('GHS', 936, 2, 'Ghana Cedi'),
+('GIP', 292, 2, 'Gibraltar Pound'), ('GMD', 270, 2, 'Dalasi'), ('GNF', 324, 0, 'Guinean Franc'),
+('GTQ', 320, 2, 'Quetzal'), ('GYD', 328, 2, 'Guyana Dollar'), ('HKD', 344, 2, 'Hong Kong Dollar'),
+('HNL', 340, 2, 'Lempira'), ('HTG', 332, 2, 'Gourde'), ('HUF', 348, 2, 'Forint'),
+('IDR', 360, 2, 'Rupiah'), ('ILS', 376, 2, 'New Israeli Sheqel'), ('INR', 356, 2, 'Indian Rupee'),
+('IQD', 368, 3, 'Iraqi Dinar'), ('IRR', 364, 2, 'Iranian Rial'), ('ISK', 352, 0, 'Iceland Krona'),
+('JMD', 388, 2, 'Jamaican Dollar'), ('JOD', 400, 3, 'Jordanian Dinar'), ('JPY', 392, 0, 'Yen'),
+('KES', 404, 2, 'Kenyan Shilling'), ('KGS', 417, 2, 'Som'), ('KHR', 116, 2, 'Riel'),
+('KMF', 174, 0, 'Comorian Franc'), ('KRW', 410, 0, 'Won'), ('KWD', 414, 3, 'Kuwaiti Dinar'),
+('KYD', 136, 2, 'Cayman Islands Dollar'), ('KZT', 398, 2, 'Tenge'), ('LAK', 418, 2, 'Lao Kip'),
+('LBP', 422, 2, 'Lebanese Pound'), ('LKR', 144, 2, 'Sri Lanka Rupee'), ('LRD', 430, 2, 'Liberian Dollar'),
+('LSL', 426, 2, 'Loti'), ('LYD', 434, 3, 'Libyan Dinar'), ('MAD', 504, 2, 'Moroccan Dirham'),
+('MDL', 498, 2, 'Moldovan Leu'), ('MGA', 969, 2, 'Malagasy Ariary'), ('MKD', 807, 2, 'Denar'),
+('MMK', 104, 2, 'Kyat'), ('MNT', 496, 2, 'Tugrik'), ('MOP', 446, 2, 'Pataca'),
+('MRU', 929, 2, 'Ouguiya'), ('MUR', 480, 2, 'Mauritius Rupee'), ('MVR', 462, 2, 'Rufiyaa'),
+('MWK', 454, 2, 'Malawi Kwacha'), ('MXN', 484, 2, 'Mexican Peso'), ('MYR', 458, 2, 'Malaysian Ringgit'),
+('MZN', 943, 2, 'Mozambique Metical'), ('NAD', 516, 2, 'Namibia Dollar'), ('NGN', 566, 2, 'Naira'),
+('NIO', 558, 2, 'Cordoba Oro'), ('NOK', 578, 2, 'Norwegian Krone'), ('NPR', 524, 2, 'Nepalese Rupee'),
+('NZD', 554, 2, 'New Zealand Dollar'), ('OMR', 512, 3, 'Rial Omani'), ('PAB', 590, 2, 'Balboa'),
+('PEN', 604, 2, 'Sol'), ('PGK', 598, 2, 'Kina'), ('PHP', 608, 2, 'Philippine Peso'),
+('PKR', 586, 2, 'Pakistan Rupee'), ('PLN', 985, 2, 'Zloty'), ('PYG', 600, 0, 'Guarani'),
+('QAR', 634, 2, 'Qatari Rial'), ('RON', 946, 2, 'Romanian Leu'), ('RSD', 941, 2, 'Serbian Dinar'),
+('RUB', 643, 2, 'Russian Ruble'), ('RWF', 646, 0, 'Rwanda Franc'), ('SAR', 682, 2, 'Saudi Riyal'),
+('SBD', 90, 2, 'Solomon Islands Dollar'), ('SCR', 690, 2, 'Seychelles Rupee'), ('SDG', 938, 2, 'Sudanese Pound'),
+('SEK', 752, 2, 'Swedish Krona'), ('SGD', 702, 2, 'Singapore Dollar'), ('SHP', 654, 2, 'Saint Helena Pound'),
+('SLE', 925, 2, 'Leone'), ('SOS', 706, 2, 'Somali Shilling'), ('SRD', 968, 2, 'Surinam Dollar'),
+('SSP', 728, 2, 'South Sudanese Pound'), ('STN', 930, 2, 'Dobra'), ('SVC', 222, 2, 'El Salvador Colon'),
+('SYP', 760, 2, 'Syrian Pound'), ('SZL', 748, 2, 'Lilangeni'), ('THB', 764, 2, 'Baht'),
+('TJS', 972, 2, 'Somoni'), ('TMT', 934, 2, 'Turkmenistan New Manat'), ('TND', 788, 3, 'Tunisian Dinar'),
+('TOP', 776, 2, 'Pa''anga'), ('TRY', 949, 2, 'Turkish Lira'), ('TTD', 780, 2, 'Trinidad and Tobago Dollar'),
+('TWD', 901, 2, 'New Taiwan Dollar'), ('TZS', 834, 2, 'Tanzanian Shilling'), ('UAH', 980, 2, 'Hryvnia'),
+('UGX', 800, 0, 'Uganda Shilling'), ('USD', 840, 2, 'US Dollar'), ('UYI', 940, 0, 'Uruguay Peso en Unidades Indexadas'),
+('UYU', 858, 2, 'Peso Uruguayo'), ('UYW', 927, 4, 'Unidad Previsional'), ('UZS', 860, 2, 'Uzbekistan Sum'),
+('VED', 926, 2, 'Bolivar Soberano'), ('VES', 928, 2, 'Bolivar Soberano'), ('VND', 704, 0, 'Dong'),
+('VUV', 548, 0, 'Vatu'), ('WST', 882, 2, 'Tala'), ('XAF', 950, 0, 'CFA Franc BEAC'),
+('XCD', 951, 2, 'East Caribbean Dollar'), ('XOF', 952, 0, 'CFA Franc BCEAO'), ('XPF', 953, 0, 'CFP Franc'),
+('YER', 886, 2, 'Yemeni Rial'), ('ZAR', 710, 2, 'Rand'), ('ZMW', 967, 2, 'Zambian Kwacha'),
+('ZWL', 932, 2, 'Zimbabwe Dollar');
+
+--
+-- Customers (what the ledger needs; identity and credentials come later)
+--
+
+CREATE TABLE bank.customers (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	email		text NOT NULL UNIQUE
+				CHECK (email = lower(btrim(email)) AND email ~ '^[^@\s]+@[^@\s]+$' AND length(email) <= 254),
+	first_name	text NOT NULL CHECK (length(first_name) BETWEEN 1 AND 100),
+	last_name	text NOT NULL CHECK (length(last_name) BETWEEN 1 AND 100),
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE bank.customers IS
+'Customers of the bank; every non-system account belongs to one';
+
+--
+-- Accounts
+--
+
+CREATE TYPE bank.account_type AS ENUM (
+	'checking', 'savings', 'investment',
+	'settlement', 'fee_income', 'interest_expense'
+);
+COMMENT ON TYPE bank.account_type IS
+'checking, savings and investment accounts belong to customers; settlement (the outside world), fee_income and interest_expense are system accounts, one per currency';
+
+CREATE TYPE bank.account_status AS ENUM ('active', 'frozen', 'closed');
+COMMENT ON TYPE bank.account_status IS
+'active; frozen (no debits or holds, credits still land); closed (nothing moves, final)';
+
+CREATE TABLE bank.accounts (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	number		text NOT NULL UNIQUE CHECK (number ~ '^[0-9]{12}$'),
+	customer_id bigint REFERENCES bank.customers (id),
+	type		bank.account_type NOT NULL,
+	name		text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+	currency	char(3) NOT NULL REFERENCES bank.currencies (code),
+	status		bank.account_status NOT NULL DEFAULT 'active',
+	overdraft_limit bigint NOT NULL DEFAULT 0 CHECK (overdraft_limit >= 0),
+	balance		bigint NOT NULL DEFAULT 0,
+	pending_out bigint NOT NULL DEFAULT 0 CHECK (pending_out >= 0),
+	opened_at	timestamptz NOT NULL DEFAULT now(),
+	closed_at	timestamptz,
+	status_reason text CHECK (length(status_reason) <= 500),
+	-- the target of the (account, currency) foreign keys of legs and transfers
+	UNIQUE (id, currency),
+	CONSTRAINT accounts_system_has_no_customer
+		CHECK ((type IN ('settlement', 'fee_income', 'interest_expense')) = (customer_id IS NULL)),
+	CONSTRAINT accounts_balance_within_overdraft
+		CHECK (customer_id IS NULL OR balance >= -overdraft_limit),
+	CONSTRAINT accounts_available_within_overdraft
+		CHECK (customer_id IS NULL OR balance - pending_out >= -overdraft_limit),
+	CONSTRAINT accounts_closed_at_iff_closed
+		CHECK ((status = 'closed') = (closed_at IS NOT NULL)),
+	CONSTRAINT accounts_closed_is_empty
+		CHECK (status <> 'closed' OR (balance = 0 AND pending_out = 0))
+);
+
+CREATE UNIQUE INDEX accounts_one_system_account_per_currency
+	ON bank.accounts (type, currency) WHERE customer_id IS NULL;
+CREATE INDEX accounts_customer_idx ON bank.accounts (customer_id, id) WHERE customer_id IS NOT NULL;
+
+COMMENT ON TABLE bank.accounts IS
+'Accounts. balance is the folded part of the posted balance (sum of entries); lock-free legs not yet folded are in pending_legs. pending_out is the sum of open holds on the account. Only the ledger engine changes balance and pending_out';
+COMMENT ON COLUMN bank.accounts.number IS
+'10 digits and 2 ISO 7064 MOD 97-10 check digits';
+COMMENT ON COLUMN bank.accounts.balance IS
+'Folded posted balance in minor units; equals the sum and the last balance_after of the account''s entries';
+COMMENT ON COLUMN bank.accounts.pending_out IS
+'Minor units reserved by open holds on this account';
+
+--
+-- Transfers
+--
+
+CREATE TYPE bank.transfer_kind AS ENUM (
+	'deposit', 'withdrawal', 'transfer', 'fee', 'interest', 'reversal'
+);
+COMMENT ON TYPE bank.transfer_kind IS 'What a transfer is for';
+
+CREATE TYPE bank.transfer_status AS ENUM (
+	'pending', 'posted', 'voided', 'failed', 'reversed', 'held_for_review'
+);
+COMMENT ON TYPE bank.transfer_status IS
+'pending (a hold: funds reserved), posted, voided (a released hold), failed (declined; no money moved), reversed (posted, then undone by a reversal), held_for_review';
+
+CREATE TABLE bank.transfers (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	kind		bank.transfer_kind NOT NULL,
+	status		bank.transfer_status NOT NULL,
+	from_account bigint NOT NULL,
+	to_account	bigint NOT NULL,
+	currency	char(3) NOT NULL,
+	amount		bigint NOT NULL CHECK (amount > 0),
+	posted_amount bigint CHECK (posted_amount > 0 AND posted_amount <= amount),
+	idempotency_scope text,
+	idempotency_key text CHECK (length(idempotency_key) BETWEEN 1 AND 255),
+	fingerprint bytea,
+	description text CHECK (length(description) <= 500),
+	metadata	jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+	reverses	bigint REFERENCES bank.transfers (id),
+	failure_code char(5),
+	failure_message text,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	posted_at	timestamptz,
+	expires_at	timestamptz,
+	resolved_at timestamptz,
+	FOREIGN KEY (from_account, currency) REFERENCES bank.accounts (id, currency),
+	FOREIGN KEY (to_account, currency) REFERENCES bank.accounts (id, currency),
+	UNIQUE (idempotency_scope, idempotency_key),
+	CONSTRAINT transfers_distinct_accounts CHECK (from_account <> to_account),
+	CONSTRAINT transfers_key_has_scope_and_fingerprint
+		CHECK ((idempotency_key IS NULL) = (idempotency_scope IS NULL)
+			   AND (idempotency_key IS NULL) = (fingerprint IS NULL)),
+	CONSTRAINT transfers_posted_amount_iff_moved
+		CHECK ((status IN ('posted', 'reversed')) = (posted_amount IS NOT NULL)),
+	CONSTRAINT transfers_posted_at_iff_moved
+		CHECK ((status IN ('posted', 'reversed')) = (posted_at IS NOT NULL)),
+	CONSTRAINT transfers_failure_iff_failed
+		CHECK ((status = 'failed') = (failure_code IS NOT NULL)),
+	CONSTRAINT transfers_reversal_reverses
+		CHECK ((kind = 'reversal') = (reverses IS NOT NULL))
+);
+
+CREATE INDEX transfers_from_idx ON bank.transfers (from_account, id);
+CREATE INDEX transfers_to_idx ON bank.transfers (to_account, id);
+CREATE UNIQUE INDEX transfers_one_reversal ON bank.transfers (reverses) WHERE status <> 'failed';
+CREATE INDEX transfers_holds_out_idx ON bank.transfers (from_account) WHERE status = 'pending';
+CREATE INDEX transfers_holds_in_idx ON bank.transfers (to_account) WHERE status = 'pending';
+CREATE INDEX transfers_hold_expiry_idx ON bank.transfers (expires_at) WHERE status = 'pending';
+
+COMMENT ON TABLE bank.transfers IS
+'One row per money movement or attempt: its kind, status, accounts, amount in minor units, idempotency key (unique per scope) and the SHA-256 fingerprint of the request that created it';
+COMMENT ON COLUMN bank.transfers.amount IS 'Requested (for a hold: authorised) amount in minor units';
+COMMENT ON COLUMN bank.transfers.posted_amount IS 'Amount that moved (a capture may be partial)';
+COMMENT ON COLUMN bank.transfers.idempotency_scope IS 'Who the key belongs to: keys are unique per scope';
+COMMENT ON COLUMN bank.transfers.failure_code IS 'SQLSTATE of the decline, for status failed';
+
+--
+-- Legs: entries (folded, with a running balance) and pending legs (lock-free)
+--
+
+CREATE TABLE bank.entries (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	account_id	bigint NOT NULL,
+	transfer_id bigint NOT NULL REFERENCES bank.transfers (id),
+	currency	char(3) NOT NULL,
+	amount		bigint NOT NULL CHECK (amount <> 0),
+	balance_after bigint NOT NULL,
+	posted_at	timestamptz NOT NULL,
+	FOREIGN KEY (account_id, currency) REFERENCES bank.accounts (id, currency)
+);
+
+CREATE INDEX entries_account_idx ON bank.entries (account_id, id);
+CREATE INDEX entries_account_time_idx ON bank.entries (account_id, posted_at) INCLUDE (amount);
+CREATE INDEX entries_transfer_idx ON bank.entries (transfer_id);
+
+COMMENT ON TABLE bank.entries IS
+'Immutable ledger entries, one per leg, in the order they were applied to the account (id), each with the account''s balance after it. UPDATE, DELETE and TRUNCATE are refused';
+COMMENT ON COLUMN bank.entries.amount IS 'Signed minor units: negative debits, positive credits';
+COMMENT ON COLUMN bank.entries.posted_at IS 'When the money moved (the transfer''s posting time)';
+
+CREATE TABLE bank.pending_legs (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	account_id	bigint NOT NULL,
+	transfer_id bigint NOT NULL REFERENCES bank.transfers (id),
+	currency	char(3) NOT NULL,
+	amount		bigint NOT NULL CHECK (amount <> 0),
+	posted_at	timestamptz NOT NULL,
+	FOREIGN KEY (account_id, currency) REFERENCES bank.accounts (id, currency)
+);
+
+CREATE INDEX pending_legs_account_idx ON bank.pending_legs (account_id, id) INCLUDE (amount);
+CREATE INDEX pending_legs_transfer_idx ON bank.pending_legs (transfer_id);
+
+COMMENT ON TABLE bank.pending_legs IS
+'Posted legs written without the account lock (credits, and legs of system accounts), not yet folded into entries; they count in the posted balance. Rows leave only by folding';
+
+--
+-- Internal helpers (C)
+--
+
+CREATE FUNCTION bank.minor_to_amount(minor bigint, exponent integer) RETURNS numeric
+	AS 'MODULE_PATHNAME', 'pgbank_minor_to_amount'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION bank.minor_to_amount(bigint, integer) IS
+'An amount in minor units as an exact numeric with the currency''s exponent as scale';
+
+CREATE FUNCTION bank.amount_to_minor(amount numeric, currency char(3)) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_amount_to_minor'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION bank.amount_to_minor(numeric, char) IS
+'An exact amount in minor units of the currency; error PB006 when it is not positive or has more fraction digits than the currency allows, PB007 on overflow, PB008 for an unknown currency';
+
+CREATE FUNCTION bank.account_number_valid(number text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'pgbank_account_number_valid'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION bank.account_number_valid(text) IS
+'True when the text is 12 digits whose last two are the ISO 7064 MOD 97-10 check digits of the first ten';
+
+--
+-- Views (security_invoker: they show what the caller may see)
+--
+
+CREATE VIEW bank.account_balances WITH (security_invoker = true) AS
+SELECT a.id, a.number, a.customer_id, a.type, a.name, a.currency, a.status,
+	   bank.minor_to_amount(p.posted, c.exponent) AS balance,
+	   bank.minor_to_amount(a.pending_out, c.exponent) AS pending_out,
+	   bank.minor_to_amount(p.posted - a.pending_out, c.exponent) AS available,
+	   bank.minor_to_amount(a.overdraft_limit, c.exponent) AS overdraft_limit,
+	   a.opened_at, a.closed_at
+  FROM bank.accounts a
+  JOIN bank.currencies c ON c.code = a.currency
+ CROSS JOIN LATERAL (
+	SELECT a.balance + coalesce((SELECT sum(l.amount) FROM bank.pending_legs l
+								  WHERE l.account_id = a.id), 0)::bigint AS posted) p;
+COMMENT ON VIEW bank.account_balances IS
+'Accounts with posted balance (folded balance plus pending legs), reserved and available amounts as exact numerics';
+
+--
+-- The account API
+--
+
+CREATE TYPE bank.account_info AS (
+	id			bigint,
+	number		text,
+	customer_id bigint,
+	type		bank.account_type,
+	name		text,
+	currency	char(3),
+	status		bank.account_status,
+	balance		numeric,
+	pending_out numeric,
+	available	numeric,
+	overdraft_limit numeric,
+	opened_at	timestamptz,
+	closed_at	timestamptz
+);
+COMMENT ON TYPE bank.account_info IS 'An account as the API returns it: amounts as exact numerics in the account''s currency';
+
+CREATE FUNCTION bank.create_customer(email text, first_name text, last_name text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_create_customer'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.create_customer(text, text, text) IS
+'Creates a customer (email normalised: trimmed and lower-cased) and returns its id; PB024 when the email is taken';
+
+CREATE FUNCTION bank.open_account(type bank.account_type, name text, currency char(3), customer_id bigint)
+	RETURNS bank.account_info
+	AS 'MODULE_PATHNAME', 'pgbank_open_account'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.open_account(bank.account_type, text, char, bigint) IS
+'Opens a checking, savings or investment account for the customer; at most pgbank.max_open_accounts open accounts per customer (PB011); locks the customer row FOR NO KEY UPDATE to count them';
+
+CREATE FUNCTION bank.get_account(id bigint) RETURNS bank.account_info
+	AS 'MODULE_PATHNAME', 'pgbank_get_account'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION bank.get_account(bigint) IS 'An account with its balances; PB009 when it does not exist';
+
+CREATE FUNCTION bank.list_accounts(customer_id bigint, type bank.account_type DEFAULT NULL,
+								   after bigint DEFAULT NULL, "limit" integer DEFAULT 50)
+	RETURNS SETOF bank.account_info
+	AS 'MODULE_PATHNAME', 'pgbank_list_accounts'
+	LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+COMMENT ON FUNCTION bank.list_accounts(bigint, bank.account_type, bigint, integer) IS
+'A customer''s accounts in id order, optionally of one type; keyset pagination: pass the last id seen as after; limit 1 to 1000';
+
+CREATE FUNCTION bank.rename_account(id bigint, name text) RETURNS bank.account_info
+	AS 'MODULE_PATHNAME', 'pgbank_rename_account'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.rename_account(bigint, text) IS 'Renames an account that is not closed';
+
+CREATE FUNCTION bank.freeze_account(id bigint, reason text) RETURNS bank.account_info
+	AS 'MODULE_PATHNAME', 'pgbank_freeze_account'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.freeze_account(bigint, text) IS
+'Freezes an active account: no debits or holds from it until unfrozen (credits still land; staff reversals still apply). Locks the account FOR NO KEY UPDATE';
+
+CREATE FUNCTION bank.unfreeze_account(id bigint, reason text) RETURNS bank.account_info
+	AS 'MODULE_PATHNAME', 'pgbank_unfreeze_account'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.unfreeze_account(bigint, text) IS 'Makes a frozen account active again';
+
+CREATE FUNCTION bank.close_account(id bigint) RETURNS bank.account_info
+	AS 'MODULE_PATHNAME', 'pgbank_close_account'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.close_account(bigint) IS
+'Closes an account whose posted balance is zero and that has no open holds in or out (PB012, PB013). Locks the account FOR UPDATE, which waits for in-flight lock-free credits';
+
+--
+-- The money API
+--
+
+CREATE TYPE bank.transfer_info AS (
+	id			bigint,
+	kind		bank.transfer_kind,
+	status		bank.transfer_status,
+	from_account bigint,
+	to_account	bigint,
+	currency	char(3),
+	amount		numeric,
+	posted_amount numeric,
+	description text,
+	metadata	jsonb,
+	reverses	bigint,
+	failure_code text,
+	failure_message text,
+	created_at	timestamptz,
+	posted_at	timestamptz,
+	expires_at	timestamptz,
+	resolved_at timestamptz
+);
+COMMENT ON TYPE bank.transfer_info IS 'A transfer as the API returns it: amounts as exact numerics in its currency';
+
+CREATE FUNCTION bank.transfer(from_account bigint, to_account bigint, amount numeric,
+							  idempotency_key text, description text DEFAULT NULL,
+							  metadata jsonb DEFAULT '{}')
+	RETURNS bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_transfer'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.transfer(bigint, bigint, numeric, text, text, jsonb) IS
+'Moves amount between two customer accounts of one currency and posts it at once. Locks the debited account FOR NO KEY UPDATE; the credit is lock-free. Idempotent per key: a retry with the same payload returns the original result (a declined original is raised again), another payload is PB005. Declines (PB001 insufficient funds, PB002 frozen, PB003 closed) are recorded as failed transfers';
+
+CREATE FUNCTION bank.deposit(account bigint, amount numeric, idempotency_key text,
+							 description text DEFAULT NULL, metadata jsonb DEFAULT '{}')
+	RETURNS bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_deposit'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.deposit(bigint, numeric, text, text, jsonb) IS
+'Money in from the outside world: debits the settlement account of the currency, credits the customer account; takes no row lock that other deposits wait on. Idempotent per key';
+
+CREATE FUNCTION bank.withdraw(account bigint, amount numeric, idempotency_key text,
+							  description text DEFAULT NULL, metadata jsonb DEFAULT '{}')
+	RETURNS bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_withdraw'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.withdraw(bigint, numeric, text, text, jsonb) IS
+'Money out to the outside world: debits the customer account (locked FOR NO KEY UPDATE, funds checked), credits the settlement account lock-free. Idempotent per key';
+
+CREATE FUNCTION bank.hold(from_account bigint, to_account bigint, amount numeric,
+						  idempotency_key text, expires_in interval DEFAULT NULL,
+						  description text DEFAULT NULL, metadata jsonb DEFAULT '{}')
+	RETURNS bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_hold'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.hold(bigint, bigint, numeric, text, interval, text, jsonb) IS
+'An authorisation hold: reserves amount on the debited account (pending transfer) until captured, voided or expired (expires_in, default pgbank.hold_expiry). Locks the debited account FOR NO KEY UPDATE. Idempotent per key';
+
+CREATE FUNCTION bank.capture(hold_id bigint, amount numeric DEFAULT NULL) RETURNS bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_capture'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.capture(bigint, numeric) IS
+'Posts a pending hold in full (amount NULL) or in part (the rest is released). Locks the debited account, then the hold. Capturing again with the same amount returns the posted transfer; PB014 when the hold is not pending, PB015 when it expired, PB016 when amount exceeds it';
+
+CREATE FUNCTION bank.void(hold_id bigint) RETURNS bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_void'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.void(bigint) IS
+'Releases a pending hold. Locks the debited account, then the hold. Voiding a voided hold returns it; PB014 when it was posted';
+
+CREATE FUNCTION bank.reverse(transfer_id bigint, reason text, idempotency_key text)
+	RETURNS bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_reverse'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.reverse(bigint, text, text) IS
+'Undoes a posted transfer with a reversal transfer in the other direction and marks it reversed (once only, PB017). Applies to frozen accounts too; the account debited by the reversal is locked and funds-checked. Idempotent per key';
+
+CREATE FUNCTION bank.expire_holds() RETURNS integer
+	AS 'MODULE_PATHNAME', 'pgbank_expire_holds'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.expire_holds() IS
+'Voids every pending hold past its expiry and returns how many; each account is locked FOR NO KEY UPDATE in id order';
+
+CREATE FUNCTION bank.fold_account(account bigint) RETURNS integer
+	AS 'MODULE_PATHNAME', 'pgbank_fold_account'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.fold_account(bigint) IS
+'Folds the account''s pending legs into entries under its lock (FOR NO KEY UPDATE) and returns how many; the posted balance does not change';
+
+--
+-- Reads and reports
+--
+
+CREATE FUNCTION bank.balance(account bigint, as_of timestamptz DEFAULT NULL,
+							 OUT currency char(3), OUT posted numeric, OUT pending_out numeric,
+							 OUT pending_in numeric, OUT available numeric, OUT as_of timestamptz)
+	AS 'MODULE_PATHNAME', 'pgbank_balance'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION bank.balance(bigint, timestamptz) IS
+'Posted balance, amounts held out (pending_out) and in (pending_in), and available (posted - pending_out), now or as of a past timestamp';
+
+CREATE TYPE bank.entry_info AS (
+	entry_id	bigint,
+	transfer_id bigint,
+	kind		bank.transfer_kind,
+	amount		numeric,
+	balance_after numeric,
+	posted_at	timestamptz,
+	counterparty bigint,
+	description text
+);
+COMMENT ON TYPE bank.entry_info IS
+'A leg of an account: entry_id is NULL and balance_after provisional for a leg not yet folded';
+
+CREATE FUNCTION bank.entries(account bigint, after bigint DEFAULT NULL, "limit" integer DEFAULT 100)
+	RETURNS SETOF bank.entry_info
+	AS 'MODULE_PATHNAME', 'pgbank_entries'
+	LANGUAGE C STABLE PARALLEL SAFE ROWS 100;
+COMMENT ON FUNCTION bank.entries(bigint, bigint, integer) IS
+'An account''s entries in ledger order; keyset pagination: pass the last entry_id seen as after; limit 1 to 1000. Pending legs follow the last entry';
+
+CREATE TYPE bank.statement_line AS (
+	line		text,
+	posted_at	timestamptz,
+	entry_id	bigint,
+	transfer_id bigint,
+	kind		bank.transfer_kind,
+	description text,
+	amount		numeric,
+	balance		numeric
+);
+COMMENT ON TYPE bank.statement_line IS
+'A statement line: line is opening, entry or closing';
+
+CREATE FUNCTION bank.statement(account bigint, "from" timestamptz, "to" timestamptz)
+	RETURNS SETOF bank.statement_line
+	AS 'MODULE_PATHNAME', 'pgbank_statement'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE ROWS 100;
+COMMENT ON FUNCTION bank.statement(bigint, timestamptz, timestamptz) IS
+'The statement of [from, to): the opening balance, each leg posted in the period and the closing balance (opening plus the legs)';
+
+CREATE FUNCTION bank.trial_balance(OUT currency char(3), OUT account_type bank.account_type,
+								   OUT accounts bigint, OUT debit numeric, OUT credit numeric)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'pgbank_trial_balance'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION bank.trial_balance() IS
+'Per currency and account type: the number of accounts, the sum of debit (negative) balances and of credit (positive) balances; a row with account_type NULL totals the currency, where debit equals credit';
+
+CREATE FUNCTION bank.check_ledger(OUT violation text, OUT subject text, OUT detail text)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'pgbank_check_ledger'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION bank.check_ledger() IS
+'Every broken ledger invariant, one row each (balance_mismatch, running_balance, transfer_unbalanced, transfer_legs, currency_unbalanced, pending_mismatch, overdraft_exceeded, currency_mismatch); no rows on a consistent ledger';
+
+--
+-- Invariants held by the database itself
+--
+
+CREATE FUNCTION bank.refuse_change() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'pgbank_refuse_change'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.refuse_change() IS
+'Trigger: refuses UPDATE, DELETE and TRUNCATE (PB030) on append-only tables, whoever asks';
+
+CREATE TRIGGER entries_immutable BEFORE UPDATE OR DELETE ON bank.entries
+	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER entries_no_truncate BEFORE TRUNCATE ON bank.entries
+	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
+
+CREATE FUNCTION bank.guard_engine_columns() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'pgbank_guard_engine_columns'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.guard_engine_columns() IS
+'Trigger: only the ledger engine may change accounts.balance and pending_out, insert legs or delete pending legs (PB030); transfers may change only by the allowed status transitions (PB031)';
+
+CREATE TRIGGER accounts_guard BEFORE INSERT OR UPDATE OF balance, pending_out, currency ON bank.accounts
+	FOR EACH ROW EXECUTE FUNCTION bank.guard_engine_columns();
+CREATE TRIGGER pending_legs_guard BEFORE INSERT OR UPDATE OR DELETE ON bank.pending_legs
+	FOR EACH ROW EXECUTE FUNCTION bank.guard_engine_columns();
+CREATE TRIGGER pending_legs_no_truncate BEFORE TRUNCATE ON bank.pending_legs
+	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER entries_guard BEFORE INSERT ON bank.entries
+	FOR EACH ROW EXECUTE FUNCTION bank.guard_engine_columns();
+CREATE TRIGGER transfers_guard BEFORE UPDATE OR DELETE ON bank.transfers
+	FOR EACH ROW EXECUTE FUNCTION bank.guard_engine_columns();
+CREATE TRIGGER transfers_no_truncate BEFORE TRUNCATE ON bank.transfers
+	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
+
+CREATE FUNCTION bank.check_transfer_legs() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'pgbank_check_transfer_legs'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.check_transfer_legs() IS
+'Constraint trigger, at commit: a posted or reversed transfer has exactly a debit leg of -posted_amount on from_account and a credit leg of +posted_amount on to_account; any other has no legs (PB032)';
+
+CREATE CONSTRAINT TRIGGER transfers_legs_balance AFTER INSERT OR UPDATE ON bank.transfers
+	DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW EXECUTE FUNCTION bank.check_transfer_legs();
+
+--
+-- System accounts: one settlement, fee income and interest expense account per currency
+--
+
+-- System account numbers are 9 followed by nine digits; customer account
+-- numbers are the zero-padded account id (below 9,000,000,000).
+INSERT INTO bank.accounts (number, type, name, currency)
+SELECT base || lpad((98 - (base::bigint * 100) % 97)::text, 2, '0'), type, name, code
+  FROM (SELECT '9' || lpad((row_number() OVER (ORDER BY c.code, t.type))::text, 9, '0') AS base,
+			   t.type, t.type || ' ' || c.code AS name, c.code
+		  FROM bank.currencies c
+		 CROSS JOIN (VALUES ('settlement'::bank.account_type), ('fee_income'), ('interest_expense')) t(type)) s;
+
+--
+-- Privileges: nothing to PUBLIC
+--
+
+REVOKE ALL ON ALL TABLES IN SCHEMA bank FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA bank FROM PUBLIC;
