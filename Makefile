@@ -14,11 +14,11 @@ EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql build
 
 # pg_regress reads <inputdir>/sql/<test>.sql; sql/ holds the install scripts,
 # so the tests run from build/regress whose sql, specs and expected are links.
-REGRESS = $(patsubst sql_tests/%.sql,%,$(sort $(wildcard sql_tests/*.sql)))
+REGRESS := $(patsubst sql_tests/%.sql,%,$(sort $(wildcard sql_tests/*.sql)))
 REGRESS_OPTS = --inputdir=build/regress --outputdir=build/regress
-ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
+ISOLATION := $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
 ISOLATION_OPTS = --inputdir=build/regress --outputdir=build/isolation
-TAP_TESTS = 1
+TAP_TESTS = $(if $(wildcard t/*.pl),1)
 
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type -Werror -Wmissing-prototypes
@@ -36,15 +36,16 @@ $(OBJS): $(wildcard extension/*.h)
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 	cp $< $@
 
-build/regress:
+# (re)made before every test run, so a stale build/ cannot break it
+test-links:
 	mkdir -p build/regress/results build/isolation
 	ln -sfn ../../sql_tests build/regress/sql
 	ln -sfn ../../specs build/regress/specs
 	ln -sfn ../../expected build/regress/expected
 
-installcheck: build/regress
+installcheck: test-links
 
 bench:
 	bench/run.sh
 
-.PHONY: bench
+.PHONY: bench test-links

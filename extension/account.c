@@ -38,7 +38,7 @@ static PgbQuery q_list_accounts = {
 };
 
 static PgbQuery q_create_customer = {
-	"INSERT INTO bank.customers (email, first_name, last_name) VALUES ($1, $2, $3)"
+	"INSERT INTO bank.customers (email, first_name, last_name) VALUES (lower($1), $2, $3)"
 	" ON CONFLICT (email) DO NOTHING RETURNING id",
 	3, {TEXTOID, TEXTOID, TEXTOID}
 };
@@ -129,18 +129,19 @@ pgbank_create_customer(PG_FUNCTION_ARGS)
 	Datum		v[3];
 	int64		id;
 
-	/* normalise: trim, lower-case ASCII */
+	/* normalise: trim blanks; lower-case in SQL (lower(), any script) */
 	while (*email == ' ' || *email == '\t')
 		email++;
 	norm = pstrdup(email);
 	for (p = norm + strlen(norm); p > norm && (p[-1] == ' ' || p[-1] == '\t'); p--)
 		;
 	norm[p - norm] = '\0';
-	for (char *c = norm; *c; c++)
-		*c = pg_ascii_tolower((unsigned char) *c);
 	at = strchr(norm, '@');
+	for (p = norm; *p; p++)
+		if ((unsigned char) *p < 0x21 || *p == 0x7f)
+			break;
 	if (at == NULL || at == norm || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
-		strlen(norm) > 254 || strpbrk(norm, " \t\r\n") != NULL)
+		pg_mbstrlen(norm) > 254 || *p != '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
 				 errmsg("email is not a valid address")));

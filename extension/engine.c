@@ -48,6 +48,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
@@ -76,16 +77,19 @@ static PgbQuery q_transfer_by_id_lock = {
 	" FOR NO KEY UPDATE",
 	1, {INT8OID}
 };
-static PgbQuery q_transfer_by_key = {
-	"SELECT " TRANSFER_COLUMNS ", fingerprint FROM bank.transfers"
-	" WHERE idempotency_scope = $1 AND idempotency_key = $2",
-	2, {TEXTOID, TEXTOID}
-};
 
-/* the two accounts of a move, unlocked: existence, currency, system or not */
-static PgbQuery q_accounts = {
-	"SELECT id, currency, customer_id IS NULL FROM bank.accounts WHERE id IN ($1, $2)",
-	2, {INT8OID, INT8OID}
+/*
+ * The two accounts of a move, unlocked (existence, currency, system or not),
+ * each with the transfer already created under the idempotency key, if any.
+ * Run after the key's advisory lock is held.
+ */
+static PgbQuery q_accounts_and_key = {
+	"SELECT a.id, a.currency, a.customer_id IS NULL, k.*"
+	" FROM bank.accounts a LEFT JOIN LATERAL ("
+	"  SELECT " TRANSFER_COLUMNS ", fingerprint FROM bank.transfers"
+	"   WHERE idempotency_scope = $3 AND idempotency_key = $4) k ON true"
+	" WHERE a.id IN ($1, $2)",
+	4, {INT8OID, INT8OID, TEXTOID, TEXTOID}
 };
 
 /* the settlement account of a currency */
@@ -96,36 +100,100 @@ static PgbQuery q_settlement = {
 };
 
 /*
- * Lock the debited customer account and the credited account.  Returns the
- * posted balance (folded + pending legs), the folded balance, pending_out,
- * overdraft limit and both statuses.
+ * Lock a customer account FOR NO KEY UPDATE (and the account it credits FOR
+ * KEY SHARE, reading its latest status), and fold its pending legs into
+ * entries, in one statement.  The DELETE starts only once the lock is held
+ * (the EXISTS is a one-time filter); a leg that the previous lock holder
+ * already folded is skipped by the DELETE itself, and a leg committed after
+ * this statement's snapshot stays pending, so the folded sum is exact and
+ * consistent with the locked balance.  accounts.balance is NOT updated here:
+ * the caller's next write sets it to base + folded (+ its own change);
+ * EngineAssertSettled() checks that it did.
  */
-static PgbQuery q_lock_debit = {
-	"SELECT a.balance + coalesce((SELECT sum(l.amount) FROM bank.pending_legs l"
-	"                              WHERE l.account_id = a.id), 0)::bigint,"
-	" a.balance, a.pending_out, a.overdraft_limit, a.status::text, b.status::text"
-	" FROM bank.accounts a, bank.accounts b WHERE a.id = $1 AND b.id = $2"
-	" FOR NO KEY UPDATE OF a FOR KEY SHARE OF b",
-	2, {INT8OID, INT8OID}
+#define LOCK_FOLD_SQL(lockclause) \
+	"WITH a AS (" \
+	"  SELECT id, currency, balance, pending_out, overdraft_limit, status" \
+	"    FROM bank.accounts WHERE id = $1 " lockclause ")," \
+	" b AS (SELECT status FROM bank.accounts WHERE id = $2 FOR KEY SHARE)," \
+	" d AS (" \
+	"  DELETE FROM bank.pending_legs WHERE account_id = $1 AND EXISTS (SELECT 1 FROM a)" \
+	"  RETURNING id, transfer_id, amount, posted_at)," \
+	" e AS (" \
+	"  INSERT INTO bank.entries (account_id, transfer_id, currency, amount, balance_after, posted_at)" \
+	"  SELECT $1, d.transfer_id, a.currency, d.amount," \
+	"         a.balance + sum(d.amount) OVER (ORDER BY d.id), d.posted_at" \
+	"    FROM d, a ORDER BY d.id" \
+	"  RETURNING amount)" \
+	" SELECT a.balance, coalesce((SELECT sum(amount) FROM e), 0)::bigint, a.pending_out," \
+	"  a.overdraft_limit, a.status::text, (SELECT status::text FROM b), a.currency" \
+	" FROM a"
+
+static PgbQuery q_lock_fold = {
+	LOCK_FOLD_SQL("FOR NO KEY UPDATE"), 2, {INT8OID, INT8OID}
+};
+static PgbQuery q_lock_fold_skip = {
+	LOCK_FOLD_SQL("FOR NO KEY UPDATE SKIP LOCKED"), 2, {INT8OID, INT8OID}
 };
 
-/* only the credited account, when the debit is a system account */
-static PgbQuery q_lock_credit = {
+/*
+ * Post a transfer whose debit is a locked customer account, or place a hold
+ * on it: the transfer row, the debit entry, the new balance ($12 = folded
+ * balance - amount; for a hold the folded balance, and pending_out grows) and
+ * the credit leg, lock-free, in one statement.
+ */
+#define TRANSFER_INSERT \
+	"  INSERT INTO bank.transfers (kind, status, from_account, to_account, currency, amount," \
+	"   posted_amount, idempotency_scope, idempotency_key, fingerprint, description, metadata," \
+	"   reverses, posted_at, expires_at, resolved_at)"
+
+static PgbQuery q_post_debit = {
+	"WITH t AS (" TRANSFER_INSERT
+	"  VALUES ($1::bank.transfer_kind, $13::bank.transfer_status, $2, $3, $4, $5,"
+	"   CASE WHEN $13 = 'posted' THEN $5 END, $6, $7, $8, $9, $10, $11,"
+	"   CASE WHEN $13 = 'posted' THEN now() END, now() + $14,"
+	"   CASE WHEN $13 = 'posted' THEN now() END)"
+	"  RETURNING " TRANSFER_COLUMNS "),"
+	" e AS ("
+	"  INSERT INTO bank.entries (account_id, transfer_id, currency, amount, balance_after, posted_at)"
+	"  SELECT $2, t.id, $4, -$5, $12, t.posted_at FROM t WHERE $13 = 'posted'),"
+	" u AS ("
+	"  UPDATE bank.accounts SET balance = $12,"
+	"   pending_out = pending_out + CASE WHEN $13 = 'pending' THEN $5 ELSE 0 END"
+	"  WHERE id = $2),"
+	" c AS ("
+	"  INSERT INTO bank.pending_legs (account_id, transfer_id, currency, amount, posted_at)"
+	"  SELECT $3, t.id, $4, $5, t.posted_at FROM t WHERE $13 = 'posted' RETURNING id)"
+	" SELECT t.*, 0::bigint, (SELECT id FROM c) FROM t",
+	14, {TEXTOID, INT8OID, INT8OID, BPCHAROID, INT8OID, TEXTOID, TEXTOID, BYTEAOID,
+	TEXTOID, JSONBOID, INT8OID, INT8OID, TEXTOID, INTERVALOID}
+};
+
+/*
+ * Post a transfer whose debit is a system account: both legs lock-free.  The
+ * credited account is locked FOR KEY SHARE and the transfer is written only
+ * if it is not closed (no row back: the caller declines).
+ */
+static PgbQuery q_post_free = {
+	"WITH b AS (SELECT status FROM bank.accounts WHERE id = $3 FOR KEY SHARE),"
+	" t AS (" TRANSFER_INSERT
+	"  SELECT $1::bank.transfer_kind, 'posted', $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11,"
+	"   now(), NULL, now() FROM b WHERE b.status <> 'closed'"
+	"  RETURNING " TRANSFER_COLUMNS "),"
+	" c AS ("
+	"  INSERT INTO bank.pending_legs (account_id, transfer_id, currency, amount, posted_at)"
+	"  SELECT x.account, t.id, $4, x.amount, t.posted_at"
+	"    FROM t, (VALUES ($2, -$5), ($3, $5)) x(account, amount)"
+	"  RETURNING id, account_id)"
+	" SELECT t.*, (SELECT id FROM c WHERE account_id = $2), (SELECT id FROM c WHERE account_id = $3)"
+	" FROM t",
+	11, {TEXTOID, INT8OID, INT8OID, BPCHAROID, INT8OID, TEXTOID, TEXTOID, BYTEAOID,
+	TEXTOID, JSONBOID, INT8OID}
+};
+
+/* the credited account's latest status, under FOR KEY SHARE (diagnosis) */
+static PgbQuery q_credit_status = {
 	"SELECT status::text FROM bank.accounts WHERE id = $1 FOR KEY SHARE",
 	1, {INT8OID}
-};
-
-static PgbQuery q_insert_transfer = {
-	"INSERT INTO bank.transfers (kind, status, from_account, to_account, currency, amount,"
-	" posted_amount, idempotency_scope, idempotency_key, fingerprint, description, metadata,"
-	" reverses, posted_at, expires_at, resolved_at)"
-	" VALUES ($1::bank.transfer_kind, $2::bank.transfer_status, $3, $4, $5, $6,"
-	" CASE WHEN $2 = 'posted' THEN $6 END, $7, $8, $9, $10, $11, $12,"
-	" CASE WHEN $2 = 'posted' THEN now() END, now() + $13,"
-	" CASE WHEN $2 = 'posted' THEN now() END)"
-	" RETURNING " TRANSFER_COLUMNS,
-	13, {TEXTOID, TEXTOID, INT8OID, INT8OID, BPCHAROID, INT8OID, TEXTOID, TEXTOID,
-	BYTEAOID, TEXTOID, JSONBOID, INT8OID, INTERVALOID}
 };
 
 static PgbQuery q_mark_reversed = {
@@ -133,50 +201,14 @@ static PgbQuery q_mark_reversed = {
 	1, {INT8OID}
 };
 
-/*
- * Fold an account's pending legs and optionally write a debit, in one
- * statement: one INSERT writes the folded legs (leg id order) then the debit,
- * so entry ids follow that order; balance_after is the running sum from the
- * folded balance $6 read under the lock.  $7 changes pending_out.
- */
-static PgbQuery q_debit_write = {
-	"WITH d AS ("
-	"  DELETE FROM bank.pending_legs WHERE account_id = $1"
-	"  RETURNING id, transfer_id, amount, posted_at),"
-	" legs AS ("
-	"  SELECT 0 AS grp, id AS ord, transfer_id, amount, posted_at FROM d"
-	"  UNION ALL"
-	"  SELECT 1, 0, $3, $4, $5 WHERE $4 <> 0),"
-	" ins AS ("
-	"  INSERT INTO bank.entries (account_id, transfer_id, currency, amount, balance_after, posted_at)"
-	"  SELECT $1, transfer_id, $2, amount, $6 + sum(amount) OVER (ORDER BY grp, ord), posted_at"
-	"    FROM legs ORDER BY grp, ord"
-	"  RETURNING amount)"
-	" UPDATE bank.accounts"
-	"    SET balance = $6 + (SELECT coalesce(sum(amount), 0) FROM ins)::bigint,"
-	"        pending_out = pending_out + $7"
-	"  WHERE id = $1"
-	" RETURNING balance, (SELECT count(*) FROM ins)::int4",
-	7, {INT8OID, BPCHAROID, INT8OID, INT8OID, TIMESTAMPTZOID, INT8OID, INT8OID}
-};
-
-static PgbQuery q_insert_leg = {
-	"INSERT INTO bank.pending_legs (account_id, transfer_id, currency, amount, posted_at)"
-	" VALUES ($1, $2, $3, $4, $5) RETURNING id",
-	5, {INT8OID, INT8OID, BPCHAROID, INT8OID, TIMESTAMPTZOID}
-};
-
-static PgbQuery q_lock_fold = {
-	"SELECT balance, currency FROM bank.accounts WHERE id = $1 FOR NO KEY UPDATE",
-	1, {INT8OID}
-};
-static PgbQuery q_lock_fold_skip = {
-	"SELECT balance, currency FROM bank.accounts WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
-	1, {INT8OID}
+/* set a locked account's balance (and change pending_out) */
+static PgbQuery q_set_balance = {
+	"UPDATE bank.accounts SET balance = $2, pending_out = pending_out + $3 WHERE id = $1",
+	3, {INT8OID, INT8OID, INT8OID}
 };
 
 /* run an engine write: the guard triggers let only these through */
-static int
+int
 EngineExec(PgbQuery *q, Datum *values, const char *nulls)
 {
 	int			n;
@@ -212,32 +244,38 @@ GetTs(int row, int col)
 
 /* row 0 of SPI_tuptable (TRANSFER_COLUMNS) into a TransferRow */
 static void
-TransferFromSpi(TransferRow *t)
+TransferFromSpiAt(TransferRow *t, int row, int off)
 {
 	bool		isnull;
 	char	   *s;
 
 	memset(t, 0, sizeof(*t));
-	t->id = PgbGetInt64(0, 1);
-	strlcpy(t->kind, PgbGetText(0, 2), sizeof(t->kind));
-	strlcpy(t->status, PgbGetText(0, 3), sizeof(t->status));
-	t->from_account = PgbGetInt64(0, 4);
-	t->to_account = PgbGetInt64(0, 5);
-	strlcpy(t->currency, PgbGetText(0, 6), sizeof(t->currency));
-	t->amount = PgbGetInt64(0, 7);
-	t->posted_amount = PgbGetInt64(0, 8);
-	t->description = PgbGetText(0, 9);
-	t->metadata = PgbGet(0, 10, &isnull);
+	t->id = PgbGetInt64(row, off + 1);
+	strlcpy(t->kind, PgbGetText(row, off + 2), sizeof(t->kind));
+	strlcpy(t->status, PgbGetText(row, off + 3), sizeof(t->status));
+	t->from_account = PgbGetInt64(row, off + 4);
+	t->to_account = PgbGetInt64(row, off + 5);
+	strlcpy(t->currency, PgbGetText(row, off + 6), sizeof(t->currency));
+	t->amount = PgbGetInt64(row, off + 7);
+	t->posted_amount = PgbGetInt64(row, off + 8);
+	t->description = PgbGetText(row, off + 9);
+	t->metadata = PgbGet(row, off + 10, &isnull);
 	t->metadata = PointerGetDatum(PG_DETOAST_DATUM_COPY(t->metadata));
-	t->reverses = PgbGetInt64(0, 11);
-	s = PgbGetText(0, 12);
+	t->reverses = PgbGetInt64(row, off + 11);
+	s = PgbGetText(row, off + 12);
 	t->failure_code = s;
-	t->failure_message = PgbGetText(0, 13);
-	t->created_at = GetTs(0, 14);
-	t->posted_at = GetTs(0, 15);
-	t->expires_at = GetTs(0, 16);
-	t->resolved_at = GetTs(0, 17);
+	t->failure_message = PgbGetText(row, off + 13);
+	t->created_at = GetTs(row, off + 14);
+	t->posted_at = GetTs(row, off + 15);
+	t->expires_at = GetTs(row, off + 16);
+	t->resolved_at = GetTs(row, off + 17);
 	t->exponent = MoneyExponent(t->currency);
+}
+
+static void
+TransferFromSpi(TransferRow *t)
+{
+	TransferFromSpiAt(t, 0, 0);
 }
 
 /* load a transfer by id, optionally locking it; PB010 when absent */
@@ -255,31 +293,19 @@ EngineLoadTransfer(int64 id, bool lock, TransferRow *out)
 	TransferFromSpi(out);
 }
 
-/*
- * Find the transfer created under this key.  Returns false when there is
- * none; PB005 when it exists with another fingerprint.
- */
-bool
-EngineLoadTransferByKey(const IdemKey *idem, TransferRow *out)
+/* PB005 unless the stored fingerprint (bytea Datum) equals the request's */
+static void
+CheckFingerprint(const IdemKey *idem, Datum stored, bool isnull)
 {
-	Datum		args[2];
-	bool		isnull;
-	bytea	   *fp;
+	bytea	   *fp = isnull ? NULL : DatumGetByteaPP(stored);
 
-	args[0] = CStringGetTextDatum(idem->scope);
-	args[1] = CStringGetTextDatum(idem->key);
-	if (PgbExec(&q_transfer_by_key, args, NULL, false, 1) == 0)
-		return false;
-	fp = DatumGetByteaPP(PgbGet(0, 18, &isnull));
-	if (isnull || VARSIZE_ANY_EXHDR(fp) != VARSIZE_ANY_EXHDR(idem->fingerprint) ||
+	if (fp == NULL || VARSIZE_ANY_EXHDR(fp) != VARSIZE_ANY_EXHDR(idem->fingerprint) ||
 		memcmp(VARDATA_ANY(fp), VARDATA_ANY(idem->fingerprint), VARSIZE_ANY_EXHDR(fp)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_IDEMPOTENCY_CONFLICT),
 				 errmsg("idempotency key \"%s\" was already used for another request",
 						idem->key),
 				 errhint("Use a new key for a new request; retry with the same key only with the same payload.")));
-	TransferFromSpi(out);
-	return true;
 }
 
 /* the settlement account of a currency (cached: system accounts never move) */
@@ -366,6 +392,11 @@ EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 	t->failure_code = code;
 	t->failure_message = buf;
 	strlcpy(t->status, "failed", sizeof(t->status));
+	if (!req->record_decline)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("%s", buf),
+				 errdetail("Declined; not recorded, because this transaction had written before the call.")));
 	t->id = IdemRecordDecline(t, idem,
 							  DatumGetCString(DirectFunctionCall1(jsonb_out, req->metadata)));
 	ereport(ERROR,
@@ -387,70 +418,120 @@ EngineRaiseRecorded(const TransferRow *t)
 }
 
 /*
- * Fold an account's pending legs into entries and/or write a debit of a
- * customer account.  The caller holds the account's row lock and read base
- * (accounts.balance) under it.
+ * Engine state of this backend: the account locked and folded by
+ * EngineLockFold whose balance the next write must set, if any.
  */
-void
-EngineDebitWrite(int64 account, const char *currency, int64 base, int64 transfer_id,
-				 int64 debit, TimestampTz posted_at, int64 pending_delta)
-{
-	Datum		v[7];
-	char		n[7] = "       ";
+static int64 unsettled_account = 0;
 
+/*
+ * Lock a customer account (and the account it credits, 0 for none, FOR KEY
+ * SHARE) and fold its pending legs.  Returns false when the account does not
+ * exist, is a system account, or (skip_locked) is locked by another
+ * transaction.  The caller must then write the account's balance, base +
+ * folded + its change, through q_post_debit or EngineSettle.
+ */
+bool
+EngineLockFold(int64 account, int64 credit_account, bool skip_locked, AccountState *st)
+{
+	Datum		v[2];
+
+	if (unsettled_account != 0)
+		elog(ERROR, "pgbank: account %lld was folded but not settled",
+			 (long long) unsettled_account);
 	v[0] = Int64GetDatum(account);
-	v[1] = BpcharDatum(currency);
-	v[2] = Int64GetDatum(transfer_id);
-	v[3] = Int64GetDatum(debit);
-	v[4] = TimestampTzGetDatum(posted_at);
-	v[5] = Int64GetDatum(base);
-	v[6] = Int64GetDatum(pending_delta);
-	if (debit == 0)
-		n[2] = n[4] = 'n';
-	if (EngineExec(&q_debit_write, v, n) != 1)
-		elog(ERROR, "pgbank: account %lld vanished under its lock", (long long) account);
+	v[1] = Int64GetDatum(credit_account);
+	if (EngineExec(skip_locked ? &q_lock_fold_skip : &q_lock_fold, v, NULL) != 1)
+		return false;
+	st->base = PgbGetInt64(0, 1);
+	st->folded = PgbGetInt64(0, 2);
+	st->posted = st->base + st->folded;
+	st->pending_out = PgbGetInt64(0, 3);
+	st->overdraft = PgbGetInt64(0, 4);
+	st->status = PgbGetText(0, 5);
+	st->credit_status = PgbGetText(0, 6);
+	strlcpy(st->currency, PgbGetText(0, 7), sizeof(st->currency));
+	if (st->folded != 0)
+		unsettled_account = account;
+	return true;
 }
 
 /*
- * Lock an account and fold its pending legs.  With skip_locked, do nothing if
- * another transaction holds the row.  Returns the number of legs folded.
+ * Write a locked account's balance: the folded balance plus delta, and change
+ * pending_out by pending_delta.  Skips the write when nothing changes.
  */
-int
-EngineFold(int64 account, bool skip_locked)
+void
+EngineSettle(int64 account, const AccountState *st, int64 delta, int64 pending_delta)
 {
-	Datum		arg = Int64GetDatum(account);
-	char	   *currency;
-	int64		base;
-	bool		isnull;
+	Datum		v[3];
 
-	if (PgbExec(skip_locked ? &q_lock_fold_skip : &q_lock_fold, &arg, NULL, false, 1) != 1)
+	if (st->folded != 0 || delta != 0 || pending_delta != 0)
 	{
-		if (skip_locked)
-			return 0;
-		AccountMissing(account);
+		v[0] = Int64GetDatum(account);
+		v[1] = Int64GetDatum(st->posted + delta);
+		v[2] = Int64GetDatum(pending_delta);
+		EngineExec(&q_set_balance, v, NULL);
 	}
-	base = PgbGetInt64(0, 1);
-	currency = PgbGetText(0, 2);
-	EngineDebitWrite(account, currency, base, 0, 0, 0, 0);
-	return DatumGetInt32(PgbGet(0, 2, &isnull));
+	if (unsettled_account == account)
+		unsettled_account = 0;
 }
 
-/* a lock-free leg; may fold its account opportunistically */
+/* the caller's own statement wrote the balance of a folded account */
 void
-EngineCreditLeg(int64 account, const char *currency, int64 transfer_id, int64 amount,
-				TimestampTz posted_at)
+EngineMarkSettled(int64 account)
 {
-	Datum		v[5];
-	int64		leg;
+	if (unsettled_account == account)
+		unsettled_account = 0;
+}
 
-	v[0] = Int64GetDatum(account);
-	v[1] = Int64GetDatum(transfer_id);
-	v[2] = BpcharDatum(currency);
-	v[3] = Int64GetDatum(amount);
-	v[4] = TimestampTzGetDatum(posted_at);
-	EngineExec(&q_insert_leg, v, NULL);
-	leg = PgbGetInt64(0, 1);
-	if (pgb_fold_every > 0 && leg % pgb_fold_every == 0)
+/* every SQL-callable function that folds calls this before it returns */
+void
+EngineAssertSettled(void)
+{
+	if (unsettled_account != 0)
+	{
+		int64		a = unsettled_account;
+
+		unsettled_account = 0;
+		elog(ERROR, "pgbank: account %lld was folded but not settled", (long long) a);
+	}
+}
+
+/* forget engine state when a transaction ends (an error may interrupt it) */
+void
+EngineReset(void)
+{
+	unsettled_account = 0;
+	engine_active = false;
+}
+
+/*
+ * Lock and fold an account now; with skip_locked, only if no other
+ * transaction holds it.  Returns whether any leg was folded.
+ */
+bool
+EngineFold(int64 account, bool skip_locked)
+{
+	AccountState st;
+
+	if (!EngineLockFold(account, 0, skip_locked, &st))
+	{
+		if (skip_locked)
+			return false;
+		AccountMissing(account);
+	}
+	EngineSettle(account, &st, 0, 0);
+	return st.folded != 0;
+}
+
+/*
+ * After writing a lock-free leg with id leg: fold its account when the id is
+ * a multiple of pgbank.fold_every and nobody holds the account's lock, which
+ * bounds a hot account's pending legs without ever waiting.
+ */
+void
+EngineMaybeFold(int64 account, int64 leg)
+{
+	if (leg != 0 && pgb_fold_every > 0 && leg % pgb_fold_every == 0)
 		(void) EngineFold(account, true);
 }
 
@@ -461,8 +542,8 @@ EngineCreditLeg(int64 account, const char *currency, int64 transfer_id, int64 am
 void
 EngineMove(MoveRequest *req, TransferRow *out)
 {
-	Datum		v[13];
-	char		n[14] = "             ";
+	Datum		v[14];
+	char		n[15] = "              ";
 	bool		debit_system = false,
 				credit_system = false;
 	char		currency[4] = {0};
@@ -471,24 +552,33 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	int64		amount;
 	IdemKey		idem;
 	char	   *metadata;
-	int64		posted = 0,
-				base = 0,
-				pending_out = 0,
-				overdraft = 0;
-	char	   *debit_status = "active",
-			   *credit_status = "active";
+	AccountState st;
 	int			i,
 				rows;
+	bool		replay = false;
+	bool		isnull;
 	TransferRow t;
 
-	/* the accounts, unlocked: existence, currency, system or customer */
+	/*
+	 * A decline is recorded (outside this transaction) only if it rests on
+	 * committed state: if this transaction has written or locked rows
+	 * before this call, what the decision saw may still roll back.
+	 */
+	req->record_decline = !TransactionIdIsValid(GetTopTransactionIdIfAny());
+
+	/* the key first: same-key requests queue here */
+	IdemPrepare(&idem, req->idempotency_key);
+	IdemLock(&idem);
+
+	/* the accounts (existence, currency, system or not) and the key's transfer */
 	v[0] = Int64GetDatum(req->debit_account ? req->debit_account : req->credit_account);
 	v[1] = Int64GetDatum(req->credit_account ? req->credit_account : req->debit_account);
-	rows = PgbExec(&q_accounts, v, NULL, false, 2);
+	v[2] = CStringGetTextDatum(idem.scope);
+	v[3] = CStringGetTextDatum(idem.key);
+	rows = PgbExec(&q_accounts_and_key, v, NULL, false, 2);
 	for (i = 0; i < rows; i++)
 	{
 		int64		id = PgbGetInt64(i, 1);
-		bool		isnull;
 		bool		sys = DatumGetBool(PgbGet(i, 3, &isnull));
 
 		if (id == req->debit_account)
@@ -501,6 +591,11 @@ EngineMove(MoveRequest *req, TransferRow *out)
 			credit_system = sys;
 			strlcpy(other_currency, PgbGetText(i, 2), sizeof(other_currency));
 		}
+	}
+	if (rows > 0 && !PgbIsNull(0, 4))
+	{
+		TransferFromSpiAt(out, 0, 3);
+		replay = true;
 	}
 	if (req->debit_account && currency[0] == '\0')
 		AccountMissing(req->debit_account);
@@ -543,38 +638,15 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	exponent = MoneyExponent(currency);
 	amount = req->amount ? MoneyToMinor(req->amount, exponent) : req->amount_minor;
 	metadata = DatumGetCString(DirectFunctionCall1(jsonb_out, req->metadata));
+	IdemFingerprint(&idem, MovePayload(req, currency, amount, metadata));
 
-	/* idempotency: serialise on the key, then replay or go on */
-	IdemPrepare(&idem, req->idempotency_key,
-				MovePayload(req, currency, amount, metadata));
-	IdemLock(&idem);
-	if (EngineLoadTransferByKey(&idem, out))
+	if (replay)
 	{
+		/* the key's transfer was read with the accounts: compare, then replay */
+		CheckFingerprint(&idem, PgbGet(0, 3 + 18, &isnull), isnull);
 		if (strcmp(out->status, "failed") == 0)
 			EngineRaiseRecorded(out);
 		return;
-	}
-
-	/* lock: the debited customer account and the credited account */
-	if (!debit_system)
-	{
-		v[0] = Int64GetDatum(req->debit_account);
-		v[1] = Int64GetDatum(req->credit_account);
-		if (PgbExec(&q_lock_debit, v, NULL, false, 1) != 1)
-			AccountMissing(req->debit_account);
-		posted = PgbGetInt64(0, 1);
-		base = PgbGetInt64(0, 2);
-		pending_out = PgbGetInt64(0, 3);
-		overdraft = PgbGetInt64(0, 4);
-		debit_status = PgbGetText(0, 5);
-		credit_status = PgbGetText(0, 6);
-	}
-	else if (!credit_system)
-	{
-		v[0] = Int64GetDatum(req->credit_account);
-		if (PgbExec(&q_lock_credit, v, NULL, false, 1) != 1)
-			AccountMissing(req->credit_account);
-		credit_status = PgbGetText(0, 1);
 	}
 
 	/* the transfer as it would be recorded, for a decline */
@@ -588,7 +660,12 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	t.description = (char *) req->description;
 	t.reverses = req->reverses;
 
-	/* a reversal marks its original reversed, once */
+	/* a reversal marks its original reversed, once (transfer rows after accounts) */
+	if (req->reverses && !debit_system)
+	{
+		if (!EngineLockFold(req->debit_account, req->credit_account, false, &st))
+			AccountMissing(req->debit_account);
+	}
 	if (req->reverses)
 	{
 		v[0] = Int64GetDatum(req->reverses);
@@ -598,45 +675,72 @@ EngineMove(MoveRequest *req, TransferRow *out)
 					 errmsg("transfer %lld is not posted or was already reversed",
 							(long long) req->reverses)));
 	}
+	else if (!debit_system &&
+			 !EngineLockFold(req->debit_account, req->credit_account, false, &st))
+		AccountMissing(req->debit_account);
 
-	if (strcmp(debit_status, "closed") == 0)
+	/* the common columns of both post statements */
+	v[0] = CStringGetTextDatum(req->kind);
+	v[1] = Int64GetDatum(req->debit_account);
+	v[2] = Int64GetDatum(req->credit_account);
+	v[3] = BpcharDatum(currency);
+	v[4] = Int64GetDatum(amount);
+	v[5] = CStringGetTextDatum(idem.scope);
+	v[6] = CStringGetTextDatum(idem.key);
+	v[7] = PointerGetDatum(idem.fingerprint);
+	if (req->description)
+		v[8] = CStringGetTextDatum(req->description);
+	else
+		n[8] = 'n';
+	v[9] = req->metadata;
+	v[10] = Int64GetDatum(req->reverses);
+	if (req->reverses == 0)
+		n[10] = 'n';
+
+	if (debit_system)
+	{
+		/* both legs lock-free; only a closed credited account refuses */
+		if (EngineExec(&q_post_free, v, n) != 1)
+		{
+			v[0] = Int64GetDatum(req->credit_account);
+			PgbExec(&q_credit_status, v, NULL, false, 1);
+			EngineDecline(req, &t, &idem, ERRCODE_PGB_ACCOUNT_CLOSED,
+						  "account %lld is %s", (long long) req->credit_account,
+						  PgbGetText(0, 1));
+		}
+		{
+			int64		debit_leg = PgbGetInt64(0, 18);
+			int64		credit_leg = PgbGetInt64(0, 19);
+
+			TransferFromSpi(out);
+			EngineMaybeFold(req->debit_account, debit_leg);
+			EngineMaybeFold(req->credit_account, credit_leg);
+		}
+		return;
+	}
+
+	/* a locked customer debit: decide, then post in one statement */
+	if (strcmp(st.status, "closed") == 0)
 		EngineDecline(req, &t, &idem, ERRCODE_PGB_ACCOUNT_CLOSED,
 					  "account %lld is closed", (long long) req->debit_account);
-	if (strcmp(credit_status, "closed") == 0)
+	if (st.credit_status && strcmp(st.credit_status, "closed") == 0)
 		EngineDecline(req, &t, &idem, ERRCODE_PGB_ACCOUNT_CLOSED,
 					  "account %lld is closed", (long long) req->credit_account);
-	if (strcmp(debit_status, "frozen") == 0 && !req->allow_frozen_debit)
+	if (strcmp(st.status, "frozen") == 0 && !req->allow_frozen_debit)
 		EngineDecline(req, &t, &idem, ERRCODE_PGB_ACCOUNT_FROZEN,
 					  "account %lld is frozen", (long long) req->debit_account);
-	if (!debit_system)
 	{
 		int64		after;
 
-		if (pg_sub_s64_overflow(posted, pending_out, &after) ||
+		if (pg_sub_s64_overflow(st.posted, st.pending_out, &after) ||
 			pg_sub_s64_overflow(after, amount, &after) ||
-			after < -overdraft)
+			after < -st.overdraft)
 			EngineDecline(req, &t, &idem, ERRCODE_PGB_INSUFFICIENT_FUNDS,
 						  "insufficient funds in account %lld", (long long) req->debit_account);
 	}
 
-	/* the transfer row */
-	v[0] = CStringGetTextDatum(req->kind);
-	v[1] = CStringGetTextDatum(req->hold ? "pending" : "posted");
-	v[2] = Int64GetDatum(req->debit_account);
-	v[3] = Int64GetDatum(req->credit_account);
-	v[4] = BpcharDatum(currency);
-	v[5] = Int64GetDatum(amount);
-	v[6] = CStringGetTextDatum(idem.scope);
-	v[7] = CStringGetTextDatum(idem.key);
-	v[8] = PointerGetDatum(idem.fingerprint);
-	if (req->description)
-		v[9] = CStringGetTextDatum(req->description);
-	else
-		n[9] = 'n';
-	v[10] = req->metadata;
-	v[11] = Int64GetDatum(req->reverses);
-	if (req->reverses == 0)
-		n[11] = 'n';
+	v[11] = Int64GetDatum(req->hold ? st.posted : st.posted - amount);
+	v[12] = CStringGetTextDatum(req->hold ? "pending" : "posted");
 	if (req->hold)
 	{
 		Interval   *iv = req->expires_in;
@@ -646,24 +750,18 @@ EngineMove(MoveRequest *req, TransferRow *out)
 			iv = palloc0(sizeof(Interval));
 			iv->time = (int64) pgb_hold_expiry * USECS_PER_SEC;
 		}
-		v[12] = IntervalPGetDatum(iv);
+		v[13] = IntervalPGetDatum(iv);
 	}
 	else
-		n[12] = 'n';
-	EngineExec(&q_insert_transfer, v, n);
-	TransferFromSpi(out);
-
-	/* the legs */
-	if (req->hold)
-		EngineDebitWrite(req->debit_account, currency, base, 0, 0, 0, amount);
-	else
+		n[13] = 'n';
+	if (EngineExec(&q_post_debit, v, n) != 1)
+		elog(ERROR, "pgbank: posting transfer failed");
+	EngineMarkSettled(req->debit_account);
 	{
-		if (debit_system)
-			EngineCreditLeg(req->debit_account, currency, out->id, -amount, out->posted_at);
-		else
-			EngineDebitWrite(req->debit_account, currency, base, out->id, -amount,
-							 out->posted_at, 0);
-		EngineCreditLeg(req->credit_account, currency, out->id, amount, out->posted_at);
+		int64		credit_leg = PgbGetInt64(0, 19);
+
+		TransferFromSpi(out);
+		EngineMaybeFold(req->credit_account, credit_leg);
 	}
 }
 
@@ -676,6 +774,7 @@ EngineTransferDatum(FunctionCallInfo fcinfo, TransferRow *t)
 	bool		n[17] = {0};
 	HeapTuple	tuple;
 
+	EngineAssertSettled();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "pgbank: function must return bank.transfer_info");
 	tupdesc = BlessTupleDesc(tupdesc);

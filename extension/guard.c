@@ -30,12 +30,14 @@
 
 static PgbQuery q_transfer_legs = {
 	"SELECT t.status::text, t.posted_amount,"
-	" count(l.*) FILTER (WHERE l.account_id = t.from_account AND l.amount = -t.posted_amount)::int4,"
-	" count(l.*) FILTER (WHERE l.account_id = t.to_account AND l.amount = t.posted_amount)::int4,"
+	" count(l.*) FILTER (WHERE l.account_id = t.from_account AND l.amount = -t.posted_amount"
+	"                    AND l.currency = t.currency)::int4,"
+	" count(l.*) FILTER (WHERE l.account_id = t.to_account AND l.amount = t.posted_amount"
+	"                    AND l.currency = t.currency)::int4,"
 	" count(l.*)::int4"
 	" FROM bank.transfers t LEFT JOIN ("
-	"   SELECT account_id, amount FROM bank.entries WHERE transfer_id = $1"
-	"   UNION ALL SELECT account_id, amount FROM bank.pending_legs WHERE transfer_id = $1) l"
+	"   SELECT account_id, currency, amount FROM bank.entries WHERE transfer_id = $1"
+	"   UNION ALL SELECT account_id, currency, amount FROM bank.pending_legs WHERE transfer_id = $1) l"
 	" ON true WHERE t.id = $1 GROUP BY t.id",
 	1, {INT8OID}
 };
@@ -174,11 +176,23 @@ pgbank_guard_engine_columns(PG_FUNCTION_ARGS)
 	}
 	if (strcmp(rel, "transfers") == 0)
 	{
+		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		{
+			if (!engine_active)
+				ereport(ERROR,
+						(errcode(ERRCODE_PGB_IMMUTABLE),
+						 errmsg("transfers are created only through the ledger functions")));
+			return PointerGetDatum(td->tg_trigtuple);
+		}
 		if (!TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 			ereport(ERROR,
 					(errcode(ERRCODE_PGB_IMMUTABLE),
 					 errmsg("DELETE on transfers is not allowed"),
 					 errdetail("The ledger is append-only; corrections are new transfers (bank.reverse).")));
+		if (!engine_active)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_IMMUTABLE),
+					 errmsg("transfers change only through the ledger functions")));
 		GuardTransferUpdate(td);
 		return PointerGetDatum(td->tg_newtuple);
 	}

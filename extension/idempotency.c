@@ -34,6 +34,7 @@
 #include "common/cryptohash.h"
 #include "common/hashfn.h"
 #include "common/sha2.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -51,6 +52,9 @@
 #define PGB_ADVISORY_SPACE 0x5042	/* 'PB' */
 #define DECLINE_TEXT 1024
 
+StaticAssertDecl(PGB_MAX_KEY_CHARS * 4 < 1024 && PGB_MAX_TEXT_CHARS * 4 < 2048,
+			  "decline buffers too small");
+
 /* the decline handed to the worker, in a DSM segment */
 typedef struct DeclineShared
 {
@@ -65,10 +69,10 @@ typedef struct DeclineShared
 	char		currency[4];
 	char		failure_code[6];
 	char		scope[NAMEDATALEN + 16];
-	char		key[256];
+	char		key[1024];		/* 255 characters of up to 4 bytes */
 	uint8		fingerprint[PG_SHA256_DIGEST_LENGTH];
 	char		failure_message[DECLINE_TEXT];
-	char		description[DECLINE_TEXT];
+	char		description[2048];	/* 500 characters of up to 4 bytes */
 	/* metadata as jsonb text follows the struct, NUL-terminated */
 	/* filled by the worker */
 	volatile int result;		/* 0 not done, 1 recorded, -1 failed */
@@ -89,17 +93,14 @@ sha256(const char *data, size_t len, uint8 *out)
 	pg_cryptohash_free(ctx);
 }
 
-/*
- * Validate the key, determine its scope and fingerprint the payload.
- */
+/* validate the key and determine its scope */
 void
-IdemPrepare(IdemKey *idem, const char *key, const char *payload)
+IdemPrepare(IdemKey *idem, const char *key)
 {
-	size_t		len = strlen(key);
+	int			len = pg_mbstrlen(key);
 	const unsigned char *p;
-	bytea	   *fp;
 
-	if (len == 0 || len > 255)
+	if (len == 0 || len > PGB_MAX_KEY_CHARS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_IDEMPOTENCY_KEY),
 				 errmsg("idempotency key must be 1 to 255 characters long")));
@@ -111,6 +112,15 @@ IdemPrepare(IdemKey *idem, const char *key, const char *payload)
 
 	idem->key = pstrdup(key);
 	idem->scope = psprintf("role:%s", GetUserNameFromId(GetUserId(), false));
+	idem->fingerprint = NULL;
+}
+
+/* the SHA-256 fingerprint of the request's canonical payload */
+void
+IdemFingerprint(IdemKey *idem, const char *payload)
+{
+	bytea	   *fp;
+
 	fp = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
 	SET_VARSIZE(fp, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
 	sha256(payload, strlen(payload), (uint8 *) VARDATA(fp));
@@ -262,6 +272,10 @@ pgbank_decline_worker(Datum main_arg)
 	values[12] = CStringGetTextDatum(d->failure_message);
 	values[13] = TimestampTzGetDatum(d->created_at);
 
+	/* never wait long: a lock the caller holds would otherwise hang both */
+	SPI_execute("SET LOCAL lock_timeout = '5s'", false, 0);
+	SPI_execute("SET LOCAL statement_timeout = '10s'", false, 0);
+	engine_active = true;
 	rc = SPI_execute_with_args(
 							   "WITH ins AS ("
 							   " INSERT INTO bank.transfers (kind, status, from_account, to_account, currency,"
@@ -275,6 +289,7 @@ pgbank_decline_worker(Datum main_arg)
 							   " SELECT id FROM bank.transfers WHERE idempotency_scope = $6"
 							   "  AND idempotency_key = $7",
 							   14, types, values, nulls, false, 1);
+	engine_active = false;
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pgbank: could not record a declined request");
 	d->transfer_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],

@@ -124,6 +124,8 @@ MoneyToMinor(Numeric amount, int exponent)
 	for (; frac_digits < exponent; frac_digits++)
 		if (pg_mul_s64_overflow(result, 10, &result))
 			goto overflow;
+	if (result > PGB_MAX_AMOUNT)
+		goto overflow;
 	pfree(text);
 	return result;
 
@@ -131,7 +133,7 @@ overflow:
 	ereport(ERROR,
 			(errcode(ERRCODE_PGB_AMOUNT_OUT_OF_RANGE),
 			 errmsg("amount is out of range"),
-			 errdetail("An amount must be below 2^63 minor units of its currency.")));
+			 errdetail("An amount must be at most 10^15 minor units of its currency.")));
 	pg_unreachable();
 }
 

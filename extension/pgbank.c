@@ -10,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "utils/guc.h"
 
@@ -22,6 +23,15 @@ int			pgb_hold_expiry = 7 * 24 * 3600;
 int			pgb_fold_every = 128;
 
 void		_PG_init(void);
+
+/* engine state never outlives a transaction, however it ends */
+static void
+pgbank_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+		EngineReset();
+}
 
 void
 _PG_init(void)
@@ -48,4 +58,5 @@ _PG_init(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgbank");
+	RegisterXactCallback(pgbank_xact_callback, NULL);
 }

@@ -40,6 +40,9 @@
 #include "pgbank_errcodes.h"
 
 #define PGB_MAX_ARGS 16
+#define PGB_MAX_KEY_CHARS 255		/* idempotency keys */
+#define PGB_MAX_TEXT_CHARS 500		/* descriptions and reasons */
+#define PGB_MAX_AMOUNT INT64CONST(1000000000000000)	/* 10^15 minor units */
 
 /* pgbank.c */
 extern int	pgb_max_open_accounts;
@@ -80,7 +83,8 @@ typedef struct IdemKey
 	bytea	   *fingerprint;
 } IdemKey;
 
-extern void IdemPrepare(IdemKey *idem, const char *key, const char *payload);
+extern void IdemPrepare(IdemKey *idem, const char *key);
+extern void IdemFingerprint(IdemKey *idem, const char *payload);
 extern void IdemLock(const IdemKey *idem);
 struct TransferRow;
 extern int64 IdemRecordDecline(const struct TransferRow *t, const IdemKey *idem,
@@ -124,20 +128,37 @@ typedef struct MoveRequest
 	int64		reverses;
 	bool		allow_frozen_debit; /* staff reversal */
 	const char *idempotency_key;
+	bool		record_decline; /* set by the engine */
 } MoveRequest;
+
+/* an account locked FOR NO KEY UPDATE and folded by EngineLockFold */
+typedef struct AccountState
+{
+	int64		base;			/* accounts.balance before folding */
+	int64		folded;			/* sum of the legs just folded */
+	int64		posted;			/* base + folded: the posted balance */
+	int64		pending_out;
+	int64		overdraft;
+	char	   *status;
+	char	   *credit_status;	/* of the account credited, locked FOR KEY SHARE */
+	char		currency[4];
+} AccountState;
 
 extern bool engine_active;
 
 extern void EngineMove(MoveRequest *req, TransferRow *out);
 extern void EngineLoadTransfer(int64 id, bool lock, TransferRow *out);
-extern bool EngineLoadTransferByKey(const IdemKey *idem, TransferRow *out);
 extern Datum EngineTransferDatum(FunctionCallInfo fcinfo, TransferRow *t);
-extern void EngineDebitWrite(int64 account, const char *currency, int64 base,
-							 int64 transfer_id, int64 debit, TimestampTz posted_at,
-							 int64 pending_delta);
-extern void EngineCreditLeg(int64 account, const char *currency, int64 transfer_id,
-							int64 amount, TimestampTz posted_at);
-extern int	EngineFold(int64 account, bool skip_locked);
+extern int	EngineExec(PgbQuery *q, Datum *values, const char *nulls);
+extern bool EngineLockFold(int64 account, int64 credit_account, bool skip_locked,
+						   AccountState *st);
+extern void EngineSettle(int64 account, const AccountState *st, int64 delta,
+						 int64 pending_delta);
+extern void EngineMarkSettled(int64 account);
+extern void EngineAssertSettled(void);
+extern void EngineReset(void);
+extern bool EngineFold(int64 account, bool skip_locked);
+extern void EngineMaybeFold(int64 account, int64 leg);
 extern void EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 						  int sqlstate, const char *fmt,...) pg_attribute_printf(5, 6);
 extern void EngineRaiseRecorded(const TransferRow *t);

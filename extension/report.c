@@ -62,24 +62,26 @@ static PgbQuery q_balance_as_of = {
 static PgbQuery q_entries = {
 	"SELECT e.id, e.transfer_id, t.kind, bank.minor_to_amount(e.amount, c.exponent),"
 	" bank.minor_to_amount(e.balance_after, c.exponent), e.posted_at,"
-	" CASE WHEN e.amount < 0 THEN t.to_account ELSE t.from_account END, t.description"
+	" CASE WHEN e.amount < 0 THEN t.to_account ELSE t.from_account END, t.description, e.id"
 	" FROM bank.entries e JOIN bank.transfers t ON t.id = e.transfer_id"
 	" JOIN bank.currencies c ON c.code = e.currency"
-	" WHERE e.account_id = $1 AND e.id > coalesce($2, 0) ORDER BY e.id LIMIT $3",
+	" WHERE e.account_id = $1 AND e.id > $2 ORDER BY e.id LIMIT $3",
 	3, {INT8OID, INT8OID, INT4OID}
 };
 
 /* pending legs after the last entry, with provisional running balances */
 static PgbQuery q_pending_entries = {
-	"SELECT NULL::bigint, l.transfer_id, t.kind, bank.minor_to_amount(l.amount, c.exponent),"
-	" bank.minor_to_amount((a.balance + sum(l.amount) OVER (ORDER BY l.id))::bigint, c.exponent),"
-	" l.posted_at, CASE WHEN l.amount < 0 THEN t.to_account ELSE t.from_account END,"
-	" t.description"
-	" FROM bank.pending_legs l JOIN bank.accounts a ON a.id = l.account_id"
-	" JOIN bank.transfers t ON t.id = l.transfer_id"
-	" JOIN bank.currencies c ON c.code = l.currency"
-	" WHERE l.account_id = $1 ORDER BY l.id LIMIT $2",
-	2, {INT8OID, INT4OID}
+	"SELECT NULL::bigint, x.transfer_id, t.kind, bank.minor_to_amount(x.amount, c.exponent),"
+	" bank.minor_to_amount(x.running, c.exponent), x.posted_at,"
+	" CASE WHEN x.amount < 0 THEN t.to_account ELSE t.from_account END, t.description, -x.id"
+	" FROM (SELECT l.id, l.transfer_id, l.amount, l.posted_at, l.currency,"
+	"        (a.balance + sum(l.amount) OVER (ORDER BY l.id))::bigint AS running"
+	"       FROM bank.pending_legs l JOIN bank.accounts a ON a.id = l.account_id"
+	"       WHERE l.account_id = $1) x"
+	" JOIN bank.transfers t ON t.id = x.transfer_id"
+	" JOIN bank.currencies c ON c.code = x.currency"
+	" WHERE x.id > $3 ORDER BY x.id LIMIT $2",
+	3, {INT8OID, INT4OID, INT8OID}
 };
 
 static PgbQuery q_account_exists = {
@@ -165,16 +167,19 @@ static PgbQuery q_check_ledger = {
 	"  format('legs sum to %s', sum(amount))"
 	"  FROM legs GROUP BY transfer_id HAVING sum(amount) <> 0"
 	" UNION ALL"
-	" SELECT 'transfer_legs', 'transfer ' || t.id,"
-	"  format('status %s, amount %s, legs %s', t.status, t.posted_amount,"
-	"   coalesce((SELECT string_agg(l.account_id || ':' || l.amount, ', ' ORDER BY l.amount)"
-	"    FROM legs l WHERE l.transfer_id = t.id), 'none'))"
-	"  FROM bank.transfers t"
-	"  WHERE CASE WHEN t.status IN ('posted', 'reversed') THEN"
-	"   (SELECT count(*) FILTER (WHERE l.account_id = t.from_account AND l.amount = -t.posted_amount)"
-	"     || '/' || count(*) FILTER (WHERE l.account_id = t.to_account AND l.amount = t.posted_amount)"
-	"     || '/' || count(*) FROM legs l WHERE l.transfer_id = t.id) <> '1/1/2'"
-	"   ELSE EXISTS (SELECT 1 FROM legs l WHERE l.transfer_id = t.id) END"
+	" SELECT 'transfer_legs', 'transfer ' || g.id,"
+	"  format('status %s, amount %s, legs %s', g.status, g.posted_amount,"
+	"   coalesce((SELECT string_agg(l.account_id || ':' || l.amount || ' ' || l.currency, ', '"
+	"             ORDER BY l.amount) FROM legs l WHERE l.transfer_id = g.id), 'none'))"
+	"  FROM (SELECT t.id, t.status, t.posted_amount, count(l.transfer_id) AS n,"
+	"         count(*) FILTER (WHERE l.account_id = t.from_account AND l.amount = -t.posted_amount"
+	"                          AND l.currency = t.currency) AS debit,"
+	"         count(*) FILTER (WHERE l.account_id = t.to_account AND l.amount = t.posted_amount"
+	"                          AND l.currency = t.currency) AS credit"
+	"        FROM bank.transfers t LEFT JOIN legs l ON l.transfer_id = t.id"
+	"        GROUP BY t.id) g"
+	"  WHERE CASE WHEN g.status IN ('posted', 'reversed')"
+	"   THEN (g.debit, g.credit, g.n) <> (1, 1, 2) ELSE g.n <> 0 END"
 	" UNION ALL"
 	" SELECT 'currency_unbalanced', 'currency ' || currency,"
 	"  format('balances sum to %s minor units', sum(posted))"
@@ -250,7 +255,8 @@ pgbank_entries(PG_FUNCTION_ARGS)
 	Datum		v[3];
 	char		n[3] = "   ";
 	int32		limit = PG_ARGISNULL(2) ? 100 : PG_GETARG_INT32(2);
-	int			got;
+	int64		after = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
+	int			got = 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -259,17 +265,21 @@ pgbank_entries(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("limit must be between 1 and 1000")));
 	v[0] = PG_GETARG_DATUM(0);
-	v[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
-	if (PG_ARGISNULL(1))
-		n[1] = 'n';
-	v[2] = Int32GetDatum(limit);
 	SPI_connect();
 	RequireAccount(DatumGetInt64(v[0]));
-	got = PgbExec(&q_entries, v, n, true, 0);
-	PgbMaterialize(fcinfo);
+	InitMaterializedSRF(fcinfo, 0);
+	/* a cursor >= 0 is an entry id; < 0 is minus a pending leg's id */
+	if (after >= 0)
+	{
+		v[1] = Int64GetDatum(after);
+		v[2] = Int32GetDatum(limit);
+		got = PgbExec(&q_entries, v, n, true, 0);
+		PgbMaterialize(fcinfo);
+	}
 	if (got < limit)
 	{
 		v[1] = Int32GetDatum(limit - got);
+		v[2] = Int64GetDatum(after < 0 ? -after : 0);
 		PgbExec(&q_pending_entries, v, NULL, true, 0);
 		PgbMaterialize(fcinfo);
 	}

@@ -15,26 +15,40 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "pgbank.h"
 
-static PgbQuery q_lock_account = {
-	"SELECT a.balance + coalesce((SELECT sum(l.amount) FROM bank.pending_legs l"
-	"                              WHERE l.account_id = a.id), 0)::bigint,"
-	" a.balance, a.pending_out, a.overdraft_limit, a.status::text"
-	" FROM bank.accounts a WHERE a.id = $1 FOR NO KEY UPDATE",
-	1, {INT8OID}
+/* post a hold: status, the debit entry, balance and pending_out, the credit leg */
+static PgbQuery q_capture = {
+	"WITH t AS ("
+	"  UPDATE bank.transfers SET status = 'posted', posted_amount = $2, posted_at = now(),"
+	"   resolved_at = now() WHERE id = $1 AND status = 'pending'"
+	"  RETURNING id, from_account, to_account, currency, amount, posted_at),"
+	" e AS ("
+	"  INSERT INTO bank.entries (account_id, transfer_id, currency, amount, balance_after, posted_at)"
+	"  SELECT t.from_account, t.id, t.currency, -$2, $3, t.posted_at FROM t),"
+	" u AS ("
+	"  UPDATE bank.accounts a SET balance = $3, pending_out = a.pending_out - t.amount"
+	"  FROM t WHERE a.id = t.from_account),"
+	" c AS ("
+	"  INSERT INTO bank.pending_legs (account_id, transfer_id, currency, amount, posted_at)"
+	"  SELECT t.to_account, t.id, t.currency, $2, t.posted_at FROM t RETURNING id)"
+	" SELECT (SELECT id FROM c) FROM t",
+	3, {INT8OID, INT8OID, INT8OID}
 };
 
-static PgbQuery q_resolve_hold = {
-	"UPDATE bank.transfers SET status = $2::bank.transfer_status,"
-	" posted_amount = $3, posted_at = CASE WHEN $2 = 'posted' THEN now() END,"
-	" resolved_at = now()"
-	" WHERE id = $1 AND status = 'pending'",
-	3, {INT8OID, TEXTOID, INT8OID}
+/* release a hold: status, balance (the folded one) and pending_out */
+static PgbQuery q_void = {
+	"WITH t AS ("
+	"  UPDATE bank.transfers SET status = 'voided', resolved_at = now()"
+	"  WHERE id = $1 AND status = 'pending' RETURNING from_account, amount)"
+	" UPDATE bank.accounts a SET balance = $2, pending_out = a.pending_out - t.amount"
+	" FROM t WHERE a.id = t.from_account",
+	2, {INT8OID, INT8OID}
 };
 
 static PgbQuery q_expired_holds = {
@@ -59,7 +73,7 @@ MoveFromArgs(FunctionCallInfo fcinfo, MoveRequest *req, int amount_arg, int key_
 	if (!PG_ARGISNULL(description_arg))
 	{
 		req->description = TextDatumGetCString(PG_GETARG_DATUM(description_arg));
-		if (strlen(req->description) > 500)
+		if (pg_mbstrlen(req->description) > PGB_MAX_TEXT_CHARS)
 			ereport(ERROR,
 					(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
 					 errmsg("description must be at most 500 characters")));
@@ -168,37 +182,26 @@ pgbank_hold(PG_FUNCTION_ARGS)
 }
 
 /*
- * Resolve a hold: post (capture, amount > 0) or void (amount == 0).
- * Lock order: the debited account, then the hold.
+ * Resolve a hold: post it (capture; amount_arg NULL for the full amount) or
+ * release it (void).  Lock order: the debited account (locked and folded),
+ * then the hold.  With expiring, a hold resolved meanwhile is left alone.
  */
 static void
 ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 			TransferRow *t)
 {
-	int64		posted,
-				base,
-				pending_out,
-				overdraft,
-				amount = 0;
-	char	   *status;
+	int64		amount = 0;
 	Datum		v[3];
-	char		n[3] = "   ";
+	AccountState st;
 
 	EngineLoadTransfer(hold_id, false, t);
 	if (t->expires_at == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_HOLD_NOT_PENDING),
 				 errmsg("transfer %lld is not a hold", (long long) hold_id)));
-
-	v[0] = Int64GetDatum(t->from_account);
-	if (PgbExec(&q_lock_account, v, NULL, false, 1) != 1)
+	if (!EngineLockFold(t->from_account, 0, false, &st))
 		elog(ERROR, "pgbank: account %lld of hold %lld vanished",
 			 (long long) t->from_account, (long long) hold_id);
-	posted = PgbGetInt64(0, 1);
-	base = PgbGetInt64(0, 2);
-	pending_out = PgbGetInt64(0, 3);
-	overdraft = PgbGetInt64(0, 4);
-	status = PgbGetText(0, 5);
 	EngineLoadTransfer(hold_id, true, t);
 
 	if (capture && amount_arg)
@@ -206,13 +209,13 @@ ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 	else if (capture)
 		amount = t->amount;
 
-	if (strcmp(t->status, "pending") != 0 && expiring)
-		return;					/* resolved since it was listed */
 	if (strcmp(t->status, "pending") != 0)
 	{
+		EngineSettle(t->from_account, &st, 0, 0);
+		if (expiring)
+			return;				/* resolved since it was listed */
 		/* already resolved: the same request again returns it */
-		if (capture && strcmp(t->status, "posted") == 0 &&
-			(amount_arg == NULL || amount == t->posted_amount))
+		if (capture && strcmp(t->status, "posted") == 0 && amount == t->posted_amount)
 			return;
 		if (!capture && strcmp(t->status, "voided") == 0)
 			return;
@@ -233,32 +236,31 @@ ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 					 errdetail("The hold is for %s.",
 							   DatumGetCString(DirectFunctionCall1(numeric_out,
 																   MoneyDatum(t->amount, t->exponent))))));
-		if (strcmp(status, "frozen") == 0)
+		if (strcmp(st.status, "frozen") == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_PGB_ACCOUNT_FROZEN),
 					 errmsg("account %lld is frozen", (long long) t->from_account)));
-		if (posted - (pending_out - t->amount) - amount < -overdraft)
+		if (st.posted - (st.pending_out - t->amount) - amount < -st.overdraft)
 			ereport(ERROR,
 					(errcode(ERRCODE_PGB_INSUFFICIENT_FUNDS),
 					 errmsg("insufficient funds in account %lld", (long long) t->from_account)));
-	}
-
-	v[0] = Int64GetDatum(hold_id);
-	v[1] = CStringGetTextDatum(capture ? "posted" : "voided");
-	v[2] = Int64GetDatum(amount);
-	if (!capture)
-		n[2] = 'n';
-	if (PgbExec(&q_resolve_hold, v, n, false, 0) != 1)
-		elog(ERROR, "pgbank: hold %lld changed under its account lock", (long long) hold_id);
-	EngineLoadTransfer(hold_id, false, t);
-	if (capture)
-	{
-		EngineDebitWrite(t->from_account, t->currency, base, t->id, -amount,
-						 t->posted_at, -t->amount);
-		EngineCreditLeg(t->to_account, t->currency, t->id, amount, t->posted_at);
+		v[0] = Int64GetDatum(hold_id);
+		v[1] = Int64GetDatum(amount);
+		v[2] = Int64GetDatum(st.posted - amount);
+		if (EngineExec(&q_capture, v, NULL) != 1)
+			elog(ERROR, "pgbank: hold %lld changed under its account lock", (long long) hold_id);
+		EngineMarkSettled(t->from_account);
+		EngineMaybeFold(t->to_account, PgbGetInt64(0, 1));
 	}
 	else
-		EngineDebitWrite(t->from_account, t->currency, base, 0, 0, 0, -t->amount);
+	{
+		v[0] = Int64GetDatum(hold_id);
+		v[1] = Int64GetDatum(st.posted);
+		if (EngineExec(&q_void, v, NULL) != 1)
+			elog(ERROR, "pgbank: hold %lld changed under its account lock", (long long) hold_id);
+		EngineMarkSettled(t->from_account);
+	}
+	EngineLoadTransfer(hold_id, false, t);
 }
 
 PG_FUNCTION_INFO_V1(pgbank_capture);
@@ -282,6 +284,9 @@ pgbank_void(PG_FUNCTION_ARGS)
 {
 	TransferRow t;
 
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("hold_id must not be null")));
 	SPI_connect();
 	ResolveHold(PG_GETARG_INT64(0), false, NULL, false, &t);
 	return EngineTransferDatum(fcinfo, &t);
@@ -305,7 +310,7 @@ pgbank_reverse(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_PGB_INVALID_IDEMPOTENCY_KEY),
 				 errmsg("idempotency key is required")));
 	req.description = TextDatumGetCString(PG_GETARG_DATUM(1));
-	if (strlen(req.description) == 0 || strlen(req.description) > 500)
+	if (pg_mbstrlen(req.description) == 0 || pg_mbstrlen(req.description) > PGB_MAX_TEXT_CHARS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
 				 errmsg("reason must be 1 to 500 characters")));
@@ -355,6 +360,7 @@ pgbank_expire_holds(PG_FUNCTION_ARGS)
 		if (strcmp(before.status, "pending") == 0 && strcmp(t.status, "voided") == 0)
 			voided++;
 	}
+	EngineAssertSettled();
 	SPI_finish();
 	PG_RETURN_INT32(voided);
 }
@@ -363,10 +369,11 @@ PG_FUNCTION_INFO_V1(pgbank_fold_account);
 Datum
 pgbank_fold_account(PG_FUNCTION_ARGS)
 {
-	int			n;
+	bool		folded;
 
 	SPI_connect();
-	n = EngineFold(PG_GETARG_INT64(0), false);
+	folded = EngineFold(PG_GETARG_INT64(0), false);
+	EngineAssertSettled();
 	SPI_finish();
-	PG_RETURN_INT32(n);
+	PG_RETURN_BOOL(folded);
 }

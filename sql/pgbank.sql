@@ -216,11 +216,12 @@ CREATE TABLE bank.transfers (
 		CHECK ((kind = 'reversal') = (reverses IS NOT NULL))
 );
 
-CREATE INDEX transfers_from_idx ON bank.transfers (from_account, id);
-CREATE INDEX transfers_to_idx ON bank.transfers (to_account, id);
-CREATE UNIQUE INDEX transfers_one_reversal ON bank.transfers (reverses) WHERE status <> 'failed';
-CREATE INDEX transfers_holds_out_idx ON bank.transfers (from_account) WHERE status = 'pending';
-CREATE INDEX transfers_holds_in_idx ON bank.transfers (to_account) WHERE status = 'pending';
+-- Posted transfers are found through their legs; only holds and reversals
+-- need indexes of their own here, so a plain transfer pays for two.
+CREATE UNIQUE INDEX transfers_one_reversal ON bank.transfers (reverses)
+	WHERE reverses IS NOT NULL AND status <> 'failed';
+CREATE INDEX transfers_holds_out_idx ON bank.transfers (from_account, id) WHERE expires_at IS NOT NULL;
+CREATE INDEX transfers_holds_in_idx ON bank.transfers (to_account, id) WHERE expires_at IS NOT NULL;
 CREATE INDEX transfers_hold_expiry_idx ON bank.transfers (expires_at) WHERE status = 'pending';
 
 COMMENT ON TABLE bank.transfers IS
@@ -241,12 +242,14 @@ CREATE TABLE bank.entries (
 	currency	char(3) NOT NULL,
 	amount		bigint NOT NULL CHECK (amount <> 0),
 	balance_after bigint NOT NULL,
-	posted_at	timestamptz NOT NULL,
-	FOREIGN KEY (account_id, currency) REFERENCES bank.accounts (id, currency)
+	posted_at	timestamptz NOT NULL
 );
 
-CREATE INDEX entries_account_idx ON bank.entries (account_id, id);
-CREATE INDEX entries_account_time_idx ON bank.entries (account_id, posted_at) INCLUDE (amount);
+-- A leg's account and currency are those of its transfer's accounts: the
+-- deferred constraint trigger transfers_legs_balance checks every leg of a
+-- transfer against it at commit (a foreign key per leg would repeat what the
+-- transfer's own foreign keys already lock and check).
+CREATE INDEX entries_account_idx ON bank.entries (account_id, id) INCLUDE (amount, posted_at);
 CREATE INDEX entries_transfer_idx ON bank.entries (transfer_id);
 
 COMMENT ON TABLE bank.entries IS
@@ -260,8 +263,7 @@ CREATE TABLE bank.pending_legs (
 	transfer_id bigint NOT NULL REFERENCES bank.transfers (id),
 	currency	char(3) NOT NULL,
 	amount		bigint NOT NULL CHECK (amount <> 0),
-	posted_at	timestamptz NOT NULL,
-	FOREIGN KEY (account_id, currency) REFERENCES bank.accounts (id, currency)
+	posted_at	timestamptz NOT NULL
 );
 
 CREATE INDEX pending_legs_account_idx ON bank.pending_legs (account_id, id) INCLUDE (amount);
@@ -443,11 +445,11 @@ CREATE FUNCTION bank.capture(hold_id bigint, amount numeric DEFAULT NULL) RETURN
 	AS 'MODULE_PATHNAME', 'pgbank_capture'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.capture(bigint, numeric) IS
-'Posts a pending hold in full (amount NULL) or in part (the rest is released). Locks the debited account, then the hold. Capturing again with the same amount returns the posted transfer; PB014 when the hold is not pending, PB015 when it expired, PB016 when amount exceeds it';
+'Posts a pending hold in full (amount NULL) or in part (the rest is released). Locks the debited account, then the hold. Capturing again with the same amount (NULL: the full amount) returns the posted transfer; PB014 when the hold is not pending or was captured for another amount, PB015 when it expired, PB016 when amount exceeds it';
 
 CREATE FUNCTION bank.void(hold_id bigint) RETURNS bank.transfer_info
 	AS 'MODULE_PATHNAME', 'pgbank_void'
-	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.void(bigint) IS
 'Releases a pending hold. Locks the debited account, then the hold. Voiding a voided hold returns it; PB014 when it was posted';
 
@@ -464,11 +466,11 @@ CREATE FUNCTION bank.expire_holds() RETURNS integer
 COMMENT ON FUNCTION bank.expire_holds() IS
 'Voids every pending hold past its expiry and returns how many; each account is locked FOR NO KEY UPDATE in id order';
 
-CREATE FUNCTION bank.fold_account(account bigint) RETURNS integer
+CREATE FUNCTION bank.fold_account(account bigint) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'pgbank_fold_account'
 	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.fold_account(bigint) IS
-'Folds the account''s pending legs into entries under its lock (FOR NO KEY UPDATE) and returns how many; the posted balance does not change';
+'Folds the account''s pending legs into entries under its lock (FOR NO KEY UPDATE) and returns whether there were any; the posted balance does not change';
 
 --
 -- Reads and reports
@@ -490,17 +492,18 @@ CREATE TYPE bank.entry_info AS (
 	balance_after numeric,
 	posted_at	timestamptz,
 	counterparty bigint,
-	description text
+	description text,
+	cursor		bigint
 );
 COMMENT ON TYPE bank.entry_info IS
-'A leg of an account: entry_id is NULL and balance_after provisional for a leg not yet folded';
+'A leg of an account: entry_id is NULL and balance_after provisional for a leg not yet folded; cursor is the row''s position for keyset pagination (the entry id, or minus the pending leg''s id)';
 
 CREATE FUNCTION bank.entries(account bigint, after bigint DEFAULT NULL, "limit" integer DEFAULT 100)
 	RETURNS SETOF bank.entry_info
 	AS 'MODULE_PATHNAME', 'pgbank_entries'
 	LANGUAGE C STABLE PARALLEL SAFE ROWS 100;
 COMMENT ON FUNCTION bank.entries(bigint, bigint, integer) IS
-'An account''s entries in ledger order; keyset pagination: pass the last entry_id seen as after; limit 1 to 1000. Pending legs follow the last entry';
+'An account''s entries in ledger order, then its legs not yet folded; keyset pagination: pass the last row''s cursor as after; limit 1 to 1000. To see new activity later, page on from the last entry''s cursor';
 
 CREATE TYPE bank.statement_line AS (
 	line		text,
@@ -556,7 +559,7 @@ CREATE FUNCTION bank.guard_engine_columns() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'pgbank_guard_engine_columns'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.guard_engine_columns() IS
-'Trigger: only the ledger engine may change accounts.balance and pending_out, insert legs or delete pending legs (PB030); transfers may change only by the allowed status transitions (PB031)';
+'Trigger: only the ledger engine may change accounts.balance and pending_out, create transfers, insert legs or delete pending legs, and a new account starts empty (PB030); a transfer''s defining columns never change and its status moves only along the allowed transitions (PB031)';
 
 CREATE TRIGGER accounts_guard BEFORE INSERT OR UPDATE OF balance, pending_out, currency ON bank.accounts
 	FOR EACH ROW EXECUTE FUNCTION bank.guard_engine_columns();
@@ -566,7 +569,7 @@ CREATE TRIGGER pending_legs_no_truncate BEFORE TRUNCATE ON bank.pending_legs
 	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
 CREATE TRIGGER entries_guard BEFORE INSERT ON bank.entries
 	FOR EACH ROW EXECUTE FUNCTION bank.guard_engine_columns();
-CREATE TRIGGER transfers_guard BEFORE UPDATE OR DELETE ON bank.transfers
+CREATE TRIGGER transfers_guard BEFORE INSERT OR UPDATE OR DELETE ON bank.transfers
 	FOR EACH ROW EXECUTE FUNCTION bank.guard_engine_columns();
 CREATE TRIGGER transfers_no_truncate BEFORE TRUNCATE ON bank.transfers
 	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
@@ -575,7 +578,7 @@ CREATE FUNCTION bank.check_transfer_legs() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'pgbank_check_transfer_legs'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.check_transfer_legs() IS
-'Constraint trigger, at commit: a posted or reversed transfer has exactly a debit leg of -posted_amount on from_account and a credit leg of +posted_amount on to_account; any other has no legs (PB032)';
+'Constraint trigger, at commit: a posted or reversed transfer has exactly a debit leg of -posted_amount on from_account and a credit leg of +posted_amount on to_account, both in its currency; any other has no legs (PB032)';
 
 CREATE CONSTRAINT TRIGGER transfers_legs_balance AFTER INSERT OR UPDATE ON bank.transfers
 	DEFERRABLE INITIALLY DEFERRED
