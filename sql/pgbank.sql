@@ -23,6 +23,30 @@
 REVOKE ALL ON SCHEMA bank FROM PUBLIC;
 
 --
+-- Domains: single-column rules.  A domain's check is compiled once per
+-- session and runs only when a value of it is stored, whereas a table CHECK
+-- is re-planned by every statement and every UPDATE runs all of them; so
+-- single-column rules live here and tables keep only rules across columns.
+--
+
+CREATE DOMAIN bank.minor_amount AS bigint CHECK (VALUE > 0);
+COMMENT ON DOMAIN bank.minor_amount IS 'A positive amount in minor units of a currency';
+CREATE DOMAIN bank.leg_amount AS bigint CHECK (VALUE <> 0);
+COMMENT ON DOMAIN bank.leg_amount IS 'A signed, non-zero amount in minor units: negative debits, positive credits';
+CREATE DOMAIN bank.minor_nonneg AS bigint CHECK (VALUE >= 0);
+COMMENT ON DOMAIN bank.minor_nonneg IS 'A non-negative amount in minor units (limits, reservations)';
+CREATE DOMAIN bank.account_number AS text CHECK (VALUE ~ '^[0-9]{12}$');
+COMMENT ON DOMAIN bank.account_number IS 'Twelve digits: ten, then two ISO 7064 MOD 97-10 check digits';
+CREATE DOMAIN bank.label AS text CHECK (char_length(VALUE) BETWEEN 1 AND 100);
+COMMENT ON DOMAIN bank.label IS 'A short name: 1 to 100 characters';
+CREATE DOMAIN bank.note AS text CHECK (char_length(VALUE) <= 500);
+COMMENT ON DOMAIN bank.note IS 'A description or reason: at most 500 characters';
+CREATE DOMAIN bank.idempotency_key AS text CHECK (char_length(VALUE) BETWEEN 1 AND 255);
+COMMENT ON DOMAIN bank.idempotency_key IS 'A client''s idempotency key: 1 to 255 characters';
+CREATE DOMAIN bank.metadata AS jsonb CHECK (jsonb_typeof(VALUE) = 'object');
+COMMENT ON DOMAIN bank.metadata IS 'Free-form metadata: a JSON object';
+
+--
 -- Currencies (ISO 4217)
 --
 
@@ -99,8 +123,8 @@ CREATE TABLE bank.customers (
 	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	email		text NOT NULL UNIQUE
 				CHECK (email = lower(btrim(email)) AND email ~ '^[^@\s]+@[^@\s]+$' AND length(email) <= 254),
-	first_name	text NOT NULL CHECK (length(first_name) BETWEEN 1 AND 100),
-	last_name	text NOT NULL CHECK (length(last_name) BETWEEN 1 AND 100),
+	first_name	bank.label NOT NULL,
+	last_name	bank.label NOT NULL,
 	created_at	timestamptz NOT NULL DEFAULT now()
 );
 
@@ -124,30 +148,31 @@ COMMENT ON TYPE bank.account_status IS
 
 CREATE TABLE bank.accounts (
 	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	number		text NOT NULL UNIQUE CHECK (number ~ '^[0-9]{12}$'),
+	number		bank.account_number NOT NULL UNIQUE,
 	customer_id bigint REFERENCES bank.customers (id),
 	type		bank.account_type NOT NULL,
-	name		text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+	name		bank.label NOT NULL,
 	currency	char(3) NOT NULL REFERENCES bank.currencies (code),
 	status		bank.account_status NOT NULL DEFAULT 'active',
-	overdraft_limit bigint NOT NULL DEFAULT 0 CHECK (overdraft_limit >= 0),
+	overdraft_limit bank.minor_nonneg NOT NULL DEFAULT 0,
 	balance		bigint NOT NULL DEFAULT 0,
-	pending_out bigint NOT NULL DEFAULT 0 CHECK (pending_out >= 0),
+	pending_out bank.minor_nonneg NOT NULL DEFAULT 0,
 	opened_at	timestamptz NOT NULL DEFAULT now(),
 	closed_at	timestamptz,
-	status_reason text CHECK (length(status_reason) <= 500),
+	status_reason bank.note,
 	-- the target of the (account, currency) foreign keys of legs and transfers
 	UNIQUE (id, currency),
 	CONSTRAINT accounts_system_has_no_customer
 		CHECK ((type IN ('settlement', 'fee_income', 'interest_expense')) = (customer_id IS NULL)),
-	CONSTRAINT accounts_balance_within_overdraft
-		CHECK (customer_id IS NULL OR balance >= -overdraft_limit),
-	CONSTRAINT accounts_available_within_overdraft
-		CHECK (customer_id IS NULL OR balance - pending_out >= -overdraft_limit),
-	CONSTRAINT accounts_closed_at_iff_closed
-		CHECK ((status = 'closed') = (closed_at IS NOT NULL)),
-	CONSTRAINT accounts_closed_is_empty
-		CHECK (status <> 'closed' OR (balance = 0 AND pending_out = 0))
+	-- the folded balance, and the folded balance less reservations, stay
+	-- within the overdraft limit (system accounts have no limit)
+	CONSTRAINT accounts_within_overdraft
+		CHECK (customer_id IS NULL OR
+			   (balance >= -overdraft_limit AND balance - pending_out >= -overdraft_limit)),
+	-- closed_at is set exactly when closed, and a closed account is empty
+	CONSTRAINT accounts_closed
+		CHECK ((status = 'closed') = (closed_at IS NOT NULL) AND
+			   (status <> 'closed' OR (balance = 0 AND pending_out = 0)))
 );
 
 CREATE UNIQUE INDEX accounts_one_system_account_per_currency
@@ -185,13 +210,13 @@ CREATE TABLE bank.transfers (
 	from_account bigint NOT NULL,
 	to_account	bigint NOT NULL,
 	currency	char(3) NOT NULL,
-	amount		bigint NOT NULL CHECK (amount > 0),
-	posted_amount bigint CHECK (posted_amount > 0 AND posted_amount <= amount),
+	amount		bank.minor_amount NOT NULL,
+	posted_amount bank.minor_amount,
 	idempotency_scope text,
-	idempotency_key text CHECK (length(idempotency_key) BETWEEN 1 AND 255),
+	idempotency_key bank.idempotency_key,
 	fingerprint bytea,
-	description text CHECK (length(description) <= 500),
-	metadata	jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+	description bank.note,
+	metadata	bank.metadata NOT NULL DEFAULT '{}',
 	reverses	bigint REFERENCES bank.transfers (id),
 	failure_code char(5),
 	failure_message text,
@@ -206,12 +231,13 @@ CREATE TABLE bank.transfers (
 	CONSTRAINT transfers_key_has_scope_and_fingerprint
 		CHECK ((idempotency_key IS NULL) = (idempotency_scope IS NULL)
 			   AND (idempotency_key IS NULL) = (fingerprint IS NULL)),
-	CONSTRAINT transfers_posted_amount_iff_moved
-		CHECK ((status IN ('posted', 'reversed')) = (posted_amount IS NOT NULL)),
-	CONSTRAINT transfers_posted_at_iff_moved
-		CHECK ((status IN ('posted', 'reversed')) = (posted_at IS NOT NULL)),
-	CONSTRAINT transfers_failure_iff_failed
-		CHECK ((status = 'failed') = (failure_code IS NOT NULL)),
+	-- money moved (posted, reversed) exactly when posted_amount and posted_at
+	-- are set, never more than authorised; a failure code exactly when failed
+	CONSTRAINT transfers_status_columns
+		CHECK ((status IN ('posted', 'reversed')) = (posted_amount IS NOT NULL)
+			   AND (status IN ('posted', 'reversed')) = (posted_at IS NOT NULL)
+			   AND posted_amount <= amount
+			   AND (status = 'failed') = (failure_code IS NOT NULL)),
 	CONSTRAINT transfers_reversal_reverses
 		CHECK ((kind = 'reversal') = (reverses IS NOT NULL))
 );
@@ -240,7 +266,7 @@ CREATE TABLE bank.entries (
 	account_id	bigint NOT NULL,
 	transfer_id bigint NOT NULL REFERENCES bank.transfers (id),
 	currency	char(3) NOT NULL,
-	amount		bigint NOT NULL CHECK (amount <> 0),
+	amount		bank.leg_amount NOT NULL,
 	balance_after bigint NOT NULL,
 	posted_at	timestamptz NOT NULL
 );
@@ -262,7 +288,7 @@ CREATE TABLE bank.pending_legs (
 	account_id	bigint NOT NULL,
 	transfer_id bigint NOT NULL REFERENCES bank.transfers (id),
 	currency	char(3) NOT NULL,
-	amount		bigint NOT NULL CHECK (amount <> 0),
+	amount		bank.leg_amount NOT NULL,
 	posted_at	timestamptz NOT NULL
 );
 
