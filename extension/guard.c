@@ -18,29 +18,22 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "pgbank.h"
-
-static PgbQuery q_transfer_legs = {
-	"SELECT t.status::text, t.posted_amount,"
-	" count(l.*) FILTER (WHERE l.account_id = t.from_account AND l.amount = -t.posted_amount"
-	"                    AND l.currency = t.currency)::int4,"
-	" count(l.*) FILTER (WHERE l.account_id = t.to_account AND l.amount = t.posted_amount"
-	"                    AND l.currency = t.currency)::int4,"
-	" count(l.*)::int4"
-	" FROM bank.transfers t LEFT JOIN ("
-	"   SELECT account_id, currency, amount FROM bank.entries WHERE transfer_id = $1"
-	"   UNION ALL SELECT account_id, currency, amount FROM bank.pending_legs WHERE transfer_id = $1) l"
-	" ON true WHERE t.id = $1 GROUP BY t.id",
-	1, {INT8OID}
-};
 
 static void
 RequireTrigger(FunctionCallInfo fcinfo, const char *name)
@@ -206,43 +199,120 @@ pgbank_guard_engine_columns(PG_FUNCTION_ARGS)
 	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);
 }
 
+/*
+ * The legs of a transfer in one of the leg tables, read through its
+ * transfer_id index with the active snapshot: how many there are, and how
+ * many are the expected debit and credit.
+ */
+typedef struct LegCount
+{
+	int64		transfer;
+	int64		from_account;
+	int64		to_account;
+	int64		posted_amount;
+	const char *currency;
+	int			legs;
+	int			debit;
+	int			credit;
+} LegCount;
+
+static void
+CountLegs(Oid nsp, const char *relname, const char *indexname, LegCount *c)
+{
+	Oid			relid = get_relname_relid(relname, nsp);
+	Oid			indexid = get_relname_relid(indexname, nsp);
+	Relation	rel;
+	TupleDesc	desc;
+	AttrNumber	transfer_att,
+				account_att,
+				currency_att,
+				amount_att;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	leg;
+
+	if (!OidIsValid(relid) || !OidIsValid(indexid))
+		elog(ERROR, "pgbank: %s or %s is missing", relname, indexname);
+	rel = table_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	transfer_att = SPI_fnumber(desc, "transfer_id");
+	account_att = SPI_fnumber(desc, "account_id");
+	currency_att = SPI_fnumber(desc, "currency");
+	amount_att = SPI_fnumber(desc, "amount");
+	ScanKeyInit(&key, transfer_att, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(c->transfer));
+	scan = systable_beginscan(rel, indexid, true, GetActiveSnapshot(), 1, &key);
+	while (HeapTupleIsValid(leg = systable_getnext(scan)))
+	{
+		bool		isnull;
+		int64		account = DatumGetInt64(heap_getattr(leg, account_att, desc, &isnull));
+		int64		amount = DatumGetInt64(heap_getattr(leg, amount_att, desc, &isnull));
+		BpChar	   *cur = DatumGetBpCharPP(heap_getattr(leg, currency_att, desc, &isnull));
+		bool		same_currency = (VARSIZE_ANY_EXHDR(cur) == 3 &&
+									 memcmp(VARDATA_ANY(cur), c->currency, 3) == 0);
+
+		c->legs++;
+		if (same_currency && account == c->from_account && amount == -c->posted_amount)
+			c->debit++;
+		if (same_currency && account == c->to_account && amount == c->posted_amount)
+			c->credit++;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/* this row version was replaced by a later update of this transaction */
+static bool
+UpdatedLaterByUs(HeapTuple tuple)
+{
+	HeapTupleHeader h = tuple->t_data;
+
+	if (h->t_infomask & HEAP_XMAX_INVALID)
+		return false;
+	if (HeapTupleHeaderIsOnlyLocked(h))
+		return false;
+	return TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetUpdateXid(h));
+}
+
 PG_FUNCTION_INFO_V1(pgbank_check_transfer_legs);
 Datum
 pgbank_check_transfer_legs(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
 	TupleDesc	desc;
-	bool		isnull;
-	int64		id;
-	Datum		arg;
+	LegCount	c = {0};
 	char	   *status;
-	int			debit,
-				credit,
-				legs;
+	bool		isnull;
 	bool		moved;
+	Oid			nsp;
 
 	RequireTrigger(fcinfo, "bank.check_transfer_legs");
 	desc = td->tg_relation->rd_att;
-	id = GetInt64(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple,
-				  desc, "id", &isnull);
-	arg = Int64GetDatum(id);
-	SPI_connect();
-	if (PgbExec(&q_transfer_legs, &arg, NULL, false, 1) != 1)
-	{
-		SPI_finish();
+	tuple = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+
+	/* a later version has an event of its own, which checks it */
+	if (UpdatedLaterByUs(tuple))
 		return PointerGetDatum(NULL);
-	}
-	status = PgbGetText(0, 1);
-	debit = DatumGetInt32(PgbGet(0, 3, &isnull));
-	credit = DatumGetInt32(PgbGet(0, 4, &isnull));
-	legs = DatumGetInt32(PgbGet(0, 5, &isnull));
+
+	status = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "status"));
+	c.transfer = GetInt64(tuple, desc, "id", &isnull);
+	c.from_account = GetInt64(tuple, desc, "from_account", &isnull);
+	c.to_account = GetInt64(tuple, desc, "to_account", &isnull);
+	c.posted_amount = GetInt64(tuple, desc, "posted_amount", &isnull);
+	c.currency = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "currency"));
+
+	nsp = RelationGetNamespace(td->tg_relation);
+	CountLegs(nsp, "entries", "entries_transfer_idx", &c);
+	CountLegs(nsp, "pending_legs", "pending_legs_transfer_idx", &c);
+
 	moved = (strcmp(status, "posted") == 0 || strcmp(status, "reversed") == 0);
-	if (moved ? (debit != 1 || credit != 1 || legs != 2) : legs != 0)
+	if (moved ? (c.debit != 1 || c.credit != 1 || c.legs != 2) : c.legs != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_UNBALANCED_TRANSFER),
-				 errmsg("transfer %lld is %s but its legs do not match", (long long) id, status),
+				 errmsg("transfer %lld is %s but its legs do not match",
+						(long long) c.transfer, status),
 				 errdetail("It has %d legs: %d matching debit, %d matching credit.",
-						   legs, debit, credit)));
-	SPI_finish();
+						   c.legs, c.debit, c.credit)));
 	return PointerGetDatum(NULL);
 }
