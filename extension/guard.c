@@ -8,9 +8,12 @@
  *	  superuser or the owner and leaves a trace, gets past it);
  *	- bank.guard_engine_columns: balances, pending_out, entries and pending
  *	  legs change only inside the posting engine (engine.c sets
- *	  engine_active around its own statements); a new account starts empty; a
- *	  transfer's defining columns never change and its status moves only
- *	  along the allowed transitions;
+ *	  engine_active around its own statements); a new account starts empty and
+ *	  is never deleted, and its id, number, owner, type and currency never
+ *	  change; a new transfer's accounts exist and hold its currency (in place
+ *	  of foreign keys, which would share-lock hot account rows); a transfer's
+ *	  defining columns never change and its status moves only along the
+ *	  allowed transitions;
  *	- bank.check_transfer_legs (deferred to commit): a posted or reversed
  *	  transfer has exactly its two legs; any other transfer has none.
  *
@@ -130,6 +133,61 @@ GuardTransferUpdate(TriggerData *td)
 				 errmsg("a transfer cannot go from %s to %s", from, to)));
 }
 
+/*
+ * A new transfer's accounts exist and hold its currency.  Read through
+ * accounts' primary key with the active snapshot and no row lock: accounts
+ * are never deleted and their id and currency never change, so what is true
+ * now stays true.
+ */
+static void
+CheckTransferAccounts(Relation transfers, HeapTuple tuple)
+{
+	TupleDesc	desc = RelationGetDescr(transfers);
+	Oid			nsp = RelationGetNamespace(transfers);
+	Oid			relid = get_relname_relid("accounts", nsp);
+	Oid			indexid = get_relname_relid("accounts_pkey", nsp);
+	char	   *currency = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "currency"));
+	const char *const cols[] = {"from_account", "to_account"};
+	Relation	rel;
+	TupleDesc	adesc;
+	AttrNumber	id_att,
+				currency_att;
+	int			i;
+
+	if (!OidIsValid(relid) || !OidIsValid(indexid))
+		elog(ERROR, "pgbank: accounts or accounts_pkey is missing");
+	rel = table_open(relid, AccessShareLock);
+	adesc = RelationGetDescr(rel);
+	id_att = SPI_fnumber(adesc, "id");
+	currency_att = SPI_fnumber(adesc, "currency");
+	for (i = 0; i < lengthof(cols); i++)
+	{
+		bool		isnull;
+		int64		account = GetInt64(tuple, desc, cols[i], &isnull);
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	acc;
+
+		ScanKeyInit(&key, id_att, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(account));
+		scan = systable_beginscan(rel, indexid, true, GetActiveSnapshot(), 1, &key);
+		acc = systable_getnext(scan);
+		if (!HeapTupleIsValid(acc))
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_ACCOUNT_NOT_FOUND),
+					 errmsg("account %lld does not exist", (long long) account)));
+		{
+			BpChar	   *cur = DatumGetBpCharPP(heap_getattr(acc, currency_att, adesc, &isnull));
+
+			if (VARSIZE_ANY_EXHDR(cur) != 3 || memcmp(VARDATA_ANY(cur), currency, 3) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_PGB_CURRENCY_MISMATCH),
+						 errmsg("account %lld does not hold %s", (long long) account, currency)));
+		}
+		systable_endscan(scan);
+	}
+	table_close(rel, AccessShareLock);
+}
+
 PG_FUNCTION_INFO_V1(pgbank_guard_engine_columns);
 Datum
 pgbank_guard_engine_columns(PG_FUNCTION_ARGS)
@@ -145,6 +203,9 @@ pgbank_guard_engine_columns(PG_FUNCTION_ARGS)
 
 	if (strcmp(rel, "accounts") == 0)
 	{
+		static const char *const fixed[] = {"id", "number", "customer_id", "type", "currency"};
+		int			i;
+
 		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		{
 			if (GetInt64(td->tg_trigtuple, desc, "balance", &isnull) != 0 ||
@@ -154,11 +215,12 @@ pgbank_guard_engine_columns(PG_FUNCTION_ARGS)
 						 errmsg("a new account must start with a zero balance")));
 			return PointerGetDatum(td->tg_trigtuple);
 		}
-		if (ColumnChanged(td->tg_trigtuple, td->tg_newtuple, desc,
-						  SPI_fnumber(desc, "currency")))
-			ereport(ERROR,
-					(errcode(ERRCODE_PGB_IMMUTABLE),
-					 errmsg("the currency of an account cannot change")));
+		for (i = 0; i < lengthof(fixed); i++)
+			if (ColumnChanged(td->tg_trigtuple, td->tg_newtuple, desc,
+							  SPI_fnumber(desc, fixed[i])))
+				ereport(ERROR,
+						(errcode(ERRCODE_PGB_IMMUTABLE),
+						 errmsg("the %s of an account cannot change", fixed[i])));
 		if (!engine_active &&
 			(ColumnChanged(td->tg_trigtuple, td->tg_newtuple, desc, SPI_fnumber(desc, "balance")) ||
 			 ColumnChanged(td->tg_trigtuple, td->tg_newtuple, desc, SPI_fnumber(desc, "pending_out"))))
@@ -175,6 +237,7 @@ pgbank_guard_engine_columns(PG_FUNCTION_ARGS)
 				ereport(ERROR,
 						(errcode(ERRCODE_PGB_IMMUTABLE),
 						 errmsg("transfers are created only through the ledger functions")));
+			CheckTransferAccounts(td->tg_relation, td->tg_trigtuple);
 			return PointerGetDatum(td->tg_trigtuple);
 		}
 		if (!TRIGGER_FIRED_BY_UPDATE(td->tg_event))

@@ -4,8 +4,8 @@
  *		Saved SPI plans and result helpers: the only way pgbank runs SQL.
  *
  * Every statement is a static PgbQuery: fixed SQL text with parameters,
- * prepared on first use and kept for the life of the backend (PostgreSQL
- * replans it when a table it uses changes).  Values are always passed as
+ * prepared on first use with a generic plan and kept for the life of the
+ * backend (PostgreSQL replans it when a table it uses changes).  Values are always passed as
  * parameters, never pasted into SQL text.  All SQL is schema-qualified.
  *
  *-------------------------------------------------------------------------
@@ -15,6 +15,7 @@
 #include "access/htup_details.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
 
@@ -31,7 +32,13 @@ PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only, long coun
 
 	if (q->plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(q->sql, q->nargs, q->argtypes);
+		/*
+		 * Generic plans: every statement here is a keyed lookup or write, and
+		 * a custom plan per call (chosen when statistics are skewed, e.g. by
+		 * the settlement account's pending legs) costs more than it runs.
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(q->sql, q->nargs, q->argtypes,
+											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "pgbank: SPI_prepare failed (%s) for: %s",

@@ -160,8 +160,6 @@ CREATE TABLE bank.accounts (
 	opened_at	timestamptz NOT NULL DEFAULT now(),
 	closed_at	timestamptz,
 	status_reason bank.note,
-	-- the target of the (account, currency) foreign keys of legs and transfers
-	UNIQUE (id, currency),
 	CONSTRAINT accounts_system_has_no_customer
 		CHECK ((type IN ('settlement', 'fee_income', 'interest_expense')) = (customer_id IS NULL)),
 	-- the folded balance, and the folded balance less reservations, stay
@@ -224,8 +222,12 @@ CREATE TABLE bank.transfers (
 	posted_at	timestamptz,
 	expires_at	timestamptz,
 	resolved_at timestamptz,
-	FOREIGN KEY (from_account, currency) REFERENCES bank.accounts (id, currency),
-	FOREIGN KEY (to_account, currency) REFERENCES bank.accounts (id, currency),
+	-- from_account and to_account exist and hold the transfer's currency:
+	-- checked by the transfers_guard trigger without a row lock, which is
+	-- sound because accounts are never deleted and their id, currency and
+	-- owner never change (accounts_guard).  A foreign key would take FOR KEY
+	-- SHARE on both rows for every transfer: on the settlement account that
+	-- is a multixact per deposit and most of a deposit's time.
 	UNIQUE (idempotency_scope, idempotency_key),
 	CONSTRAINT transfers_distinct_accounts CHECK (from_account <> to_account),
 	CONSTRAINT transfers_key_has_scope_and_fingerprint
@@ -564,7 +566,7 @@ CREATE FUNCTION bank.check_ledger(OUT violation text, OUT subject text, OUT deta
 	AS 'MODULE_PATHNAME', 'pgbank_check_ledger'
 	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION bank.check_ledger() IS
-'Every broken ledger invariant, one row each (balance_mismatch, running_balance, transfer_unbalanced, transfer_legs, currency_unbalanced, pending_mismatch, overdraft_exceeded, currency_mismatch); no rows on a consistent ledger';
+'Every broken ledger invariant, one row each (balance_mismatch, running_balance, transfer_unbalanced, transfer_legs, transfer_accounts, currency_unbalanced, pending_mismatch, overdraft_exceeded, currency_mismatch, closed_not_empty); no rows on a consistent ledger';
 
 --
 -- Invariants held by the database itself
@@ -585,10 +587,14 @@ CREATE FUNCTION bank.guard_engine_columns() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'pgbank_guard_engine_columns'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.guard_engine_columns() IS
-'Trigger: only the ledger engine may change accounts.balance and pending_out, create transfers, insert legs or delete pending legs, and a new account starts empty (PB030); a transfer''s defining columns never change and its status moves only along the allowed transitions (PB031)';
+'Trigger: only the ledger engine may change accounts.balance and pending_out, create transfers, insert legs or delete pending legs; a new account starts empty and its id, number, owner, type and currency never change; a transfer''s accounts exist and hold its currency (PB030, PB009, PB004); a transfer''s defining columns never change and its status moves only along the allowed transitions (PB031)';
 
-CREATE TRIGGER accounts_guard BEFORE INSERT OR UPDATE OF balance, pending_out, currency ON bank.accounts
+CREATE TRIGGER accounts_guard BEFORE INSERT OR UPDATE ON bank.accounts
 	FOR EACH ROW EXECUTE FUNCTION bank.guard_engine_columns();
+CREATE TRIGGER accounts_no_delete BEFORE DELETE ON bank.accounts
+	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER accounts_no_truncate BEFORE TRUNCATE ON bank.accounts
+	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
 CREATE TRIGGER pending_legs_guard BEFORE INSERT OR UPDATE OR DELETE ON bank.pending_legs
 	FOR EACH ROW EXECUTE FUNCTION bank.guard_engine_columns();
 CREATE TRIGGER pending_legs_no_truncate BEFORE TRUNCATE ON bank.pending_legs

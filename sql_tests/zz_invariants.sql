@@ -97,6 +97,17 @@ INSERT INTO bank.accounts (number, customer_id, type, name, currency, overdraft_
 VALUES ('000000000097', :alice, 'checking', 'overdrawn', 'USD', -1);
 UPDATE bank.accounts SET overdraft_limit = -1 WHERE id = :a;
 UPDATE bank.accounts SET status = 'closed', closed_at = now() WHERE id = :a;
+-- accounts are never deleted or truncated, and their id, number, owner,
+-- type and currency never change: PB030 (transfers rely on it in place of
+-- foreign keys)
+DELETE FROM bank.accounts WHERE id = :a;
+TRUNCATE bank.accounts CASCADE;
+UPDATE bank.accounts SET currency = 'EUR' WHERE id = :a;
+UPDATE bank.accounts SET customer_id = :bob WHERE id = :a;
+UPDATE bank.accounts SET type = 'savings' WHERE id = :a;
+UPDATE bank.accounts SET number = '000000000097' WHERE id = :a;
+UPDATE bank.accounts SET id = 999999 WHERE id = :a;
+
 -- transfers are created only by the ledger functions: PB030
 INSERT INTO bank.transfers (kind, status, from_account, to_account, currency, amount, failure_code)
 VALUES ('transfer', 'failed', :a, :b, 'USD', 1, 'PB001');
@@ -224,6 +235,20 @@ RESET session_replication_role;
 SELECT * FROM violations;
 SET session_replication_role = replica;
 UPDATE bank.pending_legs SET account_id = :b WHERE id = :l_dep2;
+RESET session_replication_role;
+
+-- 10. a transfer naming an account that does not exist, or one in another
+-- currency: transfer_accounts.  With its guard on, such a row cannot even be
+-- written (PB030 outside the engine); with the guard off (as the owner can)
+-- it is written, and reported
+SET session_replication_role = replica;
+INSERT INTO bank.transfers (kind, status, from_account, to_account, currency, amount, failure_code)
+VALUES ('transfer', 'failed', :a, 999999, 'USD', 1, 'PB001'),
+       ('transfer', 'failed', :a, :b, 'EUR', 1, 'PB001');
+RESET session_replication_role;
+SELECT violation, detail FROM violations WHERE violation = 'transfer_accounts';
+SET session_replication_role = replica;
+DELETE FROM bank.transfers WHERE to_account = 999999 OR currency = 'EUR';
 RESET session_replication_role;
 
 -- every corruption undone: the ledger is consistent again and the engine
