@@ -293,12 +293,10 @@ EngineLoadTransfer(int64 id, bool lock, TransferRow *out)
 	TransferFromSpi(out);
 }
 
-/* PB005 unless the stored fingerprint (bytea Datum) equals the request's */
+/* PB005 unless the stored fingerprint equals the request's */
 static void
-CheckFingerprint(const IdemKey *idem, Datum stored, bool isnull)
+CheckFingerprint(const IdemKey *idem, bytea *fp)
 {
-	bytea	   *fp = isnull ? NULL : DatumGetByteaPP(stored);
-
 	if (fp == NULL || VARSIZE_ANY_EXHDR(fp) != VARSIZE_ANY_EXHDR(idem->fingerprint) ||
 		memcmp(VARDATA_ANY(fp), VARDATA_ANY(idem->fingerprint), VARSIZE_ANY_EXHDR(fp)) != 0)
 		ereport(ERROR,
@@ -525,12 +523,21 @@ EngineFold(int64 account, bool skip_locked)
 
 /*
  * After writing a lock-free leg with id leg: fold its account when the id is
- * a multiple of pgbank.fold_every and nobody holds the account's lock, which
- * bounds a hot account's pending legs without ever waiting.
+ * a multiple of pgbank.fold_every, nobody holds the account's lock, and the
+ * call is its own transaction; this bounds a hot account's pending legs
+ * without ever waiting.
  */
 void
 EngineMaybeFold(int64 account, int64 leg)
 {
+	/*
+	 * Only in a single-statement transaction: the fold's lock lasts until
+	 * commit, and a caller's later statements could otherwise wait on a
+	 * transaction that waits on this hidden lock (a deadlock the caller
+	 * cannot prevent by ordering its own calls).
+	 */
+	if (IsTransactionBlock())
+		return;
 	if (leg != 0 && pgb_fold_every > 0 && leg % pgb_fold_every == 0)
 		(void) EngineFold(account, true);
 }
@@ -556,8 +563,20 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	int			i,
 				rows;
 	bool		replay = false;
+	bytea	   *stored_fingerprint = NULL;
 	bool		isnull;
 	TransferRow t;
+
+	/*
+	 * A key's transfer is looked up in the transaction's snapshot: under
+	 * REPEATABLE READ or SERIALIZABLE a same-key transfer committed after it
+	 * would be invisible, and the retry would fail instead of replaying.
+	 */
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_ISOLATION),
+				 errmsg("pgbank moves money only in READ COMMITTED transactions"),
+				 errhint("Run the call in its own transaction, or SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
 
 	/*
 	 * A decline is recorded (outside this transaction) only if it rests on
@@ -594,6 +613,11 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	}
 	if (rows > 0 && !PgbIsNull(0, 4))
 	{
+		/* copy the fingerprint first: TransferFromSpiAt may run a query */
+		Datum		fp = PgbGet(0, 3 + 18, &isnull);
+
+		if (!isnull)
+			stored_fingerprint = DatumGetByteaPCopy(fp);
 		TransferFromSpiAt(out, 0, 3);
 		replay = true;
 	}
@@ -643,7 +667,7 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	if (replay)
 	{
 		/* the key's transfer was read with the accounts: compare, then replay */
-		CheckFingerprint(&idem, PgbGet(0, 3 + 18, &isnull), isnull);
+		CheckFingerprint(&idem, stored_fingerprint);
 		if (strcmp(out->status, "failed") == 0)
 			EngineRaiseRecorded(out);
 		return;

@@ -43,7 +43,7 @@
 #define ERRCODE_PGB_NULL_ARGUMENT			PGB_SQLSTATE('0', '2', '2')
 #define ERRCODE_PGB_INVALID_ARGUMENT		PGB_SQLSTATE('0', '2', '3')
 #define ERRCODE_PGB_EMAIL_TAKEN				PGB_SQLSTATE('0', '2', '4')
-#define ERRCODE_PGB_ACCOUNT_STATE			PGB_SQLSTATE('0', '2', '5')
+#define ERRCODE_PGB_ISOLATION				PGB_SQLSTATE('0', '2', '5')
 /* the database refusing a write that breaks an invariant */
 #define ERRCODE_PGB_IMMUTABLE				PGB_SQLSTATE('0', '3', '0')
 #define ERRCODE_PGB_INVALID_TRANSITION		PGB_SQLSTATE('0', '3', '1')

@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -194,6 +195,11 @@ ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 	Datum		v[3];
 	AccountState st;
 
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_ISOLATION),
+				 errmsg("pgbank moves money only in READ COMMITTED transactions"),
+				 errhint("Run the call in its own transaction, or SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
 	EngineLoadTransfer(hold_id, false, t);
 	if (t->expires_at == 0)
 		ereport(ERROR,

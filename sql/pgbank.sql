@@ -442,7 +442,7 @@ CREATE FUNCTION bank.transfer(from_account bigint, to_account bigint, amount num
 	AS 'MODULE_PATHNAME', 'pgbank_transfer'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.transfer(bigint, bigint, numeric, text, text, jsonb) IS
-'Moves amount between two customer accounts of one currency and posts it at once. Locks the debited account FOR NO KEY UPDATE; the credit is lock-free. Idempotent per key: a retry with the same payload returns the original result (a declined original is raised again), another payload is PB005. Declines (PB001 insufficient funds, PB002 frozen, PB003 closed) are recorded as failed transfers';
+'Moves amount between two customer accounts of one currency and posts it at once. Locks the debited account FOR NO KEY UPDATE; the credit is lock-free. Idempotent per key: a retry with the same payload returns the original result (a declined original is raised again), another payload is PB005. Declines (PB001 insufficient funds, PB002 frozen, PB003 closed) are recorded as failed transfers when the call is its transaction''s first write. Needs READ COMMITTED (PB025)';
 
 CREATE FUNCTION bank.deposit(account bigint, amount numeric, idempotency_key text,
 							 description text DEFAULT NULL, metadata jsonb DEFAULT '{}')

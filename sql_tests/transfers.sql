@@ -185,6 +185,15 @@ SELECT id FROM bank.deposit(:a_sav, 0.01, 'tr-desc-2', repeat('d', 501));
 SELECT id FROM bank.transfer(:a_sav, :a_chk, 0.01, 'tr-desc-3', repeat('d', 501));
 SELECT id FROM bank.withdraw(:a_sav, 0.01, 'tr-desc-4', repeat('d', 501));
 
+-- money moves only in READ COMMITTED: a replay must see a same-key transfer
+-- committed after the transaction began, which a transaction snapshot hides
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT status FROM bank.deposit(:a_sav, 0.01, 'tr-rr');
+ROLLBACK;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT status FROM bank.transfer(:a_sav, :b_chk, 0.01, 'tr-ser');
+ROLLBACK;
+
 -- description and key lengths are counted in characters, not bytes
 SELECT length(description) FROM bank.deposit(:a_sav, 0.01, 'tr-desc-mb', repeat('é', 300));
 SELECT status FROM bank.deposit(:a_sav, 0.01, repeat('é', 128));
