@@ -54,10 +54,8 @@
 #include "common/int.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/fmgroids.h"
-#include "utils/memutils.h"
 
 #include "pgbank.h"
 
@@ -92,12 +90,6 @@ static PgbQuery q_accounts_and_key = {
 	4, {INT8OID, INT8OID, TEXTOID, TEXTOID}
 };
 
-/* the settlement account of a currency */
-static PgbQuery q_settlement = {
-	"SELECT id FROM bank.accounts WHERE type = 'settlement' AND customer_id IS NULL"
-	" AND currency = $1",
-	1, {BPCHAROID}
-};
 
 /*
  * Lock a customer account FOR NO KEY UPDATE (and the account it credits FOR
@@ -304,42 +296,6 @@ CheckFingerprint(const IdemKey *idem, bytea *fp)
 				 errmsg("idempotency key \"%s\" was already used for another request",
 						idem->key),
 				 errhint("Use a new key for a new request; retry with the same key only with the same payload.")));
-}
-
-/* the settlement account of a currency (cached: system accounts never move) */
-static int64
-SettlementAccount(const char *currency)
-{
-	static HTAB *cache = NULL;
-	typedef struct
-	{
-		char		code[4];
-		int64		id;
-	}			Entry;
-	Entry	   *e;
-	char		code[4] = {0};
-	Datum		arg;
-
-	memcpy(code, currency, 3);
-	if (cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = 4;
-		ctl.entrysize = sizeof(Entry);
-		ctl.hcxt = TopMemoryContext;
-		cache = hash_create("pgbank settlement accounts", 64, &ctl,
-							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	e = hash_search(cache, code, HASH_FIND, NULL);
-	if (e)
-		return e->id;
-	arg = BpcharDatum(code);
-	if (PgbExec(&q_settlement, &arg, NULL, true, 1) != 1)
-		elog(ERROR, "pgbank: no settlement account for currency %s", code);
-	e = hash_search(cache, code, HASH_ENTER, NULL);
-	e->id = PgbGetInt64(0, 1);
-	return e->id;
 }
 
 static void
@@ -639,13 +595,13 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	if (req->debit_account == 0)
 	{
 		strlcpy(currency, other_currency, sizeof(currency));
-		req->debit_account = SettlementAccount(currency);
+		req->debit_account = MoneySettlementAccount(currency);
 		debit_system = true;
 	}
 	else if (req->credit_account == 0)
 	{
 		strlcpy(other_currency, currency, sizeof(other_currency));
-		req->credit_account = SettlementAccount(currency);
+		req->credit_account = MoneySettlementAccount(currency);
 		credit_system = true;
 	}
 	if (req->debit_account == req->credit_account)

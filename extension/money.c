@@ -25,22 +25,27 @@ typedef struct CurrencyEntry
 {
 	char		code[4];		/* hash key */
 	int			exponent;
+	int64		settlement;		/* the currency's settlement account */
 } CurrencyEntry;
 
 static HTAB *currency_cache = NULL;
 
 static PgbQuery q_currency = {
-	"SELECT exponent::int4 FROM bank.currencies WHERE code = $1",
+	"SELECT c.exponent::int4, s.id FROM bank.currencies c"
+	" LEFT JOIN bank.accounts s ON s.currency = c.code AND s.type = 'settlement'"
+	"  AND s.customer_id IS NULL"
+	" WHERE c.code = $1",
 	1, {BPCHAROID}
 };
 
 /*
- * The exponent of an ISO 4217 currency (PB008 when unknown).  Cached for the
- * backend's life: a currency's exponent never changes once money exists in it.
- * Must be called inside an SPI connection.
+ * What pgbank needs to know of an ISO 4217 currency (PB008 when unknown),
+ * cached for the backend's life: a currency's exponent never changes once
+ * money exists in it, and system accounts are never replaced.  Must be called
+ * inside an SPI connection.
  */
-int
-MoneyExponent(const char *currency)
+static CurrencyEntry *
+CurrencyLookup(const char *currency)
 {
 	CurrencyEntry *entry;
 	char		code[4] = {0};
@@ -66,7 +71,7 @@ MoneyExponent(const char *currency)
 	}
 	entry = hash_search(currency_cache, code, HASH_FIND, NULL);
 	if (entry)
-		return entry->exponent;
+		return entry;
 
 	arg = DirectFunctionCall3(bpcharin, CStringGetDatum(code),
 							  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
@@ -77,7 +82,26 @@ MoneyExponent(const char *currency)
 				 errhint("Use an ISO 4217 code such as USD, EUR or JPY.")));
 	entry = hash_search(currency_cache, code, HASH_ENTER, &found);
 	entry->exponent = DatumGetInt32(PgbGet(0, 1, &found));
-	return entry->exponent;
+	entry->settlement = PgbGetInt64(0, 2);
+	return entry;
+}
+
+/* the exponent of a currency's minor unit (JPY 0, USD 2, BHD 3) */
+int
+MoneyExponent(const char *currency)
+{
+	return CurrencyLookup(currency)->exponent;
+}
+
+/* the settlement account of a currency: the outside world's side of money */
+int64
+MoneySettlementAccount(const char *currency)
+{
+	int64		id = CurrencyLookup(currency)->settlement;
+
+	if (id == 0)
+		elog(ERROR, "pgbank: no settlement account for currency %.3s", currency);
+	return id;
 }
 
 /* a positive amount in minor units of a currency with the given exponent */

@@ -71,6 +71,7 @@ extern void PgbRequireArgs(FunctionCallInfo fcinfo, int nargs, const char *const
 
 /* money.c */
 extern int	MoneyExponent(const char *currency);
+extern int64 MoneySettlementAccount(const char *currency);
 extern int64 MoneyToMinor(Numeric amount, int exponent);
 extern Numeric MoneyFromMinor(int64 minor, int exponent);
 extern Datum MoneyDatum(int64 minor, int exponent);
