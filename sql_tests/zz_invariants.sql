@@ -259,3 +259,24 @@ SELECT bank.fold_account(:b) AS folded;
 SELECT name, balance, pending_out, available, status FROM bank.account_balances
  WHERE customer_id IS NOT NULL ORDER BY id;
 SELECT * FROM violations;
+
+-- nothing is granted to PUBLIC: a role without grants can neither call the
+-- functions nor read the tables nor even look up the schema (42501)
+CREATE ROLE regress_pgbank_nobody;
+SET ROLE regress_pgbank_nobody;
+SELECT bank.get_account(:a);
+SELECT count(*) FROM bank.accounts;
+SELECT bank.transfer(:a, :b, 1, 'nobody');
+RESET ROLE;
+-- the ACLs themselves, defaults included (a function with no ACL is
+-- executable by PUBLIC): nothing of ours grants PUBLIC anything
+SELECT count(*) AS public_function_grants
+  FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+ WHERE p.pronamespace = 'bank'::regnamespace AND a.grantee = 0;
+SELECT count(*) AS public_relation_grants
+  FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+ WHERE c.relnamespace = 'bank'::regnamespace AND a.grantee = 0;
+SELECT count(*) AS public_schema_grants
+  FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+ WHERE n.nspname = 'bank' AND a.grantee = 0;
+DROP ROLE regress_pgbank_nobody;
