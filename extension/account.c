@@ -43,10 +43,17 @@ static PgbQuery q_create_customer = {
 	3, {TEXTOID, TEXTOID, TEXTOID}
 };
 
+/*
+ * Lock the customer, then count the open accounts in a statement of its own:
+ * counted in the locking statement, the count would come from the snapshot
+ * taken before waiting for the lock and miss an account opened meanwhile.
+ */
 static PgbQuery q_lock_customer = {
-	"SELECT (SELECT count(*) FROM bank.accounts a WHERE a.customer_id = c.id"
-	"        AND a.status <> 'closed')::int4"
-	" FROM bank.customers c WHERE c.id = $1 FOR NO KEY UPDATE",
+	"SELECT 1 FROM bank.customers WHERE id = $1 FOR NO KEY UPDATE",
+	1, {INT8OID}
+};
+static PgbQuery q_open_accounts = {
+	"SELECT count(*)::int4 FROM bank.accounts WHERE customer_id = $1 AND status <> 'closed'",
 	1, {INT8OID}
 };
 
@@ -184,6 +191,7 @@ pgbank_open_account(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_PGB_INVALID_ACCOUNT_TYPE),
 				 errmsg("customers can open checking, savings or investment accounts, not %s", type)));
 	CheckText("name", name, 100);
+	EngineRequireReadCommitted();
 
 	SPI_connect();
 	(void) MoneyExponent(currency);
@@ -192,6 +200,7 @@ pgbank_open_account(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_CUSTOMER_NOT_FOUND),
 				 errmsg("customer %lld does not exist", (long long) customer)));
+	PgbExec(&q_open_accounts, v, NULL, false, 1);
 	if (DatumGetInt32(PgbGet(0, 1, &(bool) {false})) >= pgb_max_open_accounts)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_TOO_MANY_ACCOUNTS),
@@ -255,6 +264,7 @@ pgbank_rename_account(PG_FUNCTION_ARGS)
 	Datum		v[2];
 
 	CheckText("name", name, 100);
+	EngineRequireReadCommitted();
 	SPI_connect();
 	v[0] = Int64GetDatum(id);
 	if (PgbExec(&q_lock_account, v, NULL, false, 1) != 1)
@@ -278,6 +288,7 @@ SetFrozen(FunctionCallInfo fcinfo, const char *to)
 	Datum		v[3];
 
 	CheckText("reason", reason, 500);
+	EngineRequireReadCommitted();
 	SPI_connect();
 	v[0] = Int64GetDatum(id);
 	if (PgbExec(&q_lock_account, v, NULL, false, 1) != 1)
@@ -291,7 +302,7 @@ SetFrozen(FunctionCallInfo fcinfo, const char *to)
 	{
 		v[1] = CStringGetTextDatum(to);
 		v[2] = CStringGetTextDatum(reason);
-		PgbExec(&q_set_status, v, NULL, false, 0);
+		EngineExec(&q_set_status, v, NULL);
 	}
 	return AccountInfoDatum(fcinfo, id);
 }
@@ -318,6 +329,7 @@ pgbank_close_account(PG_FUNCTION_ARGS)
 	Datum		v[3];
 	char		n[3] = "  n";
 
+	EngineRequireReadCommitted();
 	SPI_connect();
 	v[0] = Int64GetDatum(id);
 	/* FOR UPDATE: wait for in-flight credits, which hold FOR KEY SHARE */
@@ -338,7 +350,7 @@ pgbank_close_account(PG_FUNCTION_ARGS)
 				 errmsg("account %lld has open holds", (long long) id),
 				 errhint("Capture or void them before closing the account.")));
 	v[1] = CStringGetTextDatum("closed");
-	PgbExec(&q_set_status, v, n, false, 0);
+	EngineExec(&q_set_status, v, n);
 	return AccountInfoDatum(fcinfo, id);
 }
 

@@ -50,6 +50,8 @@
 #include "access/htup_details.h"
 #include "access/transam.h"
 #include "access/xact.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "funcapi.h"
@@ -285,6 +287,21 @@ EngineLoadTransfer(int64 id, bool lock, TransferRow *out)
 	TransferFromSpi(out);
 }
 
+/*
+ * Every function that writes checks what it reads against committed state
+ * (locks, re-checks after waits, idempotency keys): under REPEATABLE READ or
+ * SERIALIZABLE what a transaction snapshot hides would be missed.
+ */
+void
+EngineRequireReadCommitted(void)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_ISOLATION),
+				 errmsg("pgbank changes the ledger only in READ COMMITTED transactions"),
+				 errhint("Run the call in its own transaction, or SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
+}
+
 /* PB005 unless the stored fingerprint equals the request's */
 static void
 CheckFingerprint(const IdemKey *idem, bytea *fp)
@@ -377,6 +394,11 @@ EngineRaiseRecorded(const TransferRow *t)
  */
 static int64 unsettled_account = 0;
 
+/* accounts to fold opportunistically at pre-commit */
+#define FOLD_QUEUE_SIZE 16
+static int64 fold_queue[FOLD_QUEUE_SIZE];
+static int	fold_queue_len = 0;
+
 /*
  * Lock a customer account (and the account it credits, 0 for none, FOR KEY
  * SHARE) and fold its pending legs.  Returns false when the account does not
@@ -458,6 +480,13 @@ EngineReset(void)
 	engine_active = false;
 }
 
+/* the transaction ended without committing: nothing to fold */
+void
+EngineForgetQueued(void)
+{
+	fold_queue_len = 0;
+}
+
 /*
  * Lock and fold an account now; with skip_locked, only if no other
  * transaction holds it.  Returns whether any leg was folded.
@@ -478,24 +507,69 @@ EngineFold(int64 account, bool skip_locked)
 }
 
 /*
- * After writing a lock-free leg with id leg: fold its account when the id is
- * a multiple of pgbank.fold_every, nobody holds the account's lock, and the
- * call is its own transaction; this bounds a hot account's pending legs
- * without ever waiting.
+ * After writing a lock-free leg with id leg: when the id is a multiple of
+ * pgbank.fold_every, queue its account to be folded at pre-commit if nobody
+ * holds its lock then; this bounds a hot account's pending legs without ever
+ * waiting.
  */
 void
 EngineMaybeFold(int64 account, int64 leg)
 {
-	/*
-	 * Only in a single-statement transaction: the fold's lock lasts until
-	 * commit, and a caller's later statements could otherwise wait on a
-	 * transaction that waits on this hidden lock (a deadlock the caller
-	 * cannot prevent by ordering its own calls).
-	 */
-	if (IsTransactionBlock())
+	int			i;
+
+	if (leg == 0 || pgb_fold_every <= 0 || leg % pgb_fold_every != 0)
 		return;
-	if (leg != 0 && pgb_fold_every > 0 && leg % pgb_fold_every == 0)
-		(void) EngineFold(account, true);
+	for (i = 0; i < fold_queue_len; i++)
+		if (fold_queue[i] == account)
+			return;
+	if (fold_queue_len < FOLD_QUEUE_SIZE)
+		fold_queue[fold_queue_len++] = account;
+}
+
+/*
+ * At pre-commit, fold the queued accounts (SKIP LOCKED: never waiting).  The
+ * lock a fold takes then lasts only through the commit itself, so it cannot
+ * be part of a deadlock with a later statement of this transaction.  Each
+ * fold runs in a subtransaction: a fold that fails is rolled back and the
+ * transaction still commits (folding is an optimisation, never required).
+ */
+void
+EngineFoldQueued(void)
+{
+	int			n = fold_queue_len;
+	int64		queued[FOLD_QUEUE_SIZE];
+	int			i;
+
+	if (n == 0)
+		return;
+	memcpy(queued, fold_queue, sizeof(int64) * n);
+	fold_queue_len = 0;
+	for (i = 0; i < n; i++)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		ResourceOwner owner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		PG_TRY();
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			SPI_connect();
+			(void) EngineFold(queued[i], true);
+			SPI_finish();
+			PopActiveSnapshot();
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			EngineReset();
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
 }
 
 /*
@@ -523,16 +597,8 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	bool		isnull;
 	TransferRow t;
 
-	/*
-	 * A key's transfer is looked up in the transaction's snapshot: under
-	 * REPEATABLE READ or SERIALIZABLE a same-key transfer committed after it
-	 * would be invisible, and the retry would fail instead of replaying.
-	 */
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_ISOLATION),
-				 errmsg("pgbank moves money only in READ COMMITTED transactions"),
-				 errhint("Run the call in its own transaction, or SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
+	/* a same-key transfer committed after a transaction snapshot is hidden */
+	EngineRequireReadCommitted();
 
 	/*
 	 * A decline is recorded (outside this transaction) only if it rests on

@@ -3,12 +3,16 @@
  * guard.c
  *		Triggers that keep the ledger's invariants whoever writes.
  *
- *	- bank.refuse_change: entries are append-only, and no ledger table can be
- *	  truncated, even by its owner (only disabling the trigger, which takes a
- *	  superuser or the owner and leaves a trace, gets past it);
+ *	- bank.refuse_change: entries are append-only, accounts are never deleted,
+ *	  currencies never change, and no ledger table can be truncated, even by
+ *	  its owner.  A superuser can switch every trigger off (ALTER TABLE ...
+ *	  DISABLE TRIGGER, or session_replication_role = replica, which leaves no
+ *	  trace in the catalog); bank.check_ledger() is what finds the damage;
  *	- bank.guard_engine_columns: balances, pending_out, entries and pending
  *	  legs change only inside the posting engine (engine.c sets
- *	  engine_active around its own statements); a new account starts empty and
+ *	  engine_active around its own statements, which run with search_path
+ *	  pinned to pg_catalog); so does an account's status, and closed is
+ *	  final; a new account starts empty and
  *	  is never deleted, and its id, number, owner, type and currency never
  *	  change; a new transfer's accounts exist and hold its currency (in place
  *	  of foreign keys, which would share-lock hot account rows); a transfer's
@@ -227,6 +231,17 @@ pgbank_guard_engine_columns(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_PGB_IMMUTABLE),
 					 errmsg("account balances change only through transfers")));
+		if (!engine_active &&
+			(ColumnChanged(td->tg_trigtuple, td->tg_newtuple, desc, SPI_fnumber(desc, "status")) ||
+			 ColumnChanged(td->tg_trigtuple, td->tg_newtuple, desc, SPI_fnumber(desc, "closed_at"))))
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_IMMUTABLE),
+					 errmsg("account status changes only through the account functions")));
+		if (strcmp(SPI_getvalue(td->tg_trigtuple, desc, SPI_fnumber(desc, "status")), "closed") == 0 &&
+			strcmp(SPI_getvalue(td->tg_newtuple, desc, SPI_fnumber(desc, "status")), "closed") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_IMMUTABLE),
+					 errmsg("a closed account cannot be reopened")));
 		return PointerGetDatum(td->tg_newtuple);
 	}
 	if (strcmp(rel, "transfers") == 0)

@@ -24,13 +24,31 @@ int			pgb_fold_every = 128;
 
 void		_PG_init(void);
 
+/*
+ * An error caught by a savepoint or an EXCEPTION block rolls back what the
+ * engine wrote in it: forget the engine state that went with it.
+ */
+static void
+pgbank_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		EngineReset();
+}
+
 /* engine state never outlives a transaction, however it ends */
 static void
 pgbank_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
-		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+	if (event == XACT_EVENT_PRE_COMMIT)
+		EngineFoldQueued();
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+			 event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
+			 event == XACT_EVENT_PREPARE)
+	{
 		EngineReset();
+		EngineForgetQueued();
+	}
 }
 
 void
@@ -59,4 +77,5 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgbank");
 	RegisterXactCallback(pgbank_xact_callback, NULL);
+	RegisterSubXactCallback(pgbank_subxact_callback, NULL);
 }

@@ -158,8 +158,11 @@ extern void EngineSettle(int64 account, const AccountState *st, int64 delta,
 extern void EngineMarkSettled(int64 account);
 extern void EngineAssertSettled(void);
 extern void EngineReset(void);
+extern void EngineRequireReadCommitted(void);
 extern bool EngineFold(int64 account, bool skip_locked);
 extern void EngineMaybeFold(int64 account, int64 leg);
+extern void EngineFoldQueued(void);
+extern void EngineForgetQueued(void);
 extern void EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 						  int sqlstate, const char *fmt,...) pg_attribute_printf(5, 6);
 extern void EngineRaiseRecorded(const TransferRow *t);

@@ -195,11 +195,7 @@ ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 	Datum		v[3];
 	AccountState st;
 
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_ISOLATION),
-				 errmsg("pgbank moves money only in READ COMMITTED transactions"),
-				 errhint("Run the call in its own transaction, or SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
+	EngineRequireReadCommitted();
 	EngineLoadTransfer(hold_id, false, t);
 	if (t->expires_at == 0)
 		ereport(ERROR,

@@ -591,6 +591,10 @@ COMMENT ON FUNCTION bank.guard_engine_columns() IS
 
 CREATE TRIGGER accounts_guard BEFORE INSERT OR UPDATE ON bank.accounts
 	FOR EACH ROW EXECUTE FUNCTION bank.guard_engine_columns();
+CREATE TRIGGER currencies_immutable BEFORE UPDATE OR DELETE ON bank.currencies
+	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER currencies_no_truncate BEFORE TRUNCATE ON bank.currencies
+	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
 CREATE TRIGGER accounts_no_delete BEFORE DELETE ON bank.accounts
 	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
 CREATE TRIGGER accounts_no_truncate BEFORE TRUNCATE ON bank.accounts
@@ -628,6 +632,24 @@ SELECT base || lpad((98 - (base::bigint * 100) % 97)::text, 2, '0'), type, name,
 			   t.type, t.type || ' ' || c.code AS name, c.code
 		  FROM bank.currencies c
 		 CROSS JOIN (VALUES ('settlement'::bank.account_type), ('fee_income'), ('interest_expense')) t(type)) s;
+
+--
+-- Every function runs with search_path pinned to pg_catalog (and pg_temp
+-- last): the SQL the C code prepares, and functions and operators it names
+-- without a schema, can never resolve to a caller's object.
+--
+
+DO $$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+			  WHERE p.pronamespace = 'bank'::pg_catalog.regnamespace
+	LOOP
+		EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
+	END LOOP;
+END
+$$;
 
 --
 -- Privileges: nothing to PUBLIC

@@ -96,6 +96,7 @@ VALUES ('000000000097', :alice, 'checking', 'rich', 'USD', 100);
 INSERT INTO bank.accounts (number, customer_id, type, name, currency, overdraft_limit)
 VALUES ('000000000097', :alice, 'checking', 'overdrawn', 'USD', -1);
 UPDATE bank.accounts SET overdraft_limit = -1 WHERE id = :a;
+-- (status changes only through the account functions: PB030)
 UPDATE bank.accounts SET status = 'closed', closed_at = now() WHERE id = :a;
 -- accounts are never deleted or truncated, and their id, number, owner,
 -- type and currency never change: PB030 (transfers rely on it in place of
@@ -258,6 +259,40 @@ SELECT status FROM bank.capture(:t_hold);
 SELECT bank.fold_account(:b) AS folded;
 SELECT name, balance, pending_out, available, status FROM bank.account_balances
  WHERE customer_id IS NOT NULL ORDER BY id;
+SELECT * FROM violations;
+
+-- a caller's search_path cannot redirect the engine's SQL: every function
+-- runs with search_path pinned to pg_catalog, so an evil now() that would
+-- mint money inside the engine's write window is never called
+CREATE SCHEMA evil;
+CREATE FUNCTION evil.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE bank.accounts SET balance = balance + 100000000 WHERE name = 'alice';
+	RETURN pg_catalog.now();
+END $$;
+SET search_path = evil, pg_catalog, public;
+SELECT status FROM bank.deposit(:b, 1, 'sp-attack');
+SELECT status FROM bank.transfer(:b, :a, 1, 'sp-attack-2');
+RESET search_path;
+DROP SCHEMA evil CASCADE;
+SELECT * FROM violations;
+
+-- a decline caught by an EXCEPTION block leaves no engine state behind: the
+-- next call in the same transaction works
+DO $$
+BEGIN
+	BEGIN
+		PERFORM bank.withdraw((SELECT id FROM bank.accounts WHERE name = 'alice'), 1000000, 'sx-too-much');
+	EXCEPTION WHEN sqlstate 'PB001' THEN NULL;
+	END;
+	PERFORM bank.deposit((SELECT id FROM bank.accounts WHERE name = 'bob'), 5, 'sx-after');
+END $$;
+SELECT status FROM bank.transfers WHERE idempotency_key IN ('sx-too-much', 'sx-after') ORDER BY id;
+
+-- a closed account stays closed; currencies never change (PB030)
+UPDATE bank.accounts SET status = 'active', closed_at = NULL WHERE id = :z;
+UPDATE bank.currencies SET exponent = 3 WHERE code = 'USD';
+DELETE FROM bank.currencies WHERE code = 'XPF';
 SELECT * FROM violations;
 
 -- nothing is granted to PUBLIC: a role without grants can neither call the
