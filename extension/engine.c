@@ -11,9 +11,11 @@
  *	  on the folded balance, and the debit is written as an entry with its
  *	  balance_after in the same statement that updates accounts.balance;
  *	- every other leg (any credit; either leg of a system account) is written
- *	  lock-free to bank.pending_legs.  It takes only FOR KEY SHARE on the
- *	  account (through the foreign key), which other credits, debits and
- *	  folds do not wait for, so a hot account (a merchant receiving most
+ *	  lock-free to bank.pending_legs.  A credit to a customer account takes
+ *	  only FOR KEY SHARE on it (explicitly, to keep close_account out while
+ *	  it is in flight), which other credits, debits and folds do not wait
+ *	  for; a leg of a system account takes no lock at all (no foreign key:
+ *	  the guard checks accounts without locking).  So a hot account (a merchant receiving most
  *	  transfers, the settlement account behind every deposit) never makes
  *	  transfers queue behind its row lock until commit.
  *

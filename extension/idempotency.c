@@ -21,9 +21,12 @@
  * its own that commits (and is flushed) before the caller raises the error.
  * The caller still holds the key's advisory lock meanwhile, so no same-key
  * request can slip in between.  The worker only inserts a transfer row with
- * status failed: it takes FOR KEY SHARE on the two accounts, which conflicts
- * with none of the caller's locks, so the two cannot deadlock.  If no worker
- * can be started the call fails with PB090 (retryable) and records nothing.
+ * status failed: the transfers guard checks its accounts without locking
+ * them, so it waits for none of the caller's row locks; it does so only when
+ * the caller's transaction had written nothing before the call (so it holds
+ * no other row locks), and it gives up after lock_timeout rather than hang
+ * on a table lock the caller may hold.  If no worker can be started, or it
+ * fails, the call fails with PB090 (retryable) and records nothing.
  *
  *-------------------------------------------------------------------------
  */

@@ -17,9 +17,12 @@
  * Locking rules (kept by engine.c, relied on everywhere):
  *	- An account row is locked FOR NO KEY UPDATE only by a leg that checks
  *	  funds (a debit of a customer account), by folding, and by account
- *	  maintenance; FOR UPDATE only by close_account.  Credits and legs of
- *	  system accounts take FOR KEY SHARE (through the foreign key or
- *	  explicitly), which conflicts with neither.
+ *	  maintenance; FOR UPDATE only by close_account.  Credits to customer
+ *	  accounts take FOR KEY SHARE explicitly, which conflicts with neither;
+ *	  legs of system accounts take no row lock.  Opportunistic folds happen
+ *	  at pre-commit, so their locks last only through the commit.
+ *	- Every function runs with search_path pinned to pg_catalog, and every
+ *	  writer requires READ COMMITTED.
  *	- Within a transaction, accounts are locked before transfers, and several
  *	  accounts in ascending id order.
  *	- Same-key requests are serialised by a transaction-level advisory lock on
