@@ -121,7 +121,8 @@ static PgbQuery q_accounts_and_key = {
 	"    FROM d, a ORDER BY d.id" \
 	"  RETURNING amount)" \
 	" SELECT a.balance, coalesce((SELECT sum(amount) FROM e), 0)::bigint, a.pending_out," \
-	"  a.overdraft_limit, a.status::text, (SELECT status::text FROM b), a.currency" \
+	"  a.overdraft_limit, a.status::text, (SELECT status::text FROM b), a.currency," \
+	"  (SELECT count(*) FROM e)::int4" \
 	" FROM a"
 
 static PgbQuery q_lock_fold = {
@@ -428,7 +429,8 @@ EngineLockFold(int64 account, int64 credit_account, bool skip_locked, AccountSta
 	st->status = PgbGetText(0, 5);
 	st->credit_status = PgbGetText(0, 6);
 	strlcpy(st->currency, PgbGetText(0, 7), sizeof(st->currency));
-	if (st->folded != 0)
+	st->folded_legs = DatumGetInt32(PgbGet(0, 8, &(bool) {false}));
+	if (st->folded_legs != 0)
 		unsettled_account = account;
 	return true;
 }
@@ -442,7 +444,7 @@ EngineSettle(int64 account, const AccountState *st, int64 delta, int64 pending_d
 {
 	Datum		v[3];
 
-	if (st->folded != 0 || delta != 0 || pending_delta != 0)
+	if (st->folded_legs != 0 || delta != 0 || pending_delta != 0)
 	{
 		v[0] = Int64GetDatum(account);
 		v[1] = Int64GetDatum(st->posted + delta);
@@ -505,7 +507,7 @@ EngineFold(int64 account, bool skip_locked)
 		AccountMissing(account);
 	}
 	EngineSettle(account, &st, 0, 0);
-	return st.folded != 0;
+	return st.folded_legs != 0;
 }
 
 /*

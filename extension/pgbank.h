@@ -140,6 +140,7 @@ typedef struct AccountState
 {
 	int64		base;			/* accounts.balance before folding */
 	int64		folded;			/* sum of the legs just folded */
+	int			folded_legs;	/* how many legs were folded */
 	int64		posted;			/* base + folded: the posted balance */
 	int64		pending_out;
 	int64		overdraft;

@@ -187,7 +187,7 @@ pgbank_hold(PG_FUNCTION_ARGS)
  * release it (void).  Lock order: the debited account (locked and folded),
  * then the hold.  With expiring, a hold resolved meanwhile is left alone.
  */
-static void
+static bool
 ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 			TransferRow *t)
 {
@@ -215,12 +215,12 @@ ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 	{
 		EngineSettle(t->from_account, &st, 0, 0);
 		if (expiring)
-			return;				/* resolved since it was listed */
+			return false;		/* resolved since it was listed */
 		/* already resolved: the same request again returns it */
 		if (capture && strcmp(t->status, "posted") == 0 && amount == t->posted_amount)
-			return;
+			return false;
 		if (!capture && strcmp(t->status, "voided") == 0)
-			return;
+			return false;
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_HOLD_NOT_PENDING),
 				 errmsg("hold %lld is %s", (long long) hold_id, t->status)));
@@ -263,6 +263,7 @@ ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 		EngineMarkSettled(t->from_account);
 	}
 	EngineLoadTransfer(hold_id, false, t);
+	return true;
 }
 
 PG_FUNCTION_INFO_V1(pgbank_capture);
@@ -275,8 +276,8 @@ pgbank_capture(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("hold_id must not be null")));
 	SPI_connect();
-	ResolveHold(PG_GETARG_INT64(0), true, PG_ARGISNULL(1) ? NULL : PG_GETARG_NUMERIC(1),
-				false, &t);
+	(void) ResolveHold(PG_GETARG_INT64(0), true, PG_ARGISNULL(1) ? NULL : PG_GETARG_NUMERIC(1),
+					   false, &t);
 	return EngineTransferDatum(fcinfo, &t);
 }
 
@@ -290,7 +291,7 @@ pgbank_void(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("hold_id must not be null")));
 	SPI_connect();
-	ResolveHold(PG_GETARG_INT64(0), false, NULL, false, &t);
+	(void) ResolveHold(PG_GETARG_INT64(0), false, NULL, false, &t);
 	return EngineTransferDatum(fcinfo, &t);
 }
 
@@ -355,11 +356,7 @@ pgbank_expire_holds(PG_FUNCTION_ARGS)
 		ids[i] = PgbGetInt64(i, 1);
 	for (i = 0; i < n; i++)
 	{
-		TransferRow before;
-
-		EngineLoadTransfer(ids[i], false, &before);
-		ResolveHold(ids[i], false, NULL, true, &t);
-		if (strcmp(before.status, "pending") == 0 && strcmp(t.status, "voided") == 0)
+		if (ResolveHold(ids[i], false, NULL, true, &t))
 			voided++;
 	}
 	EngineAssertSettled();
