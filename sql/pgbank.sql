@@ -651,6 +651,20 @@ BEGIN
 END
 $$;
 
+-- The ledger writers run keyed lookups only, against tables whose size swings
+-- (pending_legs fills and empties as legs are folded): a plan made while a
+-- table was empty would scan it sequentially ever after.  So they are planned
+-- without sequential scans; the reports keep the planner's own judgement.
+ALTER FUNCTION bank.transfer(bigint, bigint, numeric, text, text, jsonb) SET enable_seqscan = off;
+ALTER FUNCTION bank.deposit(bigint, numeric, text, text, jsonb) SET enable_seqscan = off;
+ALTER FUNCTION bank.withdraw(bigint, numeric, text, text, jsonb) SET enable_seqscan = off;
+ALTER FUNCTION bank.hold(bigint, bigint, numeric, text, interval, text, jsonb) SET enable_seqscan = off;
+ALTER FUNCTION bank.capture(bigint, numeric) SET enable_seqscan = off;
+ALTER FUNCTION bank.void(bigint) SET enable_seqscan = off;
+ALTER FUNCTION bank.reverse(bigint, text, text) SET enable_seqscan = off;
+ALTER FUNCTION bank.fold_account(bigint) SET enable_seqscan = off;
+ALTER FUNCTION bank.close_account(bigint) SET enable_seqscan = off;
+
 --
 -- Privileges: nothing to PUBLIC
 --
