@@ -67,6 +67,12 @@ static PgbQuery q_open_account = {
 	4, {INT8OID, TEXTOID, TEXTOID, BPCHAROID}
 };
 
+/*
+ * close_account reads the posted balance (folded + pending legs) and whether
+ * holds into the account are open in ONE statement, i.e. one snapshot: a
+ * capture committing meanwhile is then seen either as an open hold or as its
+ * credit leg, never as neither (a capture does not lock the credited account).
+ */
 static PgbQuery q_lock_account = {
 	"SELECT status::text, balance + coalesce((SELECT sum(l.amount) FROM bank.pending_legs l"
 	"                                         WHERE l.account_id = a.id), 0)::bigint,"
@@ -93,18 +99,8 @@ static PgbQuery q_rename = {
 	2, {INT8OID, TEXTOID}
 };
 
-static void
-CheckText(const char *what, const char *s, int maxlen)
-{
-	int			len = pg_mbstrlen(s);
-
-	if (len < 1 || len > maxlen)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
-				 errmsg("%s must be 1 to %d characters long", what, maxlen)));
-}
-
-static void
+/* PB009: the one "account does not exist" error of the extension */
+void
 AccountNotFound(int64 id)
 {
 	ereport(ERROR,
@@ -152,8 +148,8 @@ pgbank_create_customer(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
 				 errmsg("email is not a valid address")));
-	CheckText("first_name", first, 100);
-	CheckText("last_name", last, 100);
+	PgbCheckLength("first_name", first, 1, 100);
+	PgbCheckLength("last_name", last, 1, 100);
 
 	SPI_connect();
 	v[0] = CStringGetTextDatum(norm);
@@ -190,7 +186,7 @@ pgbank_open_account(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ACCOUNT_TYPE),
 				 errmsg("customers can open checking, savings or investment accounts, not %s", type)));
-	CheckText("name", name, 100);
+	PgbCheckLength("name", name, 1, 100);
 	EngineRequireReadCommitted();
 
 	SPI_connect();
@@ -263,7 +259,7 @@ pgbank_rename_account(PG_FUNCTION_ARGS)
 	char	   *name = TextDatumGetCString(PG_GETARG_DATUM(1));
 	Datum		v[2];
 
-	CheckText("name", name, 100);
+	PgbCheckLength("name", name, 1, 100);
 	EngineRequireReadCommitted();
 	SPI_connect();
 	v[0] = Int64GetDatum(id);
@@ -287,7 +283,7 @@ SetFrozen(FunctionCallInfo fcinfo, const char *to)
 	char	   *status;
 	Datum		v[3];
 
-	CheckText("reason", reason, 500);
+	PgbCheckLength("reason", reason, 1, PGB_MAX_TEXT_CHARS);
 	EngineRequireReadCommitted();
 	SPI_connect();
 	v[0] = Int64GetDatum(id);

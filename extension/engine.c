@@ -318,14 +318,6 @@ CheckFingerprint(const IdemKey *idem, bytea *fp)
 				 errhint("Use a new key for a new request; retry with the same key only with the same payload.")));
 }
 
-static void
-AccountMissing(int64 id)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_PGB_ACCOUNT_NOT_FOUND),
-			 errmsg("account %lld does not exist", (long long) id)));
-}
-
 /*
  * The canonical payload of a move, for its fingerprint: every field that
  * defines the request, in a fixed order, amounts in minor units, metadata in
@@ -504,7 +496,7 @@ EngineFold(int64 account, bool skip_locked)
 	{
 		if (skip_locked)
 			return false;
-		AccountMissing(account);
+		AccountNotFound(account);
 	}
 	EngineSettle(account, &st, 0, 0);
 	return st.folded_legs != 0;
@@ -648,17 +640,17 @@ EngineMove(MoveRequest *req, TransferRow *out)
 		replay = true;
 	}
 	if (req->debit_account && currency[0] == '\0')
-		AccountMissing(req->debit_account);
+		AccountNotFound(req->debit_account);
 	if (req->credit_account && other_currency[0] == '\0')
-		AccountMissing(req->credit_account);
+		AccountNotFound(req->credit_account);
 
 	/* accounts named by the caller are customer accounts (reversals excepted) */
 	if (strcmp(req->kind, "reversal") != 0)
 	{
 		if (req->debit_account && debit_system)
-			AccountMissing(req->debit_account);
+			AccountNotFound(req->debit_account);
 		if (req->credit_account && credit_system)
-			AccountMissing(req->credit_account);
+			AccountNotFound(req->credit_account);
 	}
 
 	/* deposits and withdrawals: the other side is the settlement account */
@@ -714,7 +706,7 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	if (req->reverses && !debit_system)
 	{
 		if (!EngineLockFold(req->debit_account, req->credit_account, false, &st))
-			AccountMissing(req->debit_account);
+			AccountNotFound(req->debit_account);
 	}
 	if (req->reverses)
 	{
@@ -727,7 +719,7 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	}
 	else if (!debit_system &&
 			 !EngineLockFold(req->debit_account, req->credit_account, false, &st))
-		AccountMissing(req->debit_account);
+		AccountNotFound(req->debit_account);
 
 	/* the common columns of both post statements */
 	v[0] = CStringGetTextDatum(req->kind);

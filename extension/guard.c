@@ -176,9 +176,7 @@ CheckTransferAccounts(Relation transfers, HeapTuple tuple)
 		scan = systable_beginscan(rel, indexid, true, GetActiveSnapshot(), 1, &key);
 		acc = systable_getnext(scan);
 		if (!HeapTupleIsValid(acc))
-			ereport(ERROR,
-					(errcode(ERRCODE_PGB_ACCOUNT_NOT_FOUND),
-					 errmsg("account %lld does not exist", (long long) account)));
+			AccountNotFound(account);
 		{
 			BpChar	   *cur = DatumGetBpCharPP(heap_getattr(acc, currency_att, adesc, &isnull));
 

@@ -71,6 +71,7 @@ extern void PgbMaterialize(FunctionCallInfo fcinfo);
 extern Datum PgbReturnRow(FunctionCallInfo fcinfo);
 extern Datum PgbFinishWithTuple(HeapTuple tuple, TupleDesc tupdesc);
 extern void PgbRequireArgs(FunctionCallInfo fcinfo, int nargs, const char *const *names);
+extern void PgbCheckLength(const char *what, const char *s, int min, int max);
 
 /* money.c */
 extern int	MoneyExponent(const char *currency);
@@ -172,6 +173,7 @@ extern void EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 extern void EngineRaiseRecorded(const TransferRow *t);
 
 /* account.c */
+extern void AccountNotFound(int64 id) pg_attribute_noreturn();
 extern Datum AccountInfoDatum(FunctionCallInfo fcinfo, int64 account);
 
 #endif							/* PGBANK_H */

@@ -223,9 +223,7 @@ RequireAccount(int64 account)
 	Datum		arg = Int64GetDatum(account);
 
 	if (PgbExec(&q_account_exists, &arg, NULL, true, 1) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_ACCOUNT_NOT_FOUND),
-				 errmsg("account %lld does not exist", (long long) account)));
+		AccountNotFound(account);
 }
 
 PG_FUNCTION_INFO_V1(pgbank_balance);
@@ -249,9 +247,7 @@ pgbank_balance(PG_FUNCTION_ARGS)
 		PgbExec(&q_balance_as_of, v, NULL, true, 1);
 	}
 	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_ACCOUNT_NOT_FOUND),
-				 errmsg("account %lld does not exist", (long long) account)));
+		AccountNotFound(account);
 	return PgbReturnRow(fcinfo);
 }
 

@@ -14,6 +14,7 @@
 
 #include "access/htup_details.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"
@@ -153,6 +154,18 @@ PgbFinishWithTuple(HeapTuple tuple, TupleDesc tupdesc)
 
 	SPI_finish();
 	return result;
+}
+
+/* a text argument of min to max characters (not bytes), else PB023 */
+void
+PgbCheckLength(const char *what, const char *s, int min, int max)
+{
+	int			len = pg_mbstrlen(s);
+
+	if (len < min || len > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
+				 errmsg("%s must be %d to %d characters long", what, min, max)));
 }
 
 /* NULL for any of the first nargs arguments: a named error (PB022) */

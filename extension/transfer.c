@@ -16,7 +16,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -74,10 +73,7 @@ MoveFromArgs(FunctionCallInfo fcinfo, MoveRequest *req, int amount_arg, int key_
 	if (!PG_ARGISNULL(description_arg))
 	{
 		req->description = TextDatumGetCString(PG_GETARG_DATUM(description_arg));
-		if (pg_mbstrlen(req->description) > PGB_MAX_TEXT_CHARS)
-			ereport(ERROR,
-					(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
-					 errmsg("description must be at most 500 characters")));
+		PgbCheckLength("description", req->description, 0, PGB_MAX_TEXT_CHARS);
 	}
 	if (!PG_ARGISNULL(metadata_arg))
 	{
@@ -313,10 +309,7 @@ pgbank_reverse(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_PGB_INVALID_IDEMPOTENCY_KEY),
 				 errmsg("idempotency key is required")));
 	req.description = TextDatumGetCString(PG_GETARG_DATUM(1));
-	if (pg_mbstrlen(req.description) == 0 || pg_mbstrlen(req.description) > PGB_MAX_TEXT_CHARS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
-				 errmsg("reason must be 1 to 500 characters")));
+	PgbCheckLength("reason", req.description, 1, PGB_MAX_TEXT_CHARS);
 	req.idempotency_key = TextDatumGetCString(PG_GETARG_DATUM(2));
 
 	SPI_connect();

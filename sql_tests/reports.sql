@@ -221,3 +221,25 @@ BEGIN
 	END LOOP;
 END $$;
 SELECT pg, entry_id IS NOT NULL AS folded, amount, balance_after FROM pages ORDER BY pg, ctid;
+
+-- an opportunistic fold waits for the commit: inside a transaction (explicit,
+-- or a DO block) the credited account's legs stay pending, so no lock is
+-- taken on it mid-transaction, and the commit folds them
+SET pgbank.fold_every = 1;
+BEGIN;
+SELECT status FROM bank.deposit(:d, 4, 'rp-pc-1');
+SELECT count(*) AS pending_inside_transaction FROM bank.pending_legs WHERE account_id = :d;
+COMMIT;
+SELECT count(*) AS pending_after_commit FROM bank.pending_legs WHERE account_id = :d;
+DO $$
+DECLARE
+	acct bigint := (SELECT id FROM bank.accounts WHERE name = 'dave');
+BEGIN
+	PERFORM bank.deposit(acct, 5, 'rp-pc-2');
+	IF (SELECT count(*) FROM bank.pending_legs WHERE account_id = acct) = 0 THEN
+		RAISE EXCEPTION 'folded before the commit';
+	END IF;
+END $$;
+SELECT count(*) AS pending_after_do FROM bank.pending_legs WHERE account_id = :d;
+SELECT balance FROM bank.account_balances WHERE id = :d;
+SET pgbank.fold_every = 0;
