@@ -3,8 +3,9 @@
  * pgbank.c
  *		Module entry point: the GUCs of pgbank, defined in one place.
  *
- * The library is loaded on first use; nothing here needs
- * shared_preload_libraries.
+ * The library is loaded on first use.  Secrets (pgbank.jwt_secret,
+ * pgbank.master_key) need it in shared_preload_libraries: only then are the
+ * settings defined, superuser-only, before any session can read them.
  *
  *-------------------------------------------------------------------------
  */
@@ -12,6 +13,7 @@
 
 #include "access/xact.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "pgbank.h"
@@ -21,6 +23,19 @@ PG_MODULE_MAGIC;
 int			pgb_max_open_accounts = 10;
 int			pgb_hold_expiry = 7 * 24 * 3600;
 int			pgb_fold_every = 128;
+bool		pgb_preloaded = false;
+char	   *pgb_jwt_secret = NULL;
+char	   *pgb_jwt_issuer = NULL;
+char	   *pgb_jwt_audience = NULL;
+int			pgb_jwt_clock_skew = 30;
+int			pgb_access_token_ttl = 300;
+int			pgb_refresh_token_ttl = 30 * 24 * 3600;
+int			pgb_idle_timeout = 900;
+int			pgb_bcrypt_cost = 12;
+int			pgb_max_failed_logins = 10;
+int			pgb_lockout_duration = 1800;
+int			pgb_kyc_transfer_limit = 1000;
+char	   *pgb_master_key = NULL;
 
 void		_PG_init(void);
 
@@ -33,7 +48,10 @@ pgbank_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		EngineReset();
+		IdentityAtEOSubXactAbort();
+	}
 }
 
 /* engine state never outlives a transaction, however it ends */
@@ -48,6 +66,7 @@ pgbank_xact_callback(XactEvent event, void *arg)
 	{
 		EngineReset();
 		EngineForgetQueued();
+		IdentityAtEOXact();
 	}
 }
 
@@ -73,6 +92,91 @@ _PG_init(void)
 							NULL,
 							&pgb_fold_every,
 							128, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	pgb_preloaded = process_shared_preload_libraries_in_progress;
+	DefineCustomStringVariable("pgbank.jwt_secret",
+							   "HMAC-SHA256 key of access tokens (at least 32 bytes); superuser-only.",
+							   NULL,
+							   &pgb_jwt_secret,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbank.master_key",
+							   "Key that wraps the per-customer data keys (at least 32 bytes); superuser-only.",
+							   NULL,
+							   &pgb_master_key,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbank.jwt_issuer",
+							   "The iss claim of access tokens issued and accepted.",
+							   NULL,
+							   &pgb_jwt_issuer,
+							   "pgbank",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbank.jwt_audience",
+							   "The aud claim of access tokens issued and accepted.",
+							   NULL,
+							   &pgb_jwt_audience,
+							   "pgbank-api",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.jwt_clock_skew",
+							"Tolerance when checking the exp and nbf claims.",
+							NULL,
+							&pgb_jwt_clock_skew,
+							30, 0, 300,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.access_token_ttl",
+							"Lifetime of an access token.",
+							NULL,
+							&pgb_access_token_ttl,
+							300, 30, 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.refresh_token_ttl",
+							"Longest life of a session, however active.",
+							NULL,
+							&pgb_refresh_token_ttl,
+							30 * 24 * 3600, 300, 365 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.idle_timeout",
+							"A session not refreshed for this long ends.",
+							NULL,
+							&pgb_idle_timeout,
+							900, 60, 7 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.bcrypt_cost",
+							"bcrypt cost (log2 rounds) of new password hashes.",
+							NULL,
+							&pgb_bcrypt_cost,
+							12, 4, 15,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.max_failed_logins",
+							"Failed logins in a row that lock a customer out.",
+							NULL,
+							&pgb_max_failed_logins,
+							10, 1, 1000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.lockout_duration",
+							"How long a lockout lasts.",
+							NULL,
+							&pgb_lockout_duration,
+							1800, 1, 7 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.kyc_transfer_limit",
+							"Largest outgoing amount (in major units of its currency) a customer without KYC approval may move at once.",
+							NULL,
+							&pgb_kyc_transfer_limit,
+							1000, 0, 1000000000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgbank");

@@ -13,6 +13,10 @@
  *	transfer.c		the money API
  *	report.c		balances, entries, statements, trial balance, ledger check
  *	guard.c			triggers that keep the invariants whoever writes
+ *	identity.c		verified identities, principals, tokens, the engine role
+ *	credentials.c	registration, logins, TOTP, refresh tokens, API keys, KYC
+ *	pii.c			personal data: per-customer keys, masking, erasure, export
+ *	audit.c			the one way to write an audit row
  *
  * Locking rules (kept by engine.c, relied on everywhere):
  *	- An account row is locked FOR NO KEY UPDATE only by a leg that checks
@@ -37,6 +41,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "common/cryptohash.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -51,6 +56,19 @@
 extern int	pgb_max_open_accounts;
 extern int	pgb_hold_expiry;		/* seconds */
 extern int	pgb_fold_every;
+extern bool pgb_preloaded;
+extern char *pgb_jwt_secret;
+extern char *pgb_jwt_issuer;
+extern char *pgb_jwt_audience;
+extern int	pgb_jwt_clock_skew;
+extern int	pgb_access_token_ttl;
+extern int	pgb_refresh_token_ttl;
+extern int	pgb_idle_timeout;
+extern int	pgb_bcrypt_cost;
+extern int	pgb_max_failed_logins;
+extern int	pgb_lockout_duration;
+extern int	pgb_kyc_transfer_limit;
+extern char *pgb_master_key;
 
 /* spi.c */
 typedef struct PgbQuery
@@ -59,6 +77,7 @@ typedef struct PgbQuery
 	int			nargs;
 	Oid			argtypes[PGB_MAX_ARGS];
 	SPIPlanPtr	plan;
+	bool		as_caller;		/* run as the caller, under RLS (else bank_engine) */
 } PgbQuery;
 
 extern int	PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only,
@@ -171,6 +190,48 @@ extern void EngineForgetQueued(void);
 extern void EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 						  int sqlstate, const char *fmt,...) pg_attribute_printf(5, 6);
 extern void EngineRaiseRecorded(const TransferRow *t);
+
+/* identity.c */
+typedef enum PrincipalKind
+{
+	PRINCIPAL_NONE = 0,
+	PRINCIPAL_CUSTOMER,			/* a verified customer token */
+	PRINCIPAL_API_KEY,			/* a verified API key (its role's authority) */
+	PRINCIPAL_STAFF				/* a staff role's own login, or a superuser */
+} PrincipalKind;
+
+typedef struct Principal
+{
+	PrincipalKind kind;
+	Oid			role;			/* the current role */
+	int64		customer_id;	/* PRINCIPAL_CUSTOMER */
+	int64		session_id;		/* PRINCIPAL_CUSTOMER */
+	int64		api_key_id;		/* PRINCIPAL_API_KEY */
+} Principal;
+
+extern void AuthCaller(const char *action, Principal *p);
+extern int64 AuthCustomer(const char *action);
+extern bool AuthActingAsStaff(void);
+extern Oid	AuthEngineRole(void);
+extern const char *AuthRequestField(int field);
+extern const char *AuthSecret(const char *name, const char *value, int min_bytes);
+extern char *AuthJwtSign(const char *claims_json);
+extern char *AuthBase64Url(const uint8 *data, int len);
+extern void AuthHmac(pg_cryptohash_type type, const uint8 *key, size_t keylen,
+					 const uint8 *data, size_t len, uint8 *out, size_t outlen);
+extern void AuthSha256(const uint8 *data, size_t len, uint8 *out);
+extern bytea *AuthSha256Bytea(const char *s);
+extern bool AuthEqual(const uint8 *a, const uint8 *b, size_t len);
+extern void AuthRandom(uint8 *out, size_t len);
+extern Datum PgcryptoCall(const char *fname, int nargs, const Oid *argtypes,
+						  const Datum *args, bool *isnull);
+extern void IdentityAtEOXact(void);
+extern void IdentityAtEOSubXactAbort(void);
+
+/* audit.c */
+extern void AuditWrite(const Principal *p, int64 customer, const char *action,
+					   const char *resource_type, const char *resource_id,
+					   const char *metadata);
 
 /* account.c */
 extern void AccountNotFound(int64 id) pg_attribute_noreturn();

@@ -8,6 +8,12 @@
  * backend (PostgreSQL replans it when a table it uses changes).  Values are always passed as
  * parameters, never pasted into SQL text.  All SQL is schema-qualified.
  *
+ * A statement runs as bank_engine (the ledger's own role, which bypasses
+ * row-level security) unless it is marked as_caller: then it runs as the
+ * caller, under the caller's privileges and row-level security.  Reads on
+ * behalf of a customer are as_caller, so PostgreSQL itself keeps them to the
+ * customer's own rows.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,7 +36,16 @@ int
 PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only, long count)
 {
 	int			rc;
+	Oid			save_user;
+	int			save_sec;
 
+	/*
+	 * The engine's statements run as bank_engine; an error unwinds the switch
+	 * with the (sub)transaction, which restores the user it started with.
+	 */
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	if (!q->as_caller)
+		SetUserIdAndSecContext(AuthEngineRole(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (q->plan == NULL)
 	{
 		/*
@@ -52,6 +67,7 @@ PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only, long coun
 	if (rc < 0)
 		elog(ERROR, "pgbank: SPI_execute_plan failed (%s) for: %s",
 			 SPI_result_code_string(rc), q->sql);
+	SetUserIdAndSecContext(save_user, save_sec);
 	return (int) SPI_processed;
 }
 

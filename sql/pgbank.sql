@@ -23,6 +23,47 @@
 REVOKE ALL ON SCHEMA bank FROM PUBLIC;
 
 --
+-- Roles.  Cluster-wide, so created only when absent and never dropped by
+-- DROP EXTENSION.  API roles are NOLOGIN groups: a person or program logs in
+-- as a role of its own that is a member of one.  bank_gateway is the HTTP
+-- server's login: NOINHERIT, so it holds no privilege until it switches
+-- (SET LOCAL ROLE) to the role of the request, and a gateway session gets
+-- no staff authority without a credential (see identity.c).  bank_engine is
+-- the ledger's own role: the C code switches to it for its writes; it cannot
+-- log in, bypasses row-level security, and must have no members.
+--
+DO $$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['bank_anon', 'bank_customer', 'bank_teller', 'bank_auditor',
+							 'bank_service', 'bank_admin']
+	LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'bank_gateway') THEN
+		CREATE ROLE bank_gateway LOGIN NOINHERIT;
+	ELSIF (SELECT rolinherit FROM pg_catalog.pg_roles WHERE rolname = 'bank_gateway') THEN
+		ALTER ROLE bank_gateway NOINHERIT;
+	END IF;
+	GRANT bank_anon, bank_customer, bank_teller, bank_auditor, bank_service, bank_admin
+		TO bank_gateway;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'bank_engine') THEN
+		CREATE ROLE bank_engine NOLOGIN NOINHERIT BYPASSRLS;
+	ELSIF EXISTS (SELECT FROM pg_catalog.pg_roles
+				   WHERE rolname = 'bank_engine'
+					 AND (rolcanlogin OR rolsuper OR NOT rolbypassrls))
+		  OR EXISTS (SELECT FROM pg_catalog.pg_auth_members
+					  WHERE roleid = 'bank_engine'::regrole) THEN
+		RAISE EXCEPTION 'role bank_engine exists but is not pgbank''s'
+			USING DETAIL = 'It must be NOLOGIN, BYPASSRLS, not a superuser, and have no members.';
+	END IF;
+END
+$$;
+
+--
 -- Domains: single-column rules.  A domain's check is compiled once per
 -- session and runs only when a value of it is stored, whereas a table CHECK
 -- is re-planned by every statement and every UPDATE runs all of them; so
@@ -116,8 +157,12 @@ INSERT INTO bank.currencies (code, numeric_code, exponent, name) VALUES
 ('ZWL', 932, 2, 'Zimbabwe Dollar');
 
 --
--- Customers (what the ledger needs; identity and credentials come later)
+-- Customers: identity, credentials and personal data
 --
+
+CREATE TYPE bank.kyc_status AS ENUM ('pending', 'in_review', 'approved', 'rejected');
+COMMENT ON TYPE bank.kyc_status IS
+'Know-your-customer review: pending, in_review, approved, rejected; set by staff';
 
 CREATE TABLE bank.customers (
 	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -125,11 +170,105 @@ CREATE TABLE bank.customers (
 				CHECK (email = lower(btrim(email)) AND email ~ '^[^@\s]+@[^@\s]+$' AND length(email) <= 254),
 	first_name	bank.label NOT NULL,
 	last_name	bank.label NOT NULL,
-	created_at	timestamptz NOT NULL DEFAULT now()
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	kyc_status	bank.kyc_status NOT NULL DEFAULT 'pending',
+	kyc_updated_at timestamptz,
+	password_hash text,
+	password_changed_at timestamptz,
+	failed_logins integer NOT NULL DEFAULT 0 CHECK (failed_logins >= 0),
+	locked_until timestamptz,
+	mfa_enabled boolean NOT NULL DEFAULT false,
+	mfa_secret	bytea,
+	mfa_pending_secret bytea,
+	mfa_last_step bigint NOT NULL DEFAULT 0,
+	phone		bytea,
+	national_id bytea,
+	address		bytea,
+	erased_at	timestamptz,
+	CONSTRAINT customers_mfa_has_secret CHECK (NOT mfa_enabled OR mfa_secret IS NOT NULL),
+	CONSTRAINT customers_erased_has_no_secrets
+		CHECK (erased_at IS NULL OR (password_hash IS NULL AND mfa_secret IS NULL
+									 AND mfa_pending_secret IS NULL))
 );
 
 COMMENT ON TABLE bank.customers IS
-'Customers of the bank; every non-system account belongs to one';
+'Customers of the bank; every non-system account belongs to one. Credentials and personal data are readable by bank_engine only: password_hash is bcrypt (pgcrypto), mfa secrets, phone, national_id and address are encrypted under the customer''s data key (bank.customer_keys)';
+COMMENT ON COLUMN bank.customers.password_hash IS 'bcrypt hash; NULL: the customer cannot log in (created by staff, or erased)';
+COMMENT ON COLUMN bank.customers.failed_logins IS 'Failed logins since the last success; pgbank.max_failed_logins of them lock the customer out';
+COMMENT ON COLUMN bank.customers.mfa_last_step IS 'The last TOTP time step accepted: a code is never accepted twice';
+COMMENT ON COLUMN bank.customers.phone IS 'pgp_sym_encrypt under the customer''s data key';
+COMMENT ON COLUMN bank.customers.erased_at IS 'When the customer''s data key was destroyed (crypto-shredding)';
+
+CREATE TABLE bank.customer_keys (
+	customer_id bigint PRIMARY KEY REFERENCES bank.customers (id),
+	wrapped_key bytea NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE bank.customer_keys IS
+'Per-customer data keys, encrypted (pgp_sym_encrypt_bytea) under pgbank.master_key. Deleting a row crypto-shreds that customer''s personal data';
+
+CREATE TABLE bank.sessions (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	customer_id bigint NOT NULL REFERENCES bank.customers (id),
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	last_seen_at timestamptz NOT NULL DEFAULT now(),
+	expires_at	timestamptz NOT NULL,
+	revoked_at	timestamptz,
+	revoked_reason text CHECK (revoked_reason IN ('logout', 'refresh_reuse', 'idle', 'erased', 'password_changed', 'locked'))
+);
+CREATE INDEX sessions_customer_idx ON bank.sessions (customer_id) WHERE revoked_at IS NULL;
+COMMENT ON TABLE bank.sessions IS
+'Login sessions: access tokens name their session (sid) and stop working when it is revoked (logout, refresh token reuse, erasure) or expires';
+
+CREATE TABLE bank.refresh_tokens (
+	token_hash	bytea PRIMARY KEY CHECK (length(token_hash) = 32),
+	session_id	bigint NOT NULL REFERENCES bank.sessions (id),
+	issued_at	timestamptz NOT NULL DEFAULT now(),
+	used_at		timestamptz
+);
+CREATE INDEX refresh_tokens_session_idx ON bank.refresh_tokens (session_id);
+COMMENT ON TABLE bank.refresh_tokens IS
+'Refresh tokens by SHA-256 of the token (the token itself is never stored). Each is used once: refreshing marks it used and issues the next one of its session; presenting a used one revokes the session (the whole family)';
+
+CREATE TABLE bank.api_keys (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name		bank.label NOT NULL,
+	role		name NOT NULL CHECK (role IN ('bank_teller', 'bank_auditor', 'bank_service', 'bank_admin')),
+	scopes		text[] NOT NULL CHECK (cardinality(scopes) BETWEEN 1 AND 64),
+	prefix		text NOT NULL,
+	secret_hash bytea NOT NULL UNIQUE CHECK (length(secret_hash) = 32),
+	created_by	name NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	expires_at	timestamptz NOT NULL,
+	revoked_at	timestamptz,
+	CHECK (expires_at > created_at)
+);
+COMMENT ON TABLE bank.api_keys IS
+'API keys of services: bound to one staff role and a list of scopes (function names, or *); stored as the SHA-256 of the key, which is shown once at creation';
+
+--
+-- Audit events.  One row per recorded action, written by audit.c in the
+-- action's own transaction.
+--
+CREATE TABLE bank.audit_events (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	at			timestamptz NOT NULL DEFAULT clock_timestamp(),
+	xid			xid8 NOT NULL DEFAULT pg_current_xact_id(),
+	actor_customer bigint,
+	api_key_id	bigint,
+	acting_role name NOT NULL,
+	session_role name NOT NULL,
+	action		text NOT NULL,
+	resource_type text NOT NULL,
+	resource_id text,
+	metadata	jsonb NOT NULL DEFAULT '{}',
+	request_id	text,
+	client_addr inet,
+	user_agent	text
+);
+CREATE INDEX audit_events_actor_idx ON bank.audit_events (actor_customer, id) WHERE actor_customer IS NOT NULL;
+COMMENT ON TABLE bank.audit_events IS
+'Who did what, when and from where: staff actions, logins and their failures, lockouts, MFA and key changes. Rows are appended in the action''s transaction and never changed';
 
 --
 -- Accounts
@@ -569,6 +708,178 @@ COMMENT ON FUNCTION bank.check_ledger() IS
 'Every broken ledger invariant, one row each (balance_mismatch, running_balance, transfer_unbalanced, transfer_legs, transfer_accounts, currency_unbalanced, pending_mismatch, overdraft_exceeded, currency_mismatch, closed_not_empty); no rows on a consistent ledger';
 
 --
+-- Identity: verified credentials for the current transaction
+--
+CREATE FUNCTION bank.authenticate(access_token text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_authenticate'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.authenticate(text) IS
+'Verifies an access token (HS256 with pgbank.jwt_secret, the algorithm pinned; exp and nbf within pgbank.jwt_clock_skew; iss and aud as configured; its session live) and makes its customer the caller for the rest of this transaction only, bound to the current role, which must be a customer role. Returns the customer id; PB040 for any invalid token, PB042 from a staff role, PB044 when the transaction already has an identity. Pass the token as a bind parameter: a failing statement''s text reaches the server log';
+CREATE FUNCTION bank.authenticate_api_key(api_key text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_authenticate_api_key'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.authenticate_api_key(text) IS
+'Verifies an API key (known, not revoked, not expired) for this transaction only; the current role must be the key''s role, and the key''s scopes limit the functions the transaction may call. Returns the key id; PB043 for an invalid key, PB042 from another role';
+CREATE FUNCTION bank.current_customer_id() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_current_customer_id'
+	LANGUAGE C STABLE LEAKPROOF PARALLEL RESTRICTED;
+COMMENT ON FUNCTION bank.current_customer_id() IS
+'The customer verified by bank.authenticate() in this transaction, if the current role is still the one that verified it; else NULL. Row-level security policies rest on it';
+CREATE FUNCTION bank.acting_as_staff() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'pgbank_acting_as_staff'
+	LANGUAGE C STABLE LEAKPROOF PARALLEL RESTRICTED;
+COMMENT ON FUNCTION bank.acting_as_staff() IS
+'True when the caller has staff authority now: a superuser; a staff role''s own login (not a bank_gateway session) with no credential verified; or an API key verified for the current role';
+CREATE TYPE bank.whoami AS (
+	kind		text,
+	customer_id bigint,
+	session_id	bigint,
+	api_key_id	bigint,
+	acting_role name,
+	session_role name,
+	identity_suspended boolean
+);
+COMMENT ON TYPE bank.whoami IS
+'kind is customer, api_key, staff or none; identity_suspended is true when a credential was verified in this transaction for a role other than the current one';
+CREATE FUNCTION bank.whoami() RETURNS bank.whoami
+	AS 'MODULE_PATHNAME', 'pgbank_whoami'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION bank.whoami() IS 'Who the caller is in this transaction';
+CREATE FUNCTION bank.set_request_context(request_id text, client_addr text, user_agent text)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_set_request_context'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.set_request_context(text, text, text) IS
+'Request id (up to 128 bytes), client address (an inet) and user agent (up to 512 bytes) recorded with the audit rows of this transaction; cleared when it ends';
+
+--
+-- Customers: registration, logins, sessions, second factor, KYC, API keys
+--
+CREATE TYPE bank.auth_result AS (
+	status		text,
+	customer_id bigint,
+	access_token text,
+	refresh_token text,
+	expires_at	timestamptz,
+	refresh_expires_at timestamptz
+);
+COMMENT ON TYPE bank.auth_result IS
+'Outcome of bank.login() and bank.refresh(): status ok (tokens set), mfa_required (password right, TOTP code needed; nothing issued) or denied (nothing issued, and nothing said about why)';
+CREATE FUNCTION bank.register(email text, password text, first_name text, last_name text,
+							  phone text DEFAULT NULL)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_register'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.register(text, text, text, text, text) IS
+'Registers a customer: email normalised (trimmed, lower-cased) and unique (PB024); password of 12 to 1000 characters, not the email (PB045), stored as bcrypt with cost pgbank.bcrypt_cost; phone encrypted under a new data key. KYC starts pending. Returns the customer id';
+CREATE FUNCTION bank.login(email text, password text, totp text DEFAULT NULL)
+	RETURNS bank.auth_result
+	AS 'MODULE_PATHNAME', 'pgbank_login'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.login(text, text, text) IS
+'Checks email, password and (when enrolled) a TOTP code and opens a session: an access token (pgbank.access_token_ttl) and a refresh token. Unknown email, wrong password, wrong code and lockout all return status denied after the same bcrypt work; pgbank.max_failed_logins failures in a row lock the customer out for pgbank.lockout_duration. Failures commit (counted and audited), so it does not raise for them';
+CREATE FUNCTION bank.refresh(refresh_token text) RETURNS bank.auth_result
+	AS 'MODULE_PATHNAME', 'pgbank_refresh'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.refresh(text) IS
+'Exchanges a refresh token for a new access token and a new refresh token (rotation). A refresh token already used revokes its whole session (reuse detection); a session not refreshed for pgbank.idle_timeout has ended. Returns status denied when nothing is issued';
+CREATE FUNCTION bank.logout() RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_logout'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.logout() IS
+'Ends the authenticated customer''s session: its access and refresh tokens stop working at once';
+CREATE FUNCTION bank.change_password(old_password text, new_password text) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_change_password'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.change_password(text, text) IS
+'Changes the authenticated customer''s password (the old one must match, PB047; the new one must meet the policy, PB045) and ends their other sessions';
+CREATE FUNCTION bank.mfa_enroll(OUT secret text, OUT otpauth_uri text)
+	AS 'MODULE_PATHNAME', 'pgbank_mfa_enroll'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.mfa_enroll() IS
+'Starts TOTP enrolment (RFC 6238: SHA-1, 6 digits, 30 s) for the authenticated customer: returns the new secret in base32 and its otpauth:// URI, once. It takes effect at bank.mfa_confirm(); PB048 when MFA is already on';
+CREATE FUNCTION bank.mfa_confirm(code text) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_mfa_confirm'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.mfa_confirm(text) IS
+'Turns TOTP on with a code from the enrolled secret (PB047 when wrong, PB048 when nothing is being enrolled)';
+CREATE FUNCTION bank.mfa_disable(code text) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_mfa_disable'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.mfa_disable(text) IS
+'Turns TOTP off, given a current code (PB047 when wrong, PB048 when MFA is off)';
+CREATE FUNCTION bank.totp_code(secret bytea, at timestamptz DEFAULT now(), digits integer DEFAULT 6)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'pgbank_totp_code'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION bank.totp_code(bytea, timestamptz, integer) IS
+'The RFC 6238 code (HMAC-SHA-1, 30 s steps) of a raw secret at a time; for operators and tests, executable by superusers only';
+CREATE FUNCTION bank.set_kyc_status(customer_id bigint, status bank.kyc_status, reason text)
+	RETURNS bank.kyc_status
+	AS 'MODULE_PATHNAME', 'pgbank_set_kyc_status'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.set_kyc_status(bigint, bank.kyc_status, text) IS
+'Staff: sets a customer''s KYC status and returns it (audited). Approval is required to open an investment account and to move more than pgbank.kyc_transfer_limit at once (PB046)';
+CREATE FUNCTION bank.create_api_key(role name, scopes text[], expires_at timestamptz,
+									name text DEFAULT 'api key', OUT id bigint, OUT api_key text)
+	AS 'MODULE_PATHNAME', 'pgbank_create_api_key'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.create_api_key(name, text[], timestamptz, text) IS
+'Admin: creates an API key bound to a staff role and scopes (names of bank functions that role may execute, or *), expiring at expires_at (at most a year ahead). The key is returned once and stored as its SHA-256 (audited)';
+CREATE FUNCTION bank.revoke_api_key(id bigint) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_revoke_api_key'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.revoke_api_key(bigint) IS 'Admin: revokes an API key at once (audited)';
+CREATE FUNCTION bank.list_api_keys(OUT id bigint, OUT name text, OUT role name, OUT scopes text[],
+								   OUT prefix text, OUT created_by name, OUT created_at timestamptz,
+								   OUT expires_at timestamptz, OUT revoked_at timestamptz)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'pgbank_list_api_keys'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION bank.list_api_keys() IS 'Admin: every API key, without its secret';
+
+--
+-- Personal data: encrypted at rest, masked for staff, erasable, exportable
+--
+CREATE TYPE bank.customer_profile AS (
+	id			bigint,
+	email		text,
+	first_name	text,
+	last_name	text,
+	phone		text,
+	national_id text,
+	address		text,
+	kyc_status	bank.kyc_status,
+	mfa_enabled boolean,
+	created_at	timestamptz,
+	erased_at	timestamptz
+);
+COMMENT ON TYPE bank.customer_profile IS
+'A customer as the API shows them: personal data in clear for the customer, masked for staff, NULL once erased';
+CREATE FUNCTION bank.get_customer(customer_id bigint DEFAULT NULL) RETURNS bank.customer_profile
+	AS 'MODULE_PATHNAME', 'pgbank_get_customer'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION bank.get_customer(bigint) IS
+'A customer''s profile: the authenticated customer''s own in clear (customer_id NULL or their own; any other is PB021), or for staff any customer with phone, national id and address masked';
+CREATE FUNCTION bank.update_profile(phone text, national_id text, address text,
+									customer_id bigint DEFAULT NULL)
+	RETURNS bank.customer_profile
+	AS 'MODULE_PATHNAME', 'pgbank_update_profile'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.update_profile(text, text, text, bigint) IS
+'Sets the personal data given (NULL leaves a field as it is), encrypted under the customer''s data key: the authenticated customer''s own, or any customer''s for staff (audited). PB049 once erased';
+CREATE FUNCTION bank.erase_customer(customer_id bigint, reason text) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_erase_customer'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.erase_customer(bigint, text) IS
+'Admin: crypto-shreds a customer''s personal data by destroying their data key, removes their credentials and ends their sessions; accounts, transfers and entries stay whole (audited)';
+CREATE FUNCTION bank.export_my_data() RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'pgbank_export_my_data'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION bank.export_my_data() IS
+'Everything the bank holds about the authenticated customer as one JSON document: profile with personal data in clear, accounts, transfers, sessions and security events';
+
+--
 -- Invariants held by the database itself
 --
 
@@ -581,6 +892,10 @@ COMMENT ON FUNCTION bank.refuse_change() IS
 CREATE TRIGGER entries_immutable BEFORE UPDATE OR DELETE ON bank.entries
 	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
 CREATE TRIGGER entries_no_truncate BEFORE TRUNCATE ON bank.entries
+	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER audit_events_immutable BEFORE UPDATE OR DELETE ON bank.audit_events
+	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON bank.audit_events
 	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
 
 CREATE FUNCTION bank.guard_engine_columns() RETURNS trigger
@@ -666,8 +981,162 @@ ALTER FUNCTION bank.fold_account(bigint) SET enable_seqscan = off;
 ALTER FUNCTION bank.close_account(bigint) SET enable_seqscan = off;
 
 --
--- Privileges: nothing to PUBLIC
+-- Row-level security: enabled and forced on every table.  Customers see
+-- their own rows (bank.current_customer_id() rests on a verified token held
+-- in backend memory, never on a setting); staff roles see every row while
+-- they have staff authority (bank.acting_as_staff()).  Tables without a
+-- policy for a role show it nothing.  bank_engine bypasses RLS: it is the
+-- role the C code writes the ledger as.
 --
+DO $$
+DECLARE
+	t regclass;
+BEGIN
+	FOR t IN SELECT c.oid FROM pg_catalog.pg_class c
+			  WHERE c.relnamespace = 'bank'::pg_catalog.regnamespace AND c.relkind IN ('r', 'p')
+	LOOP
+		EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+		EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', t);
+	END LOOP;
+END
+$$;
 
+CREATE POLICY currencies_read ON bank.currencies FOR SELECT
+	TO bank_customer, bank_teller, bank_auditor, bank_service, bank_admin
+	USING (true);
+
+CREATE POLICY customers_own ON bank.customers FOR SELECT TO bank_customer
+	USING (id = bank.current_customer_id());
+CREATE POLICY customers_staff ON bank.customers FOR SELECT
+	TO bank_teller, bank_auditor, bank_service, bank_admin
+	USING (bank.acting_as_staff());
+
+CREATE POLICY accounts_own ON bank.accounts FOR SELECT TO bank_customer
+	USING (customer_id = bank.current_customer_id());
+CREATE POLICY accounts_staff ON bank.accounts FOR SELECT
+	TO bank_teller, bank_auditor, bank_service, bank_admin
+	USING (bank.acting_as_staff());
+
+CREATE POLICY transfers_own ON bank.transfers FOR SELECT TO bank_customer
+	USING (EXISTS (SELECT 1 FROM bank.accounts a
+					WHERE a.id IN (from_account, to_account)
+					  AND a.customer_id = bank.current_customer_id()));
+CREATE POLICY transfers_staff ON bank.transfers FOR SELECT
+	TO bank_teller, bank_auditor, bank_service, bank_admin
+	USING (bank.acting_as_staff());
+
+CREATE POLICY entries_own ON bank.entries FOR SELECT TO bank_customer
+	USING (account_id IN (SELECT a.id FROM bank.accounts a
+						   WHERE a.customer_id = bank.current_customer_id()));
+CREATE POLICY entries_staff ON bank.entries FOR SELECT
+	TO bank_teller, bank_auditor, bank_service, bank_admin
+	USING (bank.acting_as_staff());
+
+CREATE POLICY pending_legs_own ON bank.pending_legs FOR SELECT TO bank_customer
+	USING (account_id IN (SELECT a.id FROM bank.accounts a
+						   WHERE a.customer_id = bank.current_customer_id()));
+CREATE POLICY pending_legs_staff ON bank.pending_legs FOR SELECT
+	TO bank_teller, bank_auditor, bank_service, bank_admin
+	USING (bank.acting_as_staff());
+
+-- a customer reads their own security events; auditors and admins read all
+CREATE POLICY audit_events_own ON bank.audit_events FOR SELECT TO bank_customer
+	USING (actor_customer = bank.current_customer_id()
+		   AND resource_type IN ('session', 'credential'));
+CREATE POLICY audit_events_staff ON bank.audit_events FOR SELECT
+	TO bank_auditor, bank_admin
+	USING (bank.acting_as_staff());
+
+COMMENT ON POLICY customers_own ON bank.customers IS 'A customer sees their own row only';
+COMMENT ON POLICY accounts_own ON bank.accounts IS 'A customer sees their own accounts only';
+COMMENT ON POLICY transfers_own ON bank.transfers IS 'A customer sees transfers into or out of their own accounts';
+COMMENT ON POLICY entries_own ON bank.entries IS 'A customer sees the entries of their own accounts';
+COMMENT ON POLICY pending_legs_own ON bank.pending_legs IS 'A customer sees the unfolded legs of their own accounts';
+COMMENT ON POLICY audit_events_own ON bank.audit_events IS 'A customer sees their own session and credential events';
+
+--
+-- Privileges: nothing to PUBLIC; each role exactly what it needs.  Tables
+-- are read-only for API roles (every write goes through a function, which
+-- writes as bank_engine); customer credentials and personal data columns,
+-- sessions, refresh tokens, API keys and data keys are readable by no API
+-- role at all.
+--
 REVOKE ALL ON ALL TABLES IN SCHEMA bank FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA bank FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA bank FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA bank TO bank_anon, bank_customer, bank_teller, bank_auditor,
+	bank_service, bank_admin, bank_gateway, bank_engine;
+GRANT USAGE ON TYPE bank.account_type, bank.account_status, bank.transfer_kind,
+	bank.transfer_status, bank.kyc_status TO bank_customer, bank_teller, bank_auditor,
+	bank_service, bank_admin;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA bank TO bank_engine;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA bank TO bank_engine;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA bank TO bank_engine;
+REVOKE EXECUTE ON FUNCTION bank.totp_code(bytea, timestamptz, integer) FROM bank_engine;
+
+GRANT SELECT ON bank.currencies, bank.accounts, bank.transfers, bank.entries,
+	bank.pending_legs, bank.account_balances
+	TO bank_customer, bank_teller, bank_auditor, bank_service, bank_admin;
+GRANT SELECT (id, email, first_name, last_name, created_at, kyc_status, kyc_updated_at,
+			  mfa_enabled, erased_at) ON bank.customers
+	TO bank_customer, bank_teller, bank_auditor, bank_service, bank_admin;
+GRANT SELECT ON bank.audit_events TO bank_customer, bank_auditor, bank_admin;
+
+-- helpers that views and policies call
+GRANT EXECUTE ON FUNCTION bank.minor_to_amount(bigint, integer), bank.current_customer_id(),
+	bank.acting_as_staff(), bank.whoami(), bank.set_request_context(text, text, text),
+	bank.amount_to_minor(numeric, char), bank.account_number_valid(text)
+	TO bank_anon, bank_customer, bank_teller, bank_auditor, bank_service, bank_admin;
+
+-- anonymous: become someone
+GRANT EXECUTE ON FUNCTION bank.register(text, text, text, text, text),
+	bank.login(text, text, text), bank.refresh(text)
+	TO bank_anon;
+
+-- verifying a credential: customers use tokens, staff roles use API keys
+GRANT EXECUTE ON FUNCTION bank.authenticate(text) TO bank_customer;
+GRANT EXECUTE ON FUNCTION bank.authenticate_api_key(text)
+	TO bank_teller, bank_auditor, bank_service, bank_admin;
+
+-- customers
+GRANT EXECUTE ON FUNCTION bank.logout(), bank.change_password(text, text), bank.mfa_enroll(),
+	bank.mfa_confirm(text), bank.mfa_disable(text), bank.export_my_data(),
+	bank.transfer(bigint, bigint, numeric, text, text, jsonb),
+	bank.hold(bigint, bigint, numeric, text, interval, text, jsonb),
+	bank.rename_account(bigint, text), bank.close_account(bigint)
+	TO bank_customer;
+
+-- customers and staff: reads of what they may see, opening accounts, holds
+GRANT EXECUTE ON FUNCTION bank.get_customer(bigint),
+	bank.get_account(bigint), bank.list_accounts(bigint, bank.account_type, bigint, integer),
+	bank.balance(bigint, timestamptz), bank.entries(bigint, bigint, integer),
+	bank.statement(bigint, timestamptz, timestamptz)
+	TO bank_customer, bank_teller, bank_auditor, bank_service, bank_admin;
+GRANT EXECUTE ON FUNCTION bank.open_account(bank.account_type, text, char, bigint),
+	bank.update_profile(text, text, text, bigint)
+	TO bank_customer, bank_teller, bank_admin;
+GRANT EXECUTE ON FUNCTION bank.capture(bigint, numeric), bank.void(bigint)
+	TO bank_customer, bank_service, bank_admin;
+
+-- tellers (support) and admins
+GRANT EXECUTE ON FUNCTION bank.create_customer(text, text, text),
+	bank.freeze_account(bigint, text), bank.unfreeze_account(bigint, text),
+	bank.reverse(bigint, text, text), bank.set_kyc_status(bigint, bank.kyc_status, text)
+	TO bank_teller, bank_admin;
+
+-- payment rails
+GRANT EXECUTE ON FUNCTION bank.deposit(bigint, numeric, text, text, jsonb),
+	bank.withdraw(bigint, numeric, text, text, jsonb), bank.expire_holds(),
+	bank.fold_account(bigint)
+	TO bank_service, bank_admin;
+
+-- reports
+GRANT EXECUTE ON FUNCTION bank.trial_balance(), bank.check_ledger()
+	TO bank_auditor, bank_admin;
+
+-- administration
+GRANT EXECUTE ON FUNCTION bank.create_api_key(name, text[], timestamptz, text),
+	bank.revoke_api_key(bigint), bank.list_api_keys(), bank.erase_customer(bigint, text)
+	TO bank_admin;
