@@ -700,8 +700,9 @@ pgbank_whoami(PG_FUNCTION_ARGS)
 	nulls[2] = nulls[1];
 	values[3] = Int64GetDatum(identity.api_key_id);
 	nulls[3] = !(applies && identity.kind == PRINCIPAL_API_KEY);
-	values[4] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-	values[5] = CStringGetTextDatum(GetUserNameFromId(GetSessionUserId(), false));
+	values[4] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[5] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false)));
 	values[6] = BoolGetDatum(identity.kind != PRINCIPAL_NONE && !applies);
 	tupdesc = BlessTupleDesc(tupdesc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
