@@ -233,6 +233,10 @@ extern void AuditWrite(const Principal *p, int64 customer, const char *action,
 					   const char *resource_type, const char *resource_id,
 					   const char *metadata);
 
+/* pii.c */
+extern void PiiStore(int64 customer, const char *phone, const char *national_id,
+					 const char *address);
+
 /* account.c */
 extern void AccountNotFound(int64 id) pg_attribute_noreturn();
 extern Datum AccountInfoDatum(FunctionCallInfo fcinfo, int64 account);

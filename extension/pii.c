@@ -1,6 +1,11 @@
 /* pii.c: placeholder, replaced by the real module in the next commit */
 #include "postgres.h"
 #include "fmgr.h"
+#include "pgbank.h"
+void
+PiiStore(int64 customer, const char *phone, const char *national_id, const char *address)
+{
+}
 PG_FUNCTION_INFO_V1(pgbank_get_customer);
 Datum pgbank_get_customer(PG_FUNCTION_ARGS);
 Datum
