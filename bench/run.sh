@@ -117,7 +117,7 @@ CONF=(
     "checkpoint_timeout = 30min"
 )
 if [[ $DIAG = 1 ]]; then
-    CONF+=("shared_preload_libraries = 'pg_stat_statements'"
+    CONF+=("shared_preload_libraries = 'pgbank, pg_stat_statements'"
            "pg_stat_statements.track = all"
            "pg_stat_statements.track_planning = on"
            "track_functions = all"

@@ -27,6 +27,17 @@
 
 static PgbQuery q_get_account = {
 	"SELECT " ACCOUNT_INFO_COLUMNS " FROM bank.account_balances WHERE id = $1",
+	1, {INT8OID}, NULL, true
+};
+
+/* is the account visible to the caller (row-level security)? */
+static PgbQuery q_account_visible = {
+	"SELECT 1 FROM bank.accounts WHERE id = $1",
+	1, {INT8OID}, NULL, true
+};
+
+static PgbQuery q_kyc_status = {
+	"SELECT kyc_status::text FROM bank.customers WHERE id = $1",
 	1, {INT8OID}
 };
 
@@ -34,7 +45,7 @@ static PgbQuery q_list_accounts = {
 	"SELECT " ACCOUNT_INFO_COLUMNS " FROM bank.account_balances"
 	" WHERE customer_id = $1 AND ($2::text IS NULL OR type::text = $2)"
 	" AND id > coalesce($3, 0) ORDER BY id LIMIT $4",
-	4, {INT8OID, TEXTOID, INT8OID, INT4OID}
+	4, {INT8OID, TEXTOID, INT8OID, INT4OID}, NULL, true
 };
 
 static PgbQuery q_create_customer = {
@@ -108,6 +119,41 @@ AccountNotFound(int64 id)
 			 errmsg("account %lld does not exist", (long long) id)));
 }
 
+/*
+ * PB009 unless the caller may see the account.  Run as the caller, under
+ * row-level security: a customer sees their own accounts only, so another
+ * customer's account is "not found", exactly like one that does not exist.
+ */
+void
+AccountRequireVisible(int64 id)
+{
+	Datum		arg = Int64GetDatum(id);
+
+	if (PgbExec(&q_account_visible, &arg, NULL, true, 1) != 1)
+		AccountNotFound(id);
+}
+
+/*
+ * The customer a call is about: a customer acts for themselves only (another
+ * id is "not found", PB021); staff must name one (PB022).
+ */
+static int64
+CustomerFor(const Principal *who, FunctionCallInfo fcinfo, int arg)
+{
+	if (who->kind == PRINCIPAL_CUSTOMER)
+	{
+		if (!PG_ARGISNULL(arg) && PG_GETARG_INT64(arg) != who->customer_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_CUSTOMER_NOT_FOUND),
+					 errmsg("customer %lld does not exist", (long long) PG_GETARG_INT64(arg))));
+		return who->customer_id;
+	}
+	if (PG_ARGISNULL(arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("customer_id must not be null")));
+	return PG_GETARG_INT64(arg);
+}
+
 /* an account as bank.account_info; disconnects from SPI */
 Datum
 AccountInfoDatum(FunctionCallInfo fcinfo, int64 account)
@@ -131,6 +177,9 @@ pgbank_create_customer(PG_FUNCTION_ARGS)
 	const char *p;
 	Datum		v[3];
 	int64		id;
+	Principal	who;
+
+	AuthCaller("create_customer", &who);
 
 	/* normalise: trim blanks; lower-case in SQL (lower(), any script) */
 	while (*email == ' ' || *email == '\t')
@@ -160,6 +209,7 @@ pgbank_create_customer(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_PGB_EMAIL_TAKEN),
 				 errmsg("a customer with this email already exists")));
 	id = PgbGetInt64(0, 1);
+	AuditWrite(&who, 0, "customer.create", "customer", psprintf("%lld", (long long) id), NULL);
 	SPI_finish();
 	PG_RETURN_INT64(id);
 }
@@ -168,19 +218,21 @@ PG_FUNCTION_INFO_V1(pgbank_open_account);
 Datum
 pgbank_open_account(PG_FUNCTION_ARGS)
 {
-	static const char *const names[] = {"type", "name", "currency", "customer_id"};
+	static const char *const names[] = {"type", "name", "currency"};
 	char	   *type;
 	char	   *name;
 	char	   *currency;
 	int64		customer;
 	Datum		v[4];
 	int64		id;
+	Principal	who;
 
-	PgbRequireArgs(fcinfo, 4, names);
+	PgbRequireArgs(fcinfo, 3, names);
+	AuthCaller("open_account", &who);
 	type = DatumGetCString(DirectFunctionCall1(enum_out, PG_GETARG_DATUM(0)));
 	name = TextDatumGetCString(PG_GETARG_DATUM(1));
 	currency = TextDatumGetCString(PG_GETARG_DATUM(2));
-	customer = PG_GETARG_INT64(3);
+	customer = CustomerFor(&who, fcinfo, 3);
 	if (strcmp(type, "checking") != 0 && strcmp(type, "savings") != 0 &&
 		strcmp(type, "investment") != 0)
 		ereport(ERROR,
@@ -203,6 +255,15 @@ pgbank_open_account(PG_FUNCTION_ARGS)
 				 errmsg("customer %lld already has %d open accounts", (long long) customer,
 						pgb_max_open_accounts),
 				 errhint("Close an account first, or raise pgbank.max_open_accounts.")));
+	if (strcmp(type, "investment") == 0)
+	{
+		PgbExec(&q_kyc_status, v, NULL, false, 1);
+		if (strcmp(PgbGetText(0, 1), "approved") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_KYC_REQUIRED),
+					 errmsg("an investment account needs an approved KYC review"),
+					 errhint("Staff set the KYC status with bank.set_kyc_status().")));
+	}
 	v[1] = CStringGetTextDatum(type);
 	v[2] = CStringGetTextDatum(name);
 	v[3] = PG_GETARG_DATUM(2);
@@ -215,6 +276,9 @@ PG_FUNCTION_INFO_V1(pgbank_get_account);
 Datum
 pgbank_get_account(PG_FUNCTION_ARGS)
 {
+	Principal	who;
+
+	AuthCaller("get_account", &who);
 	SPI_connect();
 	return AccountInfoDatum(fcinfo, PG_GETARG_INT64(0));
 }
@@ -226,14 +290,13 @@ pgbank_list_accounts(PG_FUNCTION_ARGS)
 	Datum		v[4];
 	char		n[4] = "    ";
 	int32		limit = PG_ARGISNULL(3) ? 50 : PG_GETARG_INT32(3);
+	Principal	who;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("customer_id must not be null")));
+	AuthCaller("list_accounts", &who);
+	v[0] = Int64GetDatum(CustomerFor(&who, fcinfo, 0));
 	if (limit < 1 || limit > 1000)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("limit must be between 1 and 1000")));
-	v[0] = PG_GETARG_DATUM(0);
 	if (PG_ARGISNULL(1))
 		n[1] = 'n';
 	else
@@ -258,10 +321,14 @@ pgbank_rename_account(PG_FUNCTION_ARGS)
 	int64		id = PG_GETARG_INT64(0);
 	char	   *name = TextDatumGetCString(PG_GETARG_DATUM(1));
 	Datum		v[2];
+	Principal	who;
 
 	PgbCheckLength("name", name, 1, 100);
+	AuthCaller("rename_account", &who);
 	EngineRequireReadCommitted();
 	SPI_connect();
+	if (who.kind == PRINCIPAL_CUSTOMER)
+		AccountRequireVisible(id);
 	v[0] = Int64GetDatum(id);
 	if (PgbExec(&q_lock_account, v, NULL, false, 1) != 1)
 		AccountNotFound(id);
@@ -282,8 +349,10 @@ SetFrozen(FunctionCallInfo fcinfo, const char *to)
 	char	   *reason = TextDatumGetCString(PG_GETARG_DATUM(1));
 	char	   *status;
 	Datum		v[3];
+	Principal	who;
 
 	PgbCheckLength("reason", reason, 1, PGB_MAX_TEXT_CHARS);
+	AuthCaller(strcmp(to, "frozen") == 0 ? "freeze_account" : "unfreeze_account", &who);
 	EngineRequireReadCommitted();
 	SPI_connect();
 	v[0] = Int64GetDatum(id);
@@ -299,6 +368,8 @@ SetFrozen(FunctionCallInfo fcinfo, const char *to)
 		v[1] = CStringGetTextDatum(to);
 		v[2] = CStringGetTextDatum(reason);
 		EngineExec(&q_set_status, v, NULL);
+		AuditWrite(&who, 0, strcmp(to, "frozen") == 0 ? "account.freeze" : "account.unfreeze",
+				   "account", psprintf("%lld", (long long) id), NULL);
 	}
 	return AccountInfoDatum(fcinfo, id);
 }
@@ -324,9 +395,13 @@ pgbank_close_account(PG_FUNCTION_ARGS)
 	int64		id = PG_GETARG_INT64(0);
 	Datum		v[3];
 	char		n[3] = "  n";
+	Principal	who;
 
+	AuthCaller("close_account", &who);
 	EngineRequireReadCommitted();
 	SPI_connect();
+	if (who.kind == PRINCIPAL_CUSTOMER)
+		AccountRequireVisible(id);
 	v[0] = Int64GetDatum(id);
 	/* FOR UPDATE: wait for in-flight credits, which hold FOR KEY SHARE */
 	if (PgbExec(&q_lock_account_for_close, v, NULL, false, 1) != 1)

@@ -275,6 +275,38 @@ TransferFromSpi(TransferRow *t)
 	TransferFromSpiAt(t, 0, 0);
 }
 
+static PgbQuery q_kyc_approved = {
+	"SELECT c.kyc_status = 'approved' FROM bank.accounts a"
+	" JOIN bank.customers c ON c.id = a.customer_id WHERE a.id = $1",
+	1, {INT8OID}
+};
+
+/*
+ * PB046 when more than pgbank.kyc_transfer_limit (major units of the
+ * currency) leaves an account whose owner's KYC is not approved.  Below the
+ * limit nothing is read.
+ */
+void
+EngineCheckKyc(int64 account, int64 amount, int exponent, const char *currency)
+{
+	int64		limit = pgb_kyc_transfer_limit;
+	Datum		arg = Int64GetDatum(account);
+	int			i;
+
+	for (i = 0; i < exponent; i++)
+		limit *= 10;
+	if (amount <= limit)
+		return;
+	if (PgbExec(&q_kyc_approved, &arg, NULL, false, 1) == 1 &&
+		DatumGetBool(PgbGet(0, 1, &(bool) {false})))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PGB_KYC_REQUIRED),
+			 errmsg("moving more than %d %s at once needs an approved KYC review",
+					pgb_kyc_transfer_limit, currency),
+			 errhint("Staff set the KYC status with bank.set_kyc_status().")));
+}
+
 /* load a transfer by id, optionally locking it; PB010 when absent */
 void
 EngineLoadTransfer(int64 id, bool lock, TransferRow *out)
@@ -603,8 +635,15 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	 */
 	req->record_decline = !TransactionIdIsValid(GetTopTransactionIdIfAny());
 
+	/*
+	 * A customer moves money only out of their own accounts: the debited
+	 * account must be visible to them under row-level security.
+	 */
+	if (req->who.kind == PRINCIPAL_CUSTOMER && req->debit_account)
+		AccountRequireVisible(req->debit_account);
+
 	/* the key first: same-key requests queue here */
-	IdemPrepare(&idem, req->idempotency_key);
+	IdemPrepare(&idem, req->idempotency_key, &req->who);
 	IdemLock(&idem);
 
 	/* the accounts (existence, currency, system or not) and the key's transfer */
@@ -690,6 +729,10 @@ EngineMove(MoveRequest *req, TransferRow *out)
 			EngineRaiseRecorded(out);
 		return;
 	}
+
+	/* large amounts out of a customer account need KYC approval */
+	if (!debit_system && strcmp(req->kind, "reversal") != 0)
+		EngineCheckKyc(req->debit_account, amount, exponent, currency);
 
 	/* the transfer as it would be recorded, for a decline */
 	memset(&t, 0, sizeof(t));

@@ -3,8 +3,8 @@
  * idempotency.c
  *		Idempotency keys, request fingerprints, and durable declines.
  *
- * A money-moving call carries a key, unique per scope (the calling role for
- * now).  The request's canonical payload is hashed (SHA-256) into a
+ * A money-moving call carries a key, unique per scope: the verified customer,
+ * the verified API key, or else the staff role that calls.  The request's canonical payload is hashed (SHA-256) into a
  * fingerprint stored with the transfer.  A retry with the same key and the
  * same fingerprint gets the original result; another fingerprint is PB005.
  *
@@ -98,7 +98,7 @@ sha256(const char *data, size_t len, uint8 *out)
 
 /* validate the key and determine its scope */
 void
-IdemPrepare(IdemKey *idem, const char *key)
+IdemPrepare(IdemKey *idem, const char *key, const Principal *who)
 {
 	int			len = pg_mbstrlen(key);
 	const unsigned char *p;
@@ -114,7 +114,13 @@ IdemPrepare(IdemKey *idem, const char *key)
 					 errmsg("idempotency key must not contain control characters")));
 
 	idem->key = pstrdup(key);
-	idem->scope = psprintf("role:%s", GetUserNameFromId(GetUserId(), false));
+	/* keys belong to a customer, an API key, or a staff role */
+	if (who->kind == PRINCIPAL_CUSTOMER)
+		idem->scope = psprintf("customer:%lld", (long long) who->customer_id);
+	else if (who->kind == PRINCIPAL_API_KEY)
+		idem->scope = psprintf("api_key:%lld", (long long) who->api_key_id);
+	else
+		idem->scope = psprintf("role:%s", GetUserNameFromId(who->role, false));
 	idem->fingerprint = NULL;
 }
 

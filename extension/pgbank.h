@@ -92,6 +92,24 @@ extern Datum PgbFinishWithTuple(HeapTuple tuple, TupleDesc tupdesc);
 extern void PgbRequireArgs(FunctionCallInfo fcinfo, int nargs, const char *const *names);
 extern void PgbCheckLength(const char *what, const char *s, int min, int max);
 
+/* identity.c: who the caller is */
+typedef enum PrincipalKind
+{
+	PRINCIPAL_NONE = 0,
+	PRINCIPAL_CUSTOMER,			/* a verified customer token */
+	PRINCIPAL_API_KEY,			/* a verified API key (its role's authority) */
+	PRINCIPAL_STAFF				/* a staff role's own login, or a superuser */
+} PrincipalKind;
+
+typedef struct Principal
+{
+	PrincipalKind kind;
+	Oid			role;			/* the current role */
+	int64		customer_id;	/* PRINCIPAL_CUSTOMER */
+	int64		session_id;		/* PRINCIPAL_CUSTOMER */
+	int64		api_key_id;		/* PRINCIPAL_API_KEY */
+} Principal;
+
 /* money.c */
 extern int	MoneyExponent(const char *currency);
 extern int64 MoneySettlementAccount(const char *currency);
@@ -107,7 +125,7 @@ typedef struct IdemKey
 	bytea	   *fingerprint;
 } IdemKey;
 
-extern void IdemPrepare(IdemKey *idem, const char *key);
+extern void IdemPrepare(IdemKey *idem, const char *key, const Principal *who);
 extern void IdemFingerprint(IdemKey *idem, const char *payload);
 extern void IdemLock(const IdemKey *idem);
 struct TransferRow;
@@ -153,6 +171,7 @@ typedef struct MoveRequest
 	bool		allow_frozen_debit; /* staff reversal */
 	const char *idempotency_key;
 	bool		record_decline; /* set by the engine */
+	Principal	who;			/* who asks (AuthCaller) */
 } MoveRequest;
 
 /* an account locked FOR NO KEY UPDATE and folded by EngineLockFold */
@@ -172,6 +191,8 @@ typedef struct AccountState
 extern bool engine_active;
 
 extern void EngineMove(MoveRequest *req, TransferRow *out);
+extern void EngineCheckKyc(int64 account, int64 amount, int exponent,
+						   const char *currency);
 extern void EngineLoadTransfer(int64 id, bool lock, TransferRow *out);
 extern Datum EngineTransferDatum(FunctionCallInfo fcinfo, TransferRow *t);
 extern int	EngineExec(PgbQuery *q, Datum *values, const char *nulls);
@@ -191,23 +212,6 @@ extern void EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 						  int sqlstate, const char *fmt,...) pg_attribute_printf(5, 6);
 extern void EngineRaiseRecorded(const TransferRow *t);
 
-/* identity.c */
-typedef enum PrincipalKind
-{
-	PRINCIPAL_NONE = 0,
-	PRINCIPAL_CUSTOMER,			/* a verified customer token */
-	PRINCIPAL_API_KEY,			/* a verified API key (its role's authority) */
-	PRINCIPAL_STAFF				/* a staff role's own login, or a superuser */
-} PrincipalKind;
-
-typedef struct Principal
-{
-	PrincipalKind kind;
-	Oid			role;			/* the current role */
-	int64		customer_id;	/* PRINCIPAL_CUSTOMER */
-	int64		session_id;		/* PRINCIPAL_CUSTOMER */
-	int64		api_key_id;		/* PRINCIPAL_API_KEY */
-} Principal;
 
 extern void AuthCaller(const char *action, Principal *p);
 extern int64 AuthCustomer(const char *action);
@@ -239,6 +243,7 @@ extern void PiiStore(int64 customer, const char *phone, const char *national_id,
 
 /* account.c */
 extern void AccountNotFound(int64 id) pg_attribute_noreturn();
+extern void AccountRequireVisible(int64 id);
 extern Datum AccountInfoDatum(FunctionCallInfo fcinfo, int64 account);
 
 #endif							/* PGBANK_H */

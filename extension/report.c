@@ -32,7 +32,7 @@ static PgbQuery q_balance_now = {
 	" LATERAL (SELECT a.balance + coalesce((SELECT sum(l.amount) FROM bank.pending_legs l"
 	"          WHERE l.account_id = a.id), 0)::bigint AS posted) p"
 	" WHERE a.id = $1",
-	1, {INT8OID}
+	1, {INT8OID}, NULL, true
 };
 
 /* holds count as pending from creation until resolved */
@@ -56,7 +56,7 @@ static PgbQuery q_balance_as_of = {
 	"   AND t.status <> 'failed' AND t.created_at <= $2"
 	"   AND (t.resolved_at IS NULL OR t.resolved_at > $2)) h"
 	" WHERE a.id = $1",
-	2, {INT8OID, TIMESTAMPTZOID}
+	2, {INT8OID, TIMESTAMPTZOID}, NULL, true
 };
 
 static PgbQuery q_entries = {
@@ -66,7 +66,7 @@ static PgbQuery q_entries = {
 	" FROM bank.entries e JOIN bank.transfers t ON t.id = e.transfer_id"
 	" JOIN bank.currencies c ON c.code = e.currency"
 	" WHERE e.account_id = $1 AND e.id > $2 ORDER BY e.id LIMIT $3",
-	3, {INT8OID, INT8OID, INT4OID}
+	3, {INT8OID, INT8OID, INT4OID}, NULL, true
 };
 
 /* pending legs after the last entry, with provisional running balances */
@@ -81,12 +81,12 @@ static PgbQuery q_pending_entries = {
 	" JOIN bank.transfers t ON t.id = x.transfer_id"
 	" JOIN bank.currencies c ON c.code = x.currency"
 	" WHERE x.id > $3 ORDER BY x.id LIMIT $2",
-	3, {INT8OID, INT4OID, INT8OID}
+	3, {INT8OID, INT4OID, INT8OID}, NULL, true
 };
 
 static PgbQuery q_account_exists = {
 	"SELECT 1 FROM bank.accounts WHERE id = $1",
-	1, {INT8OID}
+	1, {INT8OID}, NULL, true
 };
 
 static PgbQuery q_statement = {
@@ -118,7 +118,7 @@ static PgbQuery q_statement = {
 	"   bank.minor_to_amount(((SELECT bal FROM opening)"
 	"     + coalesce((SELECT sum(amount) FROM period), 0))::bigint, x.exponent) FROM x"
 	" ) s ORDER BY k, s1, s2, s3",
-	3, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	3, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID}, NULL, true
 };
 
 static PgbQuery q_trial_balance = {
@@ -238,6 +238,7 @@ pgbank_balance(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("account must not be null")));
 	account = PG_GETARG_INT64(0);
 	v[0] = Int64GetDatum(account);
+	AuthCaller("balance", &(Principal) {0});
 	SPI_connect();
 	if (PG_ARGISNULL(1))
 		PgbExec(&q_balance_now, v, NULL, true, 1);
@@ -268,6 +269,7 @@ pgbank_entries(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("limit must be between 1 and 1000")));
 	v[0] = PG_GETARG_DATUM(0);
+	AuthCaller("entries", &(Principal) {0});
 	SPI_connect();
 	RequireAccount(DatumGetInt64(v[0]));
 	InitMaterializedSRF(fcinfo, 0);
@@ -303,6 +305,7 @@ pgbank_statement(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
 				 errmsg("the statement period must end after it starts")));
+	AuthCaller("statement", &(Principal) {0});
 	SPI_connect();
 	RequireAccount(DatumGetInt64(v[0]));
 	PgbExec(&q_statement, v, NULL, true, 0);
@@ -315,6 +318,7 @@ PG_FUNCTION_INFO_V1(pgbank_trial_balance);
 Datum
 pgbank_trial_balance(PG_FUNCTION_ARGS)
 {
+	AuthCaller("trial_balance", &(Principal) {0});
 	SPI_connect();
 	PgbExec(&q_trial_balance, NULL, NULL, true, 0);
 	PgbMaterialize(fcinfo);
@@ -326,6 +330,7 @@ PG_FUNCTION_INFO_V1(pgbank_check_ledger);
 Datum
 pgbank_check_ledger(PG_FUNCTION_ARGS)
 {
+	AuthCaller("check_ledger", &(Principal) {0});
 	SPI_connect();
 	PgbExec(&q_check_ledger, NULL, NULL, true, 0);
 	PgbMaterialize(fcinfo);

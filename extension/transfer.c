@@ -103,10 +103,11 @@ AccountArg(FunctionCallInfo fcinfo, int arg, const char *name)
 }
 
 static Datum
-RunMove(FunctionCallInfo fcinfo, MoveRequest *req)
+RunMove(FunctionCallInfo fcinfo, MoveRequest *req, const char *action)
 {
 	TransferRow t;
 
+	AuthCaller(action, &req->who);
 	SPI_connect();
 	EngineMove(req, &t);
 	return EngineTransferDatum(fcinfo, &t);
@@ -122,7 +123,7 @@ pgbank_transfer(PG_FUNCTION_ARGS)
 	req.debit_account = AccountArg(fcinfo, 0, "from_account");
 	req.credit_account = AccountArg(fcinfo, 1, "to_account");
 	MoveFromArgs(fcinfo, &req, 2, 3, 4, 5);
-	return RunMove(fcinfo, &req);
+	return RunMove(fcinfo, &req, "transfer");
 }
 
 PG_FUNCTION_INFO_V1(pgbank_deposit);
@@ -134,7 +135,7 @@ pgbank_deposit(PG_FUNCTION_ARGS)
 	req.kind = "deposit";
 	req.credit_account = AccountArg(fcinfo, 0, "account");
 	MoveFromArgs(fcinfo, &req, 1, 2, 3, 4);
-	return RunMove(fcinfo, &req);
+	return RunMove(fcinfo, &req, "deposit");
 }
 
 PG_FUNCTION_INFO_V1(pgbank_withdraw);
@@ -146,7 +147,7 @@ pgbank_withdraw(PG_FUNCTION_ARGS)
 	req.kind = "withdrawal";
 	req.debit_account = AccountArg(fcinfo, 0, "account");
 	MoveFromArgs(fcinfo, &req, 1, 2, 3, 4);
-	return RunMove(fcinfo, &req);
+	return RunMove(fcinfo, &req, "withdraw");
 }
 
 PG_FUNCTION_INFO_V1(pgbank_hold);
@@ -175,7 +176,7 @@ pgbank_hold(PG_FUNCTION_ARGS)
 					 errmsg("expires_in must be between 1 minute and 366 days")));
 		req.expires_in = iv;
 	}
-	return RunMove(fcinfo, &req);
+	return RunMove(fcinfo, &req, "hold");
 }
 
 /*
@@ -262,16 +263,42 @@ ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 	return true;
 }
 
+static PgbQuery q_transfer_visible = {
+	"SELECT 1 FROM bank.transfers WHERE id = $1",
+	1, {INT8OID}, NULL, true
+};
+
+/*
+ * For a customer, PB010 unless the transfer touches one of their accounts:
+ * checked as the caller, under row-level security, so another customer's
+ * transfer is "not found" exactly like one that does not exist.
+ */
+static void
+TransferRequireVisible(const Principal *who, int64 id)
+{
+	Datum		arg = Int64GetDatum(id);
+
+	if (who->kind != PRINCIPAL_CUSTOMER)
+		return;
+	if (PgbExec(&q_transfer_visible, &arg, NULL, true, 1) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_TRANSFER_NOT_FOUND),
+				 errmsg("transfer %lld does not exist", (long long) id)));
+}
+
 PG_FUNCTION_INFO_V1(pgbank_capture);
 Datum
 pgbank_capture(PG_FUNCTION_ARGS)
 {
 	TransferRow t;
+	Principal	who;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("hold_id must not be null")));
+	AuthCaller("capture", &who);
 	SPI_connect();
+	TransferRequireVisible(&who, PG_GETARG_INT64(0));
 	(void) ResolveHold(PG_GETARG_INT64(0), true, PG_ARGISNULL(1) ? NULL : PG_GETARG_NUMERIC(1),
 					   false, &t);
 	return EngineTransferDatum(fcinfo, &t);
@@ -282,11 +309,14 @@ Datum
 pgbank_void(PG_FUNCTION_ARGS)
 {
 	TransferRow t;
+	Principal	who;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("hold_id must not be null")));
+	AuthCaller("void", &who);
 	SPI_connect();
+	TransferRequireVisible(&who, PG_GETARG_INT64(0));
 	(void) ResolveHold(PG_GETARG_INT64(0), false, NULL, false, &t);
 	return EngineTransferDatum(fcinfo, &t);
 }
@@ -311,6 +341,7 @@ pgbank_reverse(PG_FUNCTION_ARGS)
 	req.description = TextDatumGetCString(PG_GETARG_DATUM(1));
 	PgbCheckLength("reason", req.description, 1, PGB_MAX_TEXT_CHARS);
 	req.idempotency_key = TextDatumGetCString(PG_GETARG_DATUM(2));
+	AuthCaller("reverse", &req.who);
 
 	SPI_connect();
 	EngineLoadTransfer(PG_GETARG_INT64(0), false, &orig);
@@ -329,6 +360,10 @@ pgbank_reverse(PG_FUNCTION_ARGS)
 	req.allow_frozen_debit = true;
 	req.metadata = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
 	EngineMove(&req, &orig);
+	AuditWrite(&req.who, 0, "transfer.reverse", "transfer",
+			   psprintf("%lld", (long long) req.reverses),
+			   psprintf("{\"reversal\": %lld, \"status\": \"%s\"}", (long long) orig.id,
+						orig.status));
 	return EngineTransferDatum(fcinfo, &orig);
 }
 
@@ -341,7 +376,9 @@ pgbank_expire_holds(PG_FUNCTION_ARGS)
 				voided = 0;
 	int64	   *ids;
 	TransferRow t;
+	Principal	who;
 
+	AuthCaller("expire_holds", &who);
 	SPI_connect();
 	n = PgbExec(&q_expired_holds, NULL, NULL, false, 0);
 	ids = palloc(sizeof(int64) * (n + 1));
@@ -362,7 +399,9 @@ Datum
 pgbank_fold_account(PG_FUNCTION_ARGS)
 {
 	bool		folded;
+	Principal	who;
 
+	AuthCaller("fold_account", &who);
 	SPI_connect();
 	folded = EngineFold(PG_GETARG_INT64(0), false);
 	EngineAssertSettled();

@@ -245,8 +245,17 @@ pgb_cluster_start() {
             pgb_die "initdb failed"
         fi
         # Our settings live in a file of their own, rewritten at every start.
-        printf '\n# added by scripts/lib.sh\ninclude_if_exists = '\''pgbank.conf'\''\n' |
+        printf '\n# added by scripts/lib.sh\ninclude_if_exists = '\''pgbank.conf'\''\ninclude_if_exists = '\''pgbank-secrets.conf'\''\n' |
             pgb_pg tee -a "$datadir/postgresql.conf" >/dev/null
+        # The cluster's own secrets, made once: the access-token signing key
+        # and the master key of personal data.  Readable by the server's OS
+        # user only, like the rest of the data directory.
+        {
+            echo "# Written once by scripts/lib.sh at initdb: keep it secret, keep it safe."
+            echo "pgbank.jwt_secret = '$(pgb_random_secret)'"
+            echo "pgbank.master_key = '$(pgb_random_secret)'"
+        } | pgb_pg tee "$datadir/pgbank-secrets.conf" >/dev/null
+        pgb_pg chmod 600 "$datadir/pgbank-secrets.conf"
     fi
 
     {
@@ -261,6 +270,8 @@ pgb_cluster_start() {
         echo "max_parallel_workers = 2"
         echo "max_parallel_workers_per_gather = 1"
         echo "log_line_prefix = '%m [%p] %q%u@%d '"
+        # pgbank defines its secret settings (superuser-only) at preload
+        echo "shared_preload_libraries = 'pgbank'"
         for line in "$@"; do
             printf '%s\n' "$line"
         done
@@ -271,6 +282,11 @@ pgb_cluster_start() {
         tail -n 40 "$datadir/postgresql.log" >&2 || true
         pgb_die "could not start the cluster in $datadir"
     fi
+}
+
+# 48 random characters from [A-Za-z0-9]
+pgb_random_secret() {
+    head -c 256 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 48
 }
 
 # Stop the cluster in DATADIR if it runs (fast shutdown: sessions are ended).

@@ -507,7 +507,7 @@ CREATE FUNCTION bank.create_customer(email text, first_name text, last_name text
 COMMENT ON FUNCTION bank.create_customer(text, text, text) IS
 'Creates a customer (email normalised: trimmed and lower-cased) and returns its id; PB024 when the email is taken';
 
-CREATE FUNCTION bank.open_account(type bank.account_type, name text, currency char(3), customer_id bigint)
+CREATE FUNCTION bank.open_account(type bank.account_type, name text, currency char(3), customer_id bigint DEFAULT NULL)
 	RETURNS bank.account_info
 	AS 'MODULE_PATHNAME', 'pgbank_open_account'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -519,7 +519,7 @@ CREATE FUNCTION bank.get_account(id bigint) RETURNS bank.account_info
 	LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION bank.get_account(bigint) IS 'An account with its balances; PB009 when it does not exist';
 
-CREATE FUNCTION bank.list_accounts(customer_id bigint, type bank.account_type DEFAULT NULL,
+CREATE FUNCTION bank.list_accounts(customer_id bigint DEFAULT NULL, type bank.account_type DEFAULT NULL,
 								   after bigint DEFAULT NULL, "limit" integer DEFAULT 50)
 	RETURNS SETOF bank.account_info
 	AS 'MODULE_PATHNAME', 'pgbank_list_accounts'

@@ -51,6 +51,9 @@ SELECT count(*) AS customers FROM bank.customers;
 -- its number is the zero-padded id with two check digits
 SELECT id AS a_chk FROM bank.open_account('checking', 'alice checking', 'USD', :alice) \gset
 SELECT id AS a_sav FROM bank.open_account('savings', 'alice savings', 'USD', :alice) \gset
+-- an investment account needs an approved KYC review (PB046)
+SELECT id FROM bank.open_account('investment', 'alice investment', 'JPY', :alice);
+UPDATE bank.customers SET kyc_status = 'approved' WHERE id IN (:alice, :bob);
 SELECT id AS a_inv FROM bank.open_account('investment', 'alice investment', 'JPY', :alice) \gset
 SELECT id AS b_chk FROM bank.open_account('checking', 'bob checking', 'USD', :bob) \gset
 SELECT left(number, 10) = lpad(id::text, 10, '0') AS number_is_id,
