@@ -13,6 +13,18 @@ SELECT id AS alice_eur FROM bank.open_account('checking', 'Alice travel', 'EUR',
 SELECT id AS bob_chk FROM bank.open_account('checking', 'Bob main', 'USD', :bob) \gset
 SELECT id AS shop_chk FROM bank.open_account('checking', 'Shop takings', 'USD', :shop) \gset
 
+-- KYC reviews (staff): approved customers may move large amounts
+SELECT bank.set_kyc_status(:alice, 'approved', 'Documents checked');
+SELECT bank.set_kyc_status(:bob, 'approved', 'Documents checked');
+SELECT bank.set_kyc_status(:shop, 'approved', 'Business registration checked');
+
+-- a customer who registered with a password: logs in and acts for herself
+SET pgbank.bcrypt_cost = 10;
+SELECT bank.register('carol@example.com', 'correct horse battery staple', 'Carol', 'Cole',
+					 '+1 555 0100') AS carol \gset
+SELECT id AS carol_chk FROM bank.open_account('checking', 'Carol main', 'USD', :carol) \gset
+SELECT 1 FROM bank.deposit(:carol_chk, 150.00, 'demo-carol', 'Opening deposit');
+
 -- money in, money moved, a card hold captured in part, a reversal
 SELECT 1 FROM bank.deposit(:alice_chk, 2500.00, 'demo-salary-alice', 'Salary');
 SELECT 1 FROM bank.deposit(:bob_chk, 1800.00, 'demo-salary-bob', 'Salary');

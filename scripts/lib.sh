@@ -245,17 +245,23 @@ pgb_cluster_start() {
             pgb_die "initdb failed"
         fi
         # Our settings live in a file of their own, rewritten at every start.
-        printf '\n# added by scripts/lib.sh\ninclude_if_exists = '\''pgbank.conf'\''\ninclude_if_exists = '\''pgbank-secrets.conf'\''\n' |
+        printf '\n# added by scripts/lib.sh\ninclude_if_exists = '\''pgbank.conf'\''\n' |
             pgb_pg tee -a "$datadir/postgresql.conf" >/dev/null
-        # The cluster's own secrets, made once: the access-token signing key
-        # and the master key of personal data.  Readable by the server's OS
-        # user only, like the rest of the data directory.
+    fi
+
+    # The cluster's own secrets, made once (clusters made before them get them
+    # now): the access-token signing key and the master key of personal data,
+    # readable by the server's OS user only, like the rest of the data
+    # directory.
+    if [[ ! -f "$datadir/pgbank-secrets.conf" ]]; then
         {
-            echo "# Written once by scripts/lib.sh at initdb: keep it secret, keep it safe."
+            echo "# Written once by scripts/lib.sh: keep it secret, keep it safe."
             echo "pgbank.jwt_secret = '$(pgb_random_secret)'"
             echo "pgbank.master_key = '$(pgb_random_secret)'"
         } | pgb_pg tee "$datadir/pgbank-secrets.conf" >/dev/null
         pgb_pg chmod 600 "$datadir/pgbank-secrets.conf"
+        printf "include_if_exists = 'pgbank-secrets.conf'\n" |
+            pgb_pg tee -a "$datadir/postgresql.conf" >/dev/null
     fi
 
     {
