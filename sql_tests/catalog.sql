@@ -1,5 +1,6 @@
 -- Catalog lint: the security rules hold for every object of the extension
-DROP EXTENSION IF EXISTS pgbank;
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pgbank CASCADE;
 CREATE EXTENSION pgbank CASCADE;
 \set VERBOSITY sqlstate
 

@@ -1,5 +1,6 @@
 -- Roles, privileges and row-level security: who sees and changes what
-DROP EXTENSION IF EXISTS pgbank;
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pgbank CASCADE;
 CREATE EXTENSION pgbank CASCADE;
 \set VERBOSITY sqlstate
 
