@@ -91,7 +91,7 @@ static PgbQuery q_session = {
 };
 
 static PgbQuery q_api_key = {
-	"SELECT id, role, array_to_string(scopes, ',') FROM bank.api_keys"
+	"SELECT id, role::text, array_to_string(scopes, ',') FROM bank.api_keys"
 	" WHERE secret_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
 	1, {BYTEAOID}
 };

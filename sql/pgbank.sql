@@ -792,7 +792,7 @@ CREATE FUNCTION bank.change_password(old_password text, new_password text) RETUR
 	AS 'MODULE_PATHNAME', 'pgbank_change_password'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.change_password(text, text) IS
-'Changes the authenticated customer''s password (the old one must match, PB047; the new one must meet the policy, PB045) and ends their other sessions';
+'Changes the authenticated customer''s password (the old one must match, else 28P01 invalid_password; the new one must meet the policy, PB045) and ends their other sessions';
 CREATE FUNCTION bank.mfa_enroll(OUT secret text, OUT otpauth_uri text)
 	AS 'MODULE_PATHNAME', 'pgbank_mfa_enroll'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -808,12 +808,12 @@ CREATE FUNCTION bank.mfa_disable(code text) RETURNS void
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.mfa_disable(text) IS
 'Turns TOTP off, given a current code (PB047 when wrong, PB048 when MFA is off)';
-CREATE FUNCTION bank.totp_code(secret bytea, at timestamptz DEFAULT now(), digits integer DEFAULT 6)
+CREATE FUNCTION bank.totp_code(secret text, at timestamptz DEFAULT now(), digits integer DEFAULT 6)
 	RETURNS text
 	AS 'MODULE_PATHNAME', 'pgbank_totp_code'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION bank.totp_code(bytea, timestamptz, integer) IS
-'The RFC 6238 code (HMAC-SHA-1, 30 s steps) of a raw secret at a time; for operators and tests, executable by superusers only';
+COMMENT ON FUNCTION bank.totp_code(text, timestamptz, integer) IS
+'The RFC 6238 code (HMAC-SHA-1, 30 s steps, 6 to 8 digits) of a secret given in base32, as bank.mfa_enroll() returns it, at a time; for operators and tests, executable by superusers only';
 CREATE FUNCTION bank.set_kyc_status(customer_id bigint, status bank.kyc_status, reason text)
 	RETURNS bank.kyc_status
 	AS 'MODULE_PATHNAME', 'pgbank_set_kyc_status'
@@ -1074,7 +1074,7 @@ GRANT USAGE ON TYPE bank.account_type, bank.account_status, bank.transfer_kind,
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA bank TO bank_engine;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA bank TO bank_engine;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA bank TO bank_engine;
-REVOKE EXECUTE ON FUNCTION bank.totp_code(bytea, timestamptz, integer) FROM bank_engine;
+REVOKE EXECUTE ON FUNCTION bank.totp_code(text, timestamptz, integer) FROM bank_engine;
 
 GRANT SELECT ON bank.currencies, bank.accounts, bank.transfers, bank.entries,
 	bank.pending_legs, bank.account_balances
