@@ -144,7 +144,7 @@ gateway_session(void)
 {
 	Oid			gw = role_oid("bank_gateway");
 
-	return OidIsValid(gw) && is_member_of_role(GetSessionUserId(), gw);
+	return OidIsValid(gw) && is_member_of_role_nosuper(GetSessionUserId(), gw);
 }
 
 /* does role have the privileges of any staff role (or is it a superuser)? */
