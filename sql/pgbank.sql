@@ -860,24 +860,24 @@ CREATE FUNCTION bank.get_customer(customer_id bigint DEFAULT NULL) RETURNS bank.
 	AS 'MODULE_PATHNAME', 'pgbank_get_customer'
 	LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION bank.get_customer(bigint) IS
-'A customer''s profile: the authenticated customer''s own in clear (customer_id NULL or their own; any other is PB021), or for staff any customer with phone, national id and address masked';
+'A customer''s profile: the authenticated customer''s own in clear (customer_id NULL or their own; any other is PB021, as for an id that does not exist), or for staff any customer (customer_id required, PB022) with personal data masked: phone with every digit but the last two as * (+, blanks, - and parentheses kept), national id with every character but the last four as * (all of an id of four or fewer), address as the first character of each blank-separated word followed by ***. NULL once erased';
 CREATE FUNCTION bank.update_profile(phone text, national_id text, address text,
 									customer_id bigint DEFAULT NULL)
 	RETURNS bank.customer_profile
 	AS 'MODULE_PATHNAME', 'pgbank_update_profile'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.update_profile(text, text, text, bigint) IS
-'Sets the personal data given (NULL leaves a field as it is), encrypted under the customer''s data key: the authenticated customer''s own, or any customer''s for staff (audited). PB049 once erased';
+'Sets the personal data given (NULL leaves a field as it is), encrypted under the customer''s data key: the authenticated customer''s own (customer_id NULL or their own; any other is PB021), or any customer''s for staff, who must name it (PB022; audited with the names of the fields changed, never their values). Phone: 4 to 32 digits, blanks, +, - and parentheses; national id 1 to 64 characters; address 1 to 500 (PB023, without the value). Returns the profile as bank.get_customer shows it to the caller. PB049 once erased';
 CREATE FUNCTION bank.erase_customer(customer_id bigint, reason text) RETURNS void
 	AS 'MODULE_PATHNAME', 'pgbank_erase_customer'
-	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.erase_customer(bigint, text) IS
-'Admin: crypto-shreds a customer''s personal data by destroying their data key, removes their credentials and ends their sessions; accounts, transfers and entries stay whole (audited)';
+'Admin: crypto-shreds a customer''s personal data by destroying their data key (the ciphertexts stay, unreadable), removes their credentials, name and email, and ends their sessions; accounts, transfers and entries stay whole. A NULL argument is PB022; erasing an erased customer changes nothing (audited)';
 CREATE FUNCTION bank.export_my_data() RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'pgbank_export_my_data'
-	LANGUAGE C STABLE PARALLEL RESTRICTED;
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.export_my_data() IS
-'Everything the bank holds about the authenticated customer as one JSON document: profile with personal data in clear, accounts, transfers, sessions and security events';
+'Everything the bank holds about the authenticated customer as one JSON document: profile with personal data in clear, accounts, transfers, sessions and security events. Volatile: each export is audited (customer.export, among the customer''s security events)';
 
 --
 -- Invariants held by the database itself
