@@ -4,7 +4,9 @@
 # Every function that takes a secret (password, TOTP code, access or refresh
 # token, API key) or personal data (email, phone, national id, address) is
 # called with a canary value, the way an application calls it: as a bind
-# parameter (pgbench -M extended turns :variables into $n parameters).  Many
+# parameter (pgbench -M extended turns :variables into $n parameters), with
+# PostgreSQL's default statement logging (Cluster.pm's log_statement = all
+# would log every parameter of every statement by design).  Many
 # of the calls fail on purpose (weak password, wrong code, forged token,
 # unknown key, wrong role, bad phone), since a failing statement is what
 # PostgreSQL logs.  The log is verbose (log_error_verbosity = verbose, every
@@ -41,6 +43,7 @@ shared_preload_libraries = 'pgbank'
 pgbank.jwt_secret = '$jwt_secret'
 pgbank.master_key = '$master_key'
 pgbank.bcrypt_cost = 4
+log_statement = none
 log_min_error_statement = error
 log_error_verbosity = verbose
 log_connections = on
