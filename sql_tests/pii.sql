@@ -291,3 +291,4 @@ SELECT bank.update_profile(NULL, NULL, NULL, :alice);
 SET ROLE regress_teller;
 SELECT bank.update_profile(NULL, 'NEW-ID', NULL, :alice);
 RESET ROLE;
+DROP ROLE regress_teller, regress_admin;

@@ -76,11 +76,11 @@ BEGIN
 	END LOOP;
 END $$;
 
-CREATE ROLE regress_teller LOGIN IN ROLE bank_teller;
-CREATE ROLE regress_auditor LOGIN IN ROLE bank_auditor;
-CREATE ROLE regress_service LOGIN IN ROLE bank_service;
-CREATE ROLE regress_admin LOGIN IN ROLE bank_admin;
-CREATE ROLE regress_nobody LOGIN;
+CREATE ROLE regress_rls_teller LOGIN IN ROLE bank_teller;
+CREATE ROLE regress_rls_auditor LOGIN IN ROLE bank_auditor;
+CREATE ROLE regress_rls_service LOGIN IN ROLE bank_service;
+CREATE ROLE regress_rls_admin LOGIN IN ROLE bank_admin;
+CREATE ROLE regress_rls_nobody LOGIN;
 
 -- anonymous: no table at all
 SET ROLE bank_anon;
@@ -108,16 +108,16 @@ SELECT * FROM pg_temp.matrix();
 COMMIT;
 
 -- staff roles with their own logins: every ledger row, no secret tables, no writes
-SET ROLE regress_teller;
+SET ROLE regress_rls_teller;
 SELECT * FROM pg_temp.matrix();
-SET ROLE regress_auditor;
+SET ROLE regress_rls_auditor;
 SELECT * FROM pg_temp.matrix();
-SET ROLE regress_service;
+SET ROLE regress_rls_service;
 SELECT * FROM pg_temp.matrix();
-SET ROLE regress_admin;
+SET ROLE regress_rls_admin;
 SELECT * FROM pg_temp.matrix();
 -- a role in no bank group: nothing
-SET ROLE regress_nobody;
+SET ROLE regress_rls_nobody;
 SELECT * FROM pg_temp.matrix();
 RESET ROLE;
 
@@ -196,7 +196,7 @@ SELECT status FROM bank.transfer(:aa, :ba, 1, 'no-token');
 RESET ROLE;
 
 -- a staff login acts for any customer; staff actions are audited
-SET ROLE regress_teller;
+SET ROLE regress_rls_teller;
 SELECT status FROM bank.freeze_account(:ba, 'fraud review');
 SELECT status FROM bank.unfreeze_account(:ba, 'cleared');
 SELECT status FROM bank.reverse((SELECT id FROM bank.transfers WHERE idempotency_key = 'pay-ben'),
@@ -212,4 +212,4 @@ SELECT action, acting_role FROM bank.audit_events WHERE action = 'transfer.rever
 -- the ledger is whole
 SELECT * FROM bank.check_ledger();
 
-DROP ROLE regress_teller, regress_auditor, regress_service, regress_admin, regress_nobody;
+DROP ROLE regress_rls_teller, regress_rls_auditor, regress_rls_service, regress_rls_admin, regress_rls_nobody;
