@@ -173,30 +173,14 @@ pgbank_create_customer(PG_FUNCTION_ARGS)
 	char	   *first = TextDatumGetCString(PG_GETARG_DATUM(1));
 	char	   *last = TextDatumGetCString(PG_GETARG_DATUM(2));
 	char	   *norm;
-	const char *at;
-	const char *p;
 	Datum		v[3];
 	int64		id;
 	Principal	who;
 
 	AuthCaller("create_customer", &who);
 
-	/* normalise: trim blanks; lower-case in SQL (lower(), any script) */
-	while (*email == ' ' || *email == '\t')
-		email++;
-	norm = pstrdup(email);
-	for (p = norm + strlen(norm); p > norm && (p[-1] == ' ' || p[-1] == '\t'); p--)
-		;
-	norm[p - norm] = '\0';
-	at = strchr(norm, '@');
-	for (p = norm; *p; p++)
-		if ((unsigned char) *p < 0x21 || *p == 0x7f)
-			break;
-	if (at == NULL || at == norm || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
-		pg_mbstrlen(norm) > 254 || *p != '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
-				 errmsg("email is not a valid address")));
+	/* trimmed and checked here; lower-cased in SQL (lower(), any script) */
+	norm = CustomerCheckedEmail(email);
 	PgbCheckLength("first_name", first, 1, 100);
 	PgbCheckLength("last_name", last, 1, 100);
 

@@ -268,8 +268,8 @@ trim_blanks(const char *s)
  * account.c); lower-casing is left to SQL's lower().  PB023 otherwise, the
  * address never in the message.
  */
-static char *
-checked_email(const char *email)
+char *
+CustomerCheckedEmail(const char *email)
 {
 	char	   *norm = trim_blanks(email);
 	const char *at = strchr(norm, '@');
@@ -680,7 +680,7 @@ pgbank_register(PG_FUNCTION_ARGS)
 	int64		id;
 
 	PgbRequireArgs(fcinfo, 4, names);
-	email = checked_email(TextDatumGetCString(PG_GETARG_DATUM(0)));
+	email = CustomerCheckedEmail(TextDatumGetCString(PG_GETARG_DATUM(0)));
 	password = TextDatumGetCString(PG_GETARG_DATUM(1));
 	first = TextDatumGetCString(PG_GETARG_DATUM(2));
 	last = TextDatumGetCString(PG_GETARG_DATUM(3));

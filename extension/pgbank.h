@@ -237,6 +237,9 @@ extern void AuditWrite(const Principal *p, int64 customer, const char *action,
 					   const char *resource_type, const char *resource_id,
 					   const char *metadata);
 
+/* credentials.c */
+extern char *CustomerCheckedEmail(const char *email);
+
 /* pii.c */
 extern void PiiStore(int64 customer, const char *phone, const char *national_id,
 					 const char *address);
