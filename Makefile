@@ -49,3 +49,6 @@ bench:
 	bench/run.sh
 
 .PHONY: bench test-links
+
+# the TAP tests' shared module (t/PgbankTest.pm)
+PG_PROVE_FLAGS += -I $(srcdir)/t

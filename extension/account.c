@@ -110,6 +110,15 @@ static PgbQuery q_rename = {
 	2, {INT8OID, TEXTOID}
 };
 
+/* PB021: the one "customer does not exist" error of the extension */
+void
+CustomerNotFound(int64 id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PGB_CUSTOMER_NOT_FOUND),
+			 errmsg("customer %lld does not exist", (long long) id)));
+}
+
 /* PB009: the one "account does not exist" error of the extension */
 void
 AccountNotFound(int64 id)
@@ -137,15 +146,13 @@ AccountRequireVisible(int64 id)
  * The customer a call is about: a customer acts for themselves only (another
  * id is "not found", PB021); staff must name one (PB022).
  */
-static int64
-CustomerFor(const Principal *who, FunctionCallInfo fcinfo, int arg)
+int64
+CustomerArg(const Principal *who, FunctionCallInfo fcinfo, int arg)
 {
 	if (who->kind == PRINCIPAL_CUSTOMER)
 	{
 		if (!PG_ARGISNULL(arg) && PG_GETARG_INT64(arg) != who->customer_id)
-			ereport(ERROR,
-					(errcode(ERRCODE_PGB_CUSTOMER_NOT_FOUND),
-					 errmsg("customer %lld does not exist", (long long) PG_GETARG_INT64(arg))));
+			CustomerNotFound(PG_GETARG_INT64(arg));
 		return who->customer_id;
 	}
 	if (PG_ARGISNULL(arg))
@@ -216,7 +223,7 @@ pgbank_open_account(PG_FUNCTION_ARGS)
 	type = DatumGetCString(DirectFunctionCall1(enum_out, PG_GETARG_DATUM(0)));
 	name = TextDatumGetCString(PG_GETARG_DATUM(1));
 	currency = TextDatumGetCString(PG_GETARG_DATUM(2));
-	customer = CustomerFor(&who, fcinfo, 3);
+	customer = CustomerArg(&who, fcinfo, 3);
 	if (strcmp(type, "checking") != 0 && strcmp(type, "savings") != 0 &&
 		strcmp(type, "investment") != 0)
 		ereport(ERROR,
@@ -229,9 +236,7 @@ pgbank_open_account(PG_FUNCTION_ARGS)
 	(void) MoneyExponent(currency);
 	v[0] = Int64GetDatum(customer);
 	if (PgbExec(&q_lock_customer, v, NULL, false, 1) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_CUSTOMER_NOT_FOUND),
-				 errmsg("customer %lld does not exist", (long long) customer)));
+		CustomerNotFound(customer);
 	PgbExec(&q_open_accounts, v, NULL, false, 1);
 	if (DatumGetInt32(PgbGet(0, 1, &(bool) {false})) >= pgb_max_open_accounts)
 		ereport(ERROR,
@@ -277,7 +282,7 @@ pgbank_list_accounts(PG_FUNCTION_ARGS)
 	Principal	who;
 
 	AuthCaller("list_accounts", &who);
-	v[0] = Int64GetDatum(CustomerFor(&who, fcinfo, 0));
+	v[0] = Int64GetDatum(CustomerArg(&who, fcinfo, 0));
 	if (limit < 1 || limit > 1000)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("limit must be between 1 and 1000")));

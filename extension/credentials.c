@@ -531,43 +531,12 @@ totp_verify(const uint8 *key, int keylen, const char *code, int64 last_step, int
 	return ok;
 }
 
-static Datum
-master_encrypt(bytea *plain)
-{
-	Oid			types[2] = {BYTEAOID, TEXTOID};
-	Datum		args[2];
-	bool		isnull;
-	Datum		d;
-
-	args[0] = PointerGetDatum(plain);
-	args[1] = CStringGetTextDatum(AuthSecret("pgbank.master_key", pgb_master_key, 32));
-	d = PgcryptoCall("pgp_sym_encrypt_bytea", 2, types, args, &isnull);
-	if (isnull)
-		elog(ERROR, "pgbank: pgp_sym_encrypt_bytea() returned NULL");
-	return d;
-}
-
-static bytea *
-master_decrypt(Datum secret)
-{
-	Oid			types[2] = {BYTEAOID, TEXTOID};
-	Datum		args[2];
-	bool		isnull;
-	Datum		d;
-
-	args[0] = secret;
-	args[1] = CStringGetTextDatum(AuthSecret("pgbank.master_key", pgb_master_key, 32));
-	d = PgcryptoCall("pgp_sym_decrypt_bytea", 2, types, args, &isnull);
-	if (isnull)
-		elog(ERROR, "pgbank: pgp_sym_decrypt_bytea() returned NULL");
-	return DatumGetByteaPP(d);
-}
-
 /* verify a code against an encrypted secret (a column Datum) */
 static bool
-totp_verify_stored(Datum secret, const char *code, int64 last_step, int64 *step)
+totp_verify_stored(Datum secret, int64 customer, const char *code, int64 last_step,
+				   int64 *step)
 {
-	bytea	   *key = master_decrypt(secret);
+	bytea	   *key = PiiUnwrap(secret, "two-factor secret", customer);
 
 	return totp_verify((const uint8 *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
 					   code, last_step, step);
@@ -807,7 +776,7 @@ pgbank_login(PG_FUNCTION_ARGS)
 	{
 		if (totp == NULL)
 			return auth_result(fcinfo, "mfa_required", 0, NULL);
-		if (secret_null || !totp_verify_stored(secret, totp, last_step, &step))
+		if (secret_null || !totp_verify_stored(secret, customer, totp, last_step, &step))
 		{
 			login_failed(customer, "totp");
 			return auth_result(fcinfo, "denied", 0, NULL);
@@ -924,9 +893,7 @@ lock_customer(int64 customer)
 	Datum		v = Int64GetDatum(customer);
 
 	if (PgbExec(&q_customer_lock, &v, NULL, false, 1) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_CUSTOMER_NOT_FOUND),
-				 errmsg("customer " INT64_FORMAT " does not exist", customer)));
+		CustomerNotFound(customer);
 }
 
 PG_FUNCTION_INFO_V1(pgbank_change_password);
@@ -1040,7 +1007,7 @@ pgbank_mfa_enroll(PG_FUNCTION_ARGS)
 	explicit_bzero(raw, sizeof(raw));
 
 	v[0] = Int64GetDatum(p.customer_id);
-	v[1] = master_encrypt(plain);
+	v[1] = PiiWrap(plain, "two-factor secret", p.customer_id);
 	PgbExec(&q_mfa_pending, v, NULL, false, 0);
 	AuditWrite(&p, 0, "auth.mfa_enroll", "credential", id_text(p.customer_id), NULL);
 
@@ -1052,44 +1019,13 @@ pgbank_mfa_enroll(PG_FUNCTION_ARGS)
 	return PgbFinishWithTuple(heap_form_tuple(tupdesc, values, nulls), tupdesc);
 }
 
-PG_FUNCTION_INFO_V1(pgbank_mfa_confirm);
-Datum
-pgbank_mfa_confirm(PG_FUNCTION_ARGS)
-{
-	Principal	p;
-	char	   *code;
-	bool		isnull;
-	Datum		pending;
-	int64		step = 0;
-	Datum		v[2];
-
-	require_customer("mfa_confirm", &p);
-	code = code_arg(fcinfo, 0);
-	EngineRequireReadCommitted();
-
-	SPI_connect();
-	lock_customer(p.customer_id);
-	pending = PgbGet(0, 5, &isnull);
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_MFA_STATE),
-				 errmsg("no two-factor enrolment is in progress"),
-				 errhint("Start one with bank.mfa_enroll().")));
-	if (!totp_verify_stored(pending, code, PgbGetInt64(0, 6), &step))
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_INVALID_MFA_CODE),
-				 errmsg("invalid two-factor code")));
-	v[0] = Int64GetDatum(p.customer_id);
-	v[1] = Int64GetDatum(step);
-	PgbExec(&q_mfa_enable, v, NULL, false, 0);
-	AuditWrite(&p, 0, "auth.mfa_enabled", "credential", id_text(p.customer_id), NULL);
-	SPI_finish();
-	PG_RETURN_VOID();
-}
-
-PG_FUNCTION_INFO_V1(pgbank_mfa_disable);
-Datum
-pgbank_mfa_disable(PG_FUNCTION_ARGS)
+/*
+ * Turn TOTP on (with a code of the secret being enrolled) or off (with a
+ * code of the current secret).  The code's step is recorded either way, so
+ * it cannot be used again.
+ */
+static Datum
+mfa_change(FunctionCallInfo fcinfo, bool enable)
 {
 	Principal	p;
 	char	   *code;
@@ -1098,27 +1034,54 @@ pgbank_mfa_disable(PG_FUNCTION_ARGS)
 	int64		step = 0;
 	Datum		v[2];
 
-	require_customer("mfa_disable", &p);
+	require_customer(enable ? "mfa_confirm" : "mfa_disable", &p);
 	code = code_arg(fcinfo, 0);
 	EngineRequireReadCommitted();
 
 	SPI_connect();
 	lock_customer(p.customer_id);
-	secret = PgbGet(0, 4, &isnull);
-	if (!DatumGetBool(PgbGet(0, 3, &(bool) {false})) || isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_MFA_STATE),
-				 errmsg("two-factor authentication is not enabled")));
-	if (!totp_verify_stored(secret, code, PgbGetInt64(0, 6), &step))
+	if (enable)
+	{
+		secret = PgbGet(0, 5, &isnull);
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_MFA_STATE),
+					 errmsg("no two-factor enrolment is in progress"),
+					 errhint("Start one with bank.mfa_enroll().")));
+	}
+	else
+	{
+		secret = PgbGet(0, 4, &isnull);
+		if (!DatumGetBool(PgbGet(0, 3, &(bool) {false})) || isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_MFA_STATE),
+					 errmsg("two-factor authentication is not enabled")));
+	}
+	if (!totp_verify_stored(secret, p.customer_id, code, PgbGetInt64(0, 6), &step))
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_MFA_CODE),
 				 errmsg("invalid two-factor code")));
 	v[0] = Int64GetDatum(p.customer_id);
 	v[1] = Int64GetDatum(step);
-	PgbExec(&q_mfa_disable, v, NULL, false, 0);
-	AuditWrite(&p, 0, "auth.mfa_disabled", "credential", id_text(p.customer_id), NULL);
+	PgbExec(enable ? &q_mfa_enable : &q_mfa_disable, v, NULL, false, 0);
+	AuditWrite(&p, 0, enable ? "auth.mfa_enabled" : "auth.mfa_disabled", "credential",
+			   id_text(p.customer_id), NULL);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(pgbank_mfa_confirm);
+Datum
+pgbank_mfa_confirm(PG_FUNCTION_ARGS)
+{
+	return mfa_change(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(pgbank_mfa_disable);
+Datum
+pgbank_mfa_disable(PG_FUNCTION_ARGS)
+{
+	return mfa_change(fcinfo, false);
 }
 
 /* bank.totp_code(secret base32, at, digits): for operators and tests */
@@ -1179,9 +1142,7 @@ pgbank_set_kyc_status(PG_FUNCTION_ARGS)
 	SPI_connect();
 	v[0] = Int64GetDatum(customer);
 	if (PgbExec(&q_kyc_lock, v, NULL, false, 1) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_CUSTOMER_NOT_FOUND),
-				 errmsg("customer " INT64_FORMAT " does not exist", customer)));
+		CustomerNotFound(customer);
 	from = PgbGetText(0, 1);
 	v[1] = CStringGetTextDatum(status);
 	PgbExec(&q_kyc_set, v, NULL, false, 0);

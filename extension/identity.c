@@ -50,6 +50,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/inval.h"
 #include "utils/syscache.h"
 
 #include "pgbank.h"
@@ -79,9 +80,6 @@ static struct
 	char		user_agent[513];
 } request_ctx;
 
-static const char *const staff_roles[] = {
-	"bank_teller", "bank_auditor", "bank_service", "bank_admin"
-};
 
 static PgbQuery q_session = {
 	"SELECT s.customer_id FROM bank.sessions s JOIN bank.customers c ON c.id = s.customer_id"
@@ -118,17 +116,55 @@ IdentityAtEOSubXactAbort(void)
 		memset(&request_ctx, 0, sizeof(request_ctx));
 }
 
-/* a role's oid, or InvalidOid when it does not exist */
-static Oid
-role_oid(const char *name)
+/*
+ * The oids of our roles, looked up once and forgotten whenever pg_authid
+ * changes (a syscache callback): every statement the engine runs needs
+ * bank_engine's, and row-level security asks for the staff roles per row.
+ */
+enum
 {
-	return get_role_oid(name, true);
+	ROLE_ENGINE, ROLE_GATEWAY, ROLE_CUSTOMER,
+	ROLE_TELLER, ROLE_AUDITOR, ROLE_SERVICE, ROLE_ADMIN,	/* staff, in this order */
+	ROLE_COUNT
+};
+static const char *const role_names[ROLE_COUNT] = {
+	"bank_engine", "bank_gateway", "bank_customer",
+	"bank_teller", "bank_auditor", "bank_service", "bank_admin"
+};
+static Oid	role_oids[ROLE_COUNT];
+static bool role_oids_valid = false;
+
+static void
+role_oids_reset(Datum arg, int cacheid, uint32 hashvalue)
+{
+	role_oids_valid = false;
+}
+
+/* one of our roles' oid, or InvalidOid when it does not exist */
+static Oid
+role_oid(int role)
+{
+	static bool registered = false;
+	int			i;
+
+	if (!role_oids_valid)
+	{
+		if (!registered)
+		{
+			CacheRegisterSyscacheCallback(AUTHOID, role_oids_reset, (Datum) 0);
+			registered = true;
+		}
+		for (i = 0; i < ROLE_COUNT; i++)
+			role_oids[i] = get_role_oid(role_names[i], true);
+		role_oids_valid = true;
+	}
+	return role_oids[role];
 }
 
 Oid
 AuthEngineRole(void)
 {
-	Oid			oid = role_oid("bank_engine");
+	Oid			oid = role_oid(ROLE_ENGINE);
 
 	if (!OidIsValid(oid))
 		ereport(ERROR,
@@ -142,7 +178,7 @@ AuthEngineRole(void)
 static bool
 gateway_session(void)
 {
-	Oid			gw = role_oid("bank_gateway");
+	Oid			gw = role_oid(ROLE_GATEWAY);
 
 	return OidIsValid(gw) && is_member_of_role_nosuper(GetSessionUserId(), gw);
 }
@@ -155,9 +191,9 @@ role_is_staff(Oid role)
 
 	if (superuser_arg(role))
 		return true;
-	for (i = 0; i < lengthof(staff_roles); i++)
+	for (i = ROLE_TELLER; i <= ROLE_ADMIN; i++)
 	{
-		Oid			r = role_oid(staff_roles[i]);
+		Oid			r = role_oid(i);
 
 		if (OidIsValid(r) && has_privs_of_role(role, r))
 			return true;
@@ -169,7 +205,7 @@ role_is_staff(Oid role)
 static bool
 role_is_customer(Oid role)
 {
-	Oid			c = role_oid("bank_customer");
+	Oid			c = role_oid(ROLE_CUSTOMER);
 
 	return OidIsValid(c) && has_privs_of_role(role, c) && !role_is_staff(role);
 }
@@ -415,14 +451,27 @@ claim(Jsonb *j, const char *name)
 	return getKeyJsonValueFromContainer(&j->root, name, strlen(name), NULL);
 }
 
-static double
-claim_number(Jsonb *j, const char *name)
+/*
+ * A NumericDate claim as whole seconds since the epoch, rounded the strict
+ * way (exp down, nbf up), exactly: no floating point.  Outside 0 .. 10^11
+ * (year 5138) the token is invalid.
+ */
+static int64
+claim_seconds(Jsonb *j, const char *name, bool round_up)
 {
 	JsonbValue *v = claim(j, name);
+	Datum		n;
 
 	if (v == NULL || v->type != jbvNumeric)
 		invalid_token(psprintf("The %s claim is missing or not a number.", name));
-	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+	n = DirectFunctionCall1(round_up ? numeric_ceil : numeric_floor,
+							NumericGetDatum(v->val.numeric));
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, n,
+										  NumericGetDatum(int64_to_numeric(0)))) < 0 ||
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, n,
+										  NumericGetDatum(int64_to_numeric(INT64CONST(100000000000))))) > 0)
+		invalid_token(psprintf("The %s claim is out of range.", name));
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, n));
 }
 
 static char *
@@ -496,7 +545,7 @@ jwt_verify(const char *token)
 	Jsonb	   *header,
 			   *claims;
 	JsonbValue *alg;
-	double		now,
+	int64		now,
 				skew = pgb_jwt_clock_skew;
 	char	   *iss;
 
@@ -533,10 +582,10 @@ jwt_verify(const char *token)
 	if (!JB_ROOT_IS_OBJECT(claims))
 		invalid_token("The payload is not a JSON object.");
 
-	now = (double) (GetCurrentTimestamp() - SetEpochTimestamp()) / USECS_PER_SEC;
-	if (now >= claim_number(claims, "exp") + skew)
+	now = (GetCurrentTimestamp() - SetEpochTimestamp()) / USECS_PER_SEC;
+	if (now >= claim_seconds(claims, "exp", false) + skew)
 		invalid_token("The token has expired.");
-	if (now < claim_number(claims, "nbf") - skew)
+	if (now < claim_seconds(claims, "nbf", true) - skew)
 		invalid_token("The token is not valid yet.");
 	iss = claim_string(claims, "iss");
 	if (strcmp(iss, pgb_jwt_issuer) != 0)
@@ -631,7 +680,7 @@ pgbank_authenticate_api_key(PG_FUNCTION_ARGS)
 	id = PgbGetInt64(0, 1);
 	role = PgbGetText(0, 2);
 	scopes = PgbGetText(0, 3);
-	if (role_oid(role) != GetUserId())
+	if (get_role_oid(role, true) != GetUserId())
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_WRONG_ROLE),
 				 errmsg("the API key is bound to another role"),

@@ -243,10 +243,14 @@ extern char *CustomerCheckedEmail(const char *email);
 /* pii.c */
 extern void PiiStore(int64 customer, const char *phone, const char *national_id,
 					 const char *address);
+extern Datum PiiWrap(bytea *plain, const char *what, int64 customer);
+extern bytea *PiiUnwrap(Datum wrapped, const char *what, int64 customer);
 
 /* account.c */
 extern void AccountNotFound(int64 id) pg_attribute_noreturn();
+extern void CustomerNotFound(int64 id) pg_attribute_noreturn();
 extern void AccountRequireVisible(int64 id);
+extern int64 CustomerArg(const Principal *who, FunctionCallInfo fcinfo, int arg);
 extern Datum AccountInfoDatum(FunctionCallInfo fcinfo, int64 account);
 
 #endif							/* PGBANK_H */

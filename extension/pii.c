@@ -156,14 +156,6 @@ static PgbQuery q_export = {
 	5, {INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}, NULL, true
 };
 
-static void
-customer_not_found(int64 id)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_PGB_CUSTOMER_NOT_FOUND),
-			 errmsg("customer %lld does not exist", (long long) id)));
-}
-
 /* ---------------------------------------------------------------------
  * Keys and ciphers
  * ---------------------------------------------------------------------
@@ -226,6 +218,26 @@ master_key_datum(void)
 	return CStringGetTextDatum(AuthSecret("pgbank.master_key", pgb_master_key, 32));
 }
 
+/*
+ * Encrypt (wrap) or decrypt a customer's secret under the master key: their
+ * data key, their TOTP secret.  A wrong master key is a clear 55000.
+ */
+Datum
+PiiWrap(bytea *plain, const char *what, int64 customer)
+{
+	return crypto_call("pgp_sym_encrypt_bytea", BYTEAOID, PointerGetDatum(plain),
+					   master_key_datum(), ERRCODE_INTERNAL_ERROR, what, customer);
+}
+
+bytea *
+PiiUnwrap(Datum wrapped, const char *what, int64 customer)
+{
+	return DatumGetByteaPP(crypto_call("pgp_sym_decrypt_bytea", BYTEAOID, wrapped,
+									   master_key_datum(),
+									   ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, what,
+									   customer));
+}
+
 /* a raw data key as the text password pgp_sym_encrypt is given: its hex */
 static Datum
 password_datum(const uint8 *key)
@@ -244,13 +256,9 @@ password_datum(const uint8 *key)
 static Datum
 unwrap_key(Datum wrapped, int64 customer)
 {
-	Datum		master = master_key_datum();
-	bytea	   *raw;
+	bytea	   *raw = PiiUnwrap(wrapped, "data key", customer);
 	Datum		password;
 
-	raw = DatumGetByteaPP(crypto_call("pgp_sym_decrypt_bytea", BYTEAOID, wrapped, master,
-									  ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-									  "data key", customer));
 	if (VARSIZE_ANY_EXHDR(raw) != DATA_KEY_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -284,8 +292,7 @@ data_key(int64 customer)
 	SET_VARSIZE(b, VARHDRSZ + DATA_KEY_BYTES);
 	memcpy(VARDATA(b), raw, DATA_KEY_BYTES);
 	v[0] = arg;
-	v[1] = crypto_call("pgp_sym_encrypt_bytea", BYTEAOID, PointerGetDatum(b),
-					   master_key_datum(), ERRCODE_INTERNAL_ERROR, "data key", customer);
+	v[1] = PiiWrap(b, "data key", customer);
 	explicit_bzero(VARDATA(b), DATA_KEY_BYTES);
 	PgbExec(&q_put_key, v, NULL, false, 0);
 	password = password_datum(raw);
@@ -421,7 +428,7 @@ profile_load(int64 customer, bool masked, bool read_only, Datum *values, bool *n
 	int			i;
 
 	if (PgbExec(&q_profile, &arg, NULL, read_only, 1) != 1)
-		customer_not_found(customer);
+		CustomerNotFound(customer);
 	heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, row, rownulls);
 	for (i = 0; i < PROFILE_COLUMNS; i++)
 	{
@@ -473,21 +480,12 @@ profile_datum(FunctionCallInfo fcinfo, int64 customer, bool masked, bool read_on
 static int64
 target_customer(FunctionCallInfo fcinfo, int argno, const Principal *p)
 {
-	int64		id;
+	int64		id = CustomerArg(p, fcinfo, argno);
 	Datum		arg;
 
-	if (p->kind == PRINCIPAL_CUSTOMER)
-		id = PG_ARGISNULL(argno) ? p->customer_id : PG_GETARG_INT64(argno);
-	else if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_NULL_ARGUMENT),
-				 errmsg("customer_id must not be null"),
-				 errhint("Staff name the customer.")));
-	else
-		id = PG_GETARG_INT64(argno);
 	arg = Int64GetDatum(id);
 	if (PgbExec(&q_visible, &arg, NULL, true, 1) != 1)
-		customer_not_found(id);
+		CustomerNotFound(id);
 	return id;
 }
 
@@ -511,7 +509,7 @@ PiiStore(int64 customer, const char *phone, const char *national_id, const char 
 	check_fields(phone, national_id, address);
 	v[0] = Int64GetDatum(customer);
 	if (PgbExec(&q_lock_for_store, v, NULL, false, 1) != 1)
-		customer_not_found(customer);
+		CustomerNotFound(customer);
 	if (DatumGetBool(PgbGet(0, 1, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_DATA_ERASED),
@@ -612,7 +610,7 @@ pgbank_erase_customer(PG_FUNCTION_ARGS)
 	SPI_connect();
 	arg = Int64GetDatum(id);
 	if (PgbExec(&q_lock_for_erase, &arg, NULL, false, 1) != 1)
-		customer_not_found(id);
+		CustomerNotFound(id);
 	if (DatumGetBool(PgbGet(0, 1, &isnull)))
 	{
 		/* already erased: nothing left to do */

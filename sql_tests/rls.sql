@@ -209,6 +209,23 @@ SELECT action, resource_type, resource_id = :'ba' AS on_ben, acting_role, sessio
   FROM bank.audit_events WHERE action LIKE 'account.%' ORDER BY id;
 SELECT action, acting_role FROM bank.audit_events WHERE action = 'transfer.reverse';
 
+-- above pgbank.kyc_transfer_limit (1000) a customer needs KYC approval
+-- (PB046, checked before funds); once approved, the funds check decides
+BEGIN;
+SET LOCAL ROLE bank_customer;
+SELECT bank.authenticate(:'tok_a') IS NOT NULL AS authenticated;
+SAVEPOINT s;
+SELECT status FROM bank.transfer(:aa, :ba, 1000.01, 'kyc-1');
+ROLLBACK TO s;
+SELECT status FROM bank.transfer(:aa, :ba, 1000.00, 'kyc-2');
+ROLLBACK;
+UPDATE bank.customers SET kyc_status = 'approved' WHERE id = :ca;
+BEGIN;
+SET LOCAL ROLE bank_customer;
+SELECT bank.authenticate(:'tok_a') IS NOT NULL AS authenticated;
+SELECT status FROM bank.transfer(:aa, :ba, 1000.01, 'kyc-3');
+ROLLBACK;
+
 -- the ledger is whole
 SELECT * FROM bank.check_ledger();
 

@@ -35,20 +35,12 @@
 use strict;
 use warnings;
 
-use File::Basename qw(dirname);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use PgbankTest;
 
-# Cluster::init runs pg_regress --config-auth; PGXS's installcheck sets
-# PG_REGRESS, a bare `prove` does not.
-if (!defined $ENV{PG_REGRESS})
-{
-	my $pgxs = `pg_config --pgxs`;
-	chomp $pgxs;
-	$ENV{PG_REGRESS} = dirname($pgxs) . '/../../src/test/regress/pg_regress';
-}
 
 my $customers = 1000;
 my $funding = 1_000_000;                 # USD per customer account

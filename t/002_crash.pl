@@ -39,22 +39,14 @@ use strict;
 use warnings;
 
 use Cwd ();
-use File::Basename qw(dirname);
 use IPC::Run;
 use List::Util qw(max sum0);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use PgbankTest;
 use Time::HiRes qw(sleep time);
 
-# Cluster::init runs pg_regress --config-auth; PGXS's installcheck sets
-# PG_REGRESS, a bare `prove` does not.
-if (!defined $ENV{PG_REGRESS})
-{
-	my $pgxs = `pg_config --pgxs`;
-	chomp $pgxs;
-	$ENV{PG_REGRESS} = dirname($pgxs) . '/../../src/test/regress/pg_regress';
-}
 
 my $cycles = 3;
 my $clients = 4;

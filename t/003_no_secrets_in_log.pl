@@ -20,17 +20,11 @@
 use strict;
 use warnings;
 
-use File::Basename qw(dirname);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use PgbankTest;
 
-if (!defined $ENV{PG_REGRESS})
-{
-	my $pgxs = `pg_config --pgxs`;
-	chomp $pgxs;
-	$ENV{PG_REGRESS} = dirname($pgxs) . '/../../src/test/regress/pg_regress';
-}
 
 my $jwt_secret = 'JWTSECRET' . ('x7' x 20);
 my $master_key = 'MASTERKEY' . ('k9' x 20);
