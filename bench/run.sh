@@ -22,12 +22,15 @@
 #   * Workloads (pgbench -n -M prepared -T $BENCH_SECONDS -j 2
 #     --failures-detailed; tps without the initial connection time):
 #       random     bench/transfer.sql    bank.transfer, random distinct pair, 1.00
+#       no-audit   the same with pgbank.audit = off (PGOPTIONS): no audit rows,
+#                  the baseline of the audit-cost target (>= 85 %)
 #       hot-credit bench/hot_credit.sql  bank.transfer, random account -> merchant
 #       deposits   bench/deposit.sql     bank.deposit into a random account
 #       lean       bench/lean.sql        the one-statement transfer (after \quit)
 #       tpcb-like  pgbench built-in
 #     Runs are grouped by client count (1, then 8, then 16) and, inside a
-#     group, run back to back (lean, random, hot-credit, deposits, tpcb-like),
+#     group, run back to back (lean, random, no-audit, hot-credit, deposits,
+#     tpcb-like),
 #     so that the figures a ratio compares are measured close together: the
 #     machine has 2 cores shared by server, pgbench and whatever else runs.
 #   * Per run, besides tps and the average latency: the server's CPU time per
@@ -313,6 +316,9 @@ BANKVARS=(-D "base=$BASE" -D "merchant=$MERCHANT")
 for c in 1 8 16; do
     run_one lean "$c" lean -f "$WORK/lean_transfer.sql"
     run_one random "$c" bank "${BANKVARS[@]}" -f "$BENCH/transfer.sql"
+    # the same workload without audit rows: what the audit trail costs
+    PGOPTIONS="-c pgbank.audit=off" \
+        run_one no-audit "$c" bank "${BANKVARS[@]}" -f "$BENCH/transfer.sql"
     if [[ $c -gt 1 ]]; then
         run_one hot-credit "$c" bank "${BANKVARS[@]}" -f "$BENCH/hot_credit.sql"
         run_one deposits "$c" bank "${BANKVARS[@]}" -f "$BENCH/deposit.sql"
@@ -353,6 +359,7 @@ label() {
     case $1 in
         lean) echo "lean one-statement SQL" ;;
         random) echo "bank.transfer random" ;;
+        no-audit) echo "  the same, audit off" ;;
         hot-credit) echo "bank.transfer hot-credit" ;;
         deposits) echo "bank.deposit" ;;
         tpcb-like) echo "pgbench tpcb-like" ;;
@@ -362,27 +369,29 @@ label() {
 ELAPSED=$(( $(date +%s) - T0 ))
 echo
 echo "=== pgbank benchmark: $(nproc) CPUs, PostgreSQL $(psqlq postgres 'SHOW server_version'), fsync on, synchronous_commit on, ${T}s per run, -j $THREADS, -M prepared"
-printf '%-24s %7s %7s %7s %6s %7s %9s %8s %8s %8s %8s %6s  %s\n' \
-    workload clients tps "lat ms" "/lean" "/random" "srvCPU ms" "WAL B" "tx/flush" "mxact" "mxmembers" "bgCPU%" note
-printf '%-24s %7s %7s %7s %6s %7s %9s %8s %8s %8s %8s %6s\n' \
-    "" "" "" "" "" "" "per tx" "per tx" "" "per tx" "per tx" ""
+printf '%-24s %7s %7s %7s %6s %7s %7s %9s %8s %8s %8s %8s %6s  %s\n' \
+    workload clients tps "lat ms" "/lean" "/random" "/noaud" "srvCPU ms" "WAL B" "tx/flush" "mxact" "mxmembers" "bgCPU%" note
+printf '%-24s %7s %7s %7s %6s %7s %7s %9s %8s %8s %8s %8s %6s\n' \
+    "" "" "" "" "" "" "" "per tx" "per tx" "" "per tx" "per tx" ""
 printf '%s\n' "$(printf '%.0s-' {1..128})"
 for key in "${ORDER[@]}"; do
     w=${key%%:*}
     c=${key##*:}
-    vl="-"; vr="-"
+    vl="-"; vr="-"; vn="-"
     case $w in
-        random) vl=$(ratio "$key" "lean:$c") ;;
+        random) vl=$(ratio "$key" "lean:$c"); vr="=1"; vn=$(ratio "$key" "no-audit:$c") ;;
+        no-audit) vl=$(ratio "$key" "lean:$c"); vr=$(ratio "$key" "random:$c") ;;
         hot-credit | deposits) vl=$(ratio "$key" "lean:$c"); vr=$(ratio "$key" "random:$c") ;;
         tpcb-like) vl=$(ratio "$key" "lean:$c") ;;
     esac
-    printf '%-24s %7s %7.0f %7.2f %6s %7s %9s %8s %8s %8s %8s %6s  %s\n' \
-        "$(label "$w")" "$c" "${TPS[$key]}" "${LAT[$key]}" "$vl" "$vr" "${SRVCPU[$key]}" \
+    printf '%-24s %7s %7.0f %7.2f %6s %7s %7s %9s %8s %8s %8s %8s %6s  %s\n' \
+        "$(label "$w")" "$c" "${TPS[$key]}" "${LAT[$key]}" "$vl" "$vr" "$vn" "${SRVCPU[$key]}" \
         "${WALTX[$key]}" "${TXFLUSH[$key]}" "${MXTX[$key]}" "${MEMTX[$key]}" "${BGCPU[$key]}" "${NOTE[$key]}"
 done
 echo
 cat <<'EOF'
-/lean, /random: tps over tps at the same client count.  srvCPU: CPU time of all
+/lean, /random, /noaud: tps over tps at the same client count (/noaud: over
+bank.transfer random with pgbank.audit = off, no audit rows).  srvCPU: CPU time of all
 server processes per transaction (robust to other load; pgbench's own CPU not
 included).  WAL B: WAL bytes written per transaction (full-page images
 included: every run starts right after a checkpoint).  tx/flush: transactions
@@ -405,6 +414,9 @@ check() {   # check LABEL KEY_NUM KEY_DEN MIN
 echo "=== targets"
 for c in 8 16; do
     check "bank.transfer random >= 80% of lean at $c clients" "random:$c" "lean:$c" 0.80
+done
+for c in 8 16; do
+    check "bank.transfer random with audit >= 85% of audit off at $c clients" "random:$c" "no-audit:$c" 0.85
 done
 for c in 8 16; do
     check "hot-credit >= 70% of bank.transfer random at $c clients" "hot-credit:$c" "random:$c" 0.70

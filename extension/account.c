@@ -18,6 +18,7 @@
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 #include "pgbank.h"
 
@@ -152,7 +153,10 @@ CustomerArg(const Principal *who, FunctionCallInfo fcinfo, int arg)
 	if (who->kind == PRINCIPAL_CUSTOMER)
 	{
 		if (!PG_ARGISNULL(arg) && PG_GETARG_INT64(arg) != who->customer_id)
+		{
+			AuditDenied(who, get_func_name(fcinfo->flinfo->fn_oid), "PB021");
 			CustomerNotFound(PG_GETARG_INT64(arg));
+		}
 		return who->customer_id;
 	}
 	if (PG_ARGISNULL(arg))
@@ -258,6 +262,9 @@ pgbank_open_account(PG_FUNCTION_ARGS)
 	v[3] = PG_GETARG_DATUM(2);
 	PgbExec(&q_open_account, v, NULL, false, 0);
 	id = PgbGetInt64(0, 1);
+	AuditWrite(&who, 0, "account.open", "account", psprintf("%lld", (long long) id),
+			   psprintf("{\"customer\": %lld, \"type\": \"%s\", \"currency\": \"%s\"}",
+						(long long) customer, type, currency));
 	return AccountInfoDatum(fcinfo, id);
 }
 
@@ -327,6 +334,7 @@ pgbank_rename_account(PG_FUNCTION_ARGS)
 				 errmsg("account %lld is closed", (long long) id)));
 	v[1] = CStringGetTextDatum(name);
 	PgbExec(&q_rename, v, NULL, false, 0);
+	AuditWrite(&who, 0, "account.rename", "account", psprintf("%lld", (long long) id), NULL);
 	return AccountInfoDatum(fcinfo, id);
 }
 
@@ -411,6 +419,7 @@ pgbank_close_account(PG_FUNCTION_ARGS)
 				 errhint("Capture or void them before closing the account.")));
 	v[1] = CStringGetTextDatum("closed");
 	EngineExec(&q_set_status, v, n);
+	AuditWrite(&who, 0, "account.close", "account", psprintf("%lld", (long long) id), NULL);
 	return AccountInfoDatum(fcinfo, id);
 }
 

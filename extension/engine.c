@@ -382,6 +382,7 @@ EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 	va_list		ap;
 	char		buf[1024];
 	char		code[6];
+	AuditRecord audit;
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -395,8 +396,15 @@ EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 				(errcode(sqlstate),
 				 errmsg("%s", buf),
 				 errdetail("Declined; not recorded, because this transaction had written before the call.")));
+	AuditRecordInit(&audit, &req->who, 0, "transfer.declined", "transfer", NULL,
+					psprintf("{\"kind\": \"%s\", \"status\": \"failed\", \"from\": %lld,"
+							 " \"to\": %lld, \"amount\": %lld, \"currency\": \"%s\","
+							 " \"code\": \"%s\"}",
+							 t->kind, (long long) t->from_account, (long long) t->to_account,
+							 (long long) t->amount, t->currency, code));
 	t->id = IdemRecordDecline(t, idem,
-							  DatumGetCString(DirectFunctionCall1(jsonb_out, req->metadata)));
+							  DatumGetCString(DirectFunctionCall1(jsonb_out, req->metadata)),
+							  pgb_audit ? &audit : NULL);
 	ereport(ERROR,
 			(errcode(sqlstate),
 			 errmsg("%s", buf),
@@ -727,6 +735,7 @@ EngineMove(MoveRequest *req, TransferRow *out)
 		CheckFingerprint(&idem, stored_fingerprint);
 		if (strcmp(out->status, "failed") == 0)
 			EngineRaiseRecorded(out);
+		req->replayed = true;
 		return;
 	}
 

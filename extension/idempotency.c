@@ -76,6 +76,9 @@ typedef struct DeclineShared
 	uint8		fingerprint[PG_SHA256_DIGEST_LENGTH];
 	char		failure_message[DECLINE_TEXT];
 	char		description[2048];	/* 500 characters of up to 4 bytes */
+	bool		audit;			/* write audit_record with the transfer */
+	AuditRecord audit_record;	/* its metadata is audit_metadata */
+	char		audit_metadata[512];
 	/* metadata as jsonb text follows the struct, NUL-terminated */
 	/* filled by the worker */
 	volatile int result;		/* 0 not done, 1 recorded, -1 failed */
@@ -168,7 +171,8 @@ copy_text(char *dst, size_t size, const char *src)
  * PB090 when no worker could record it.
  */
 int64
-IdemRecordDecline(const TransferRow *t, const IdemKey *idem, const char *metadata)
+IdemRecordDecline(const TransferRow *t, const IdemKey *idem, const char *metadata,
+				  const AuditRecord *audit)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -197,6 +201,13 @@ IdemRecordDecline(const TransferRow *t, const IdemKey *idem, const char *metadat
 	copy_text(d->failure_message, sizeof(d->failure_message), t->failure_message);
 	copy_text(d->description, sizeof(d->description), t->description);
 	memcpy((char *) (d + 1), metadata, mlen);
+	if (audit)
+	{
+		d->audit = true;
+		memcpy(&d->audit_record, audit, sizeof(AuditRecord));
+		d->audit_record.metadata = NULL;
+		copy_text(d->audit_metadata, sizeof(d->audit_metadata), audit->metadata);
+	}
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -282,6 +293,7 @@ pgbank_decline_worker(Datum main_arg)
 	values[13] = TimestampTzGetDatum(d->created_at);
 
 	/* never wait long: a lock the caller holds would otherwise hang both */
+	SPI_execute("SET LOCAL search_path = pg_catalog, pg_temp", false, 0);
 	SPI_execute("SET LOCAL lock_timeout = '5s'", false, 0);
 	SPI_execute("SET LOCAL statement_timeout = '10s'", false, 0);
 	engine_active = true;
@@ -294,8 +306,8 @@ pgbank_decline_worker(Datum main_arg)
 							   "  $10::jsonb, $11, $12, $13, $14, $14)"
 							   " ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING"
 							   " RETURNING id)"
-							   " SELECT id FROM ins UNION ALL"
-							   " SELECT id FROM bank.transfers WHERE idempotency_scope = $6"
+							   " SELECT id, true FROM ins UNION ALL"
+							   " SELECT id, false FROM bank.transfers WHERE idempotency_scope = $6"
 							   "  AND idempotency_key = $7",
 							   14, types, values, nulls, false, 1);
 	engine_active = false;
@@ -303,6 +315,15 @@ pgbank_decline_worker(Datum main_arg)
 		elog(ERROR, "pgbank: could not record a declined request");
 	d->transfer_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 												 SPI_tuptable->tupdesc, 1, &(bool) {false}));
+	/* the decline's audit row, in the transaction that records it */
+	if (d->audit && DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 2, &(bool) {false})))
+	{
+		snprintf(d->audit_record.resource_id, sizeof(d->audit_record.resource_id), "%lld",
+				 (long long) d->transfer_id);
+		d->audit_record.metadata = d->audit_metadata;
+		AuditInsert(&d->audit_record);
+	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

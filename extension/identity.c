@@ -242,19 +242,25 @@ AuthCaller(const char *action, Principal *p)
 	p->role = user;
 	if (identity.kind != PRINCIPAL_NONE)
 	{
-		if (identity.role != user)
-			ereport(ERROR,
-					(errcode(ERRCODE_PGB_WRONG_ROLE),
-					 errmsg("the credential of this transaction was verified for another role"),
-					 errhint("Switch back to the role that called bank.authenticate.")));
-		if (identity.kind == PRINCIPAL_API_KEY && !scope_allows(action))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("the API key does not have the scope %s", action)));
 		p->kind = identity.kind;
 		p->customer_id = identity.customer_id;
 		p->session_id = identity.session_id;
 		p->api_key_id = identity.api_key_id;
+		if (identity.role != user)
+		{
+			AuditDenied(p, action, "PB042");
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_WRONG_ROLE),
+					 errmsg("the credential of this transaction was verified for another role"),
+					 errhint("Switch back to the role that called bank.authenticate.")));
+		}
+		if (identity.kind == PRINCIPAL_API_KEY && !scope_allows(action))
+		{
+			AuditDenied(p, action, "42501");
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("the API key does not have the scope %s", action)));
+		}
 		return;
 	}
 	if (superuser_arg(user) || (!gateway_session() && role_is_staff(user)))
@@ -262,6 +268,7 @@ AuthCaller(const char *action, Principal *p)
 		p->kind = PRINCIPAL_STAFF;
 		return;
 	}
+	AuditDenied(p, action, "PB041");
 	ereport(ERROR,
 			(errcode(ERRCODE_PGB_NOT_AUTHENTICATED),
 			 errmsg("not authenticated"),

@@ -67,6 +67,7 @@ pgbank_xact_callback(XactEvent event, void *arg)
 		EngineReset();
 		EngineForgetQueued();
 		IdentityAtEOXact();
+		AuditAtEOXact();
 	}
 }
 
@@ -178,6 +179,20 @@ _PG_init(void)
 							&pgb_kyc_transfer_limit,
 							1000, 0, 1000000000,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("pgbank.audit",
+							 "Writes audit rows. Off only to measure what auditing costs (make bench).",
+							 NULL,
+							 &pgb_audit,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.audit_retention",
+							"How long audit rows are kept before bank.purge_expired() may remove them; 0 keeps them for ever.",
+							NULL,
+							&pgb_audit_retention,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgbank");
 	RegisterXactCallback(pgbank_xact_callback, NULL);

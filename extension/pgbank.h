@@ -82,6 +82,8 @@ typedef struct PgbQuery
 
 extern int	PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only,
 					long count);
+extern Portal PgbCursorOpen(PgbQuery *q, Datum *values, const char *nulls);
+extern int	PgbCursorFetch(Portal portal, long count, bool as_caller);
 extern Datum PgbGet(int row, int col, bool *isnull);
 extern int64 PgbGetInt64(int row, int col);
 extern bool PgbIsNull(int row, int col);
@@ -129,8 +131,9 @@ extern void IdemPrepare(IdemKey *idem, const char *key, const Principal *who);
 extern void IdemFingerprint(IdemKey *idem, const char *payload);
 extern void IdemLock(const IdemKey *idem);
 struct TransferRow;
+struct AuditRecord;
 extern int64 IdemRecordDecline(const struct TransferRow *t, const IdemKey *idem,
-							   const char *metadata);
+							   const char *metadata, const struct AuditRecord *audit);
 
 /* engine.c */
 typedef struct TransferRow
@@ -171,6 +174,7 @@ typedef struct MoveRequest
 	bool		allow_frozen_debit; /* staff reversal */
 	const char *idempotency_key;
 	bool		record_decline; /* set by the engine */
+	bool		replayed;		/* set by the engine: the key's transfer returned */
 	Principal	who;			/* who asks (AuthCaller) */
 } MoveRequest;
 
@@ -233,9 +237,38 @@ extern void IdentityAtEOXact(void);
 extern void IdentityAtEOSubXactAbort(void);
 
 /* audit.c */
+#define AUDIT_STRIPES 64
+
+/* one audit row before it is chained; flat, so it can cross to a worker */
+typedef struct AuditRecord
+{
+	int64		actor_customer; /* 0: none */
+	int64		api_key_id;		/* 0: none */
+	char		acting_role[NAMEDATALEN];
+	char		session_role[NAMEDATALEN];
+	char		action[64];
+	char		resource_type[32];
+	char		resource_id[128];	/* "": none */
+	char		request_id[129];	/* "": none (128 bytes at most) */
+	char		client_addr[64];	/* "": none */
+	char		user_agent[513];	/* "": none (512 bytes at most) */
+	const char *metadata;		/* a JSON object; NULL for {} */
+} AuditRecord;
+
+extern bool pgb_audit;
+extern int	pgb_audit_retention;	/* seconds; 0 keeps everything */
+
 extern void AuditWrite(const Principal *p, int64 customer, const char *action,
 					   const char *resource_type, const char *resource_id,
 					   const char *metadata);
+extern void AuditRecordInit(AuditRecord *r, const Principal *p, int64 customer,
+							const char *action, const char *resource_type,
+							const char *resource_id, const char *metadata);
+extern void AuditInsert(const AuditRecord *r);
+extern void AuditWriteAutonomous(const AuditRecord *r);
+extern void AuditDenied(const Principal *p, const char *function, const char *code);
+extern bool AuditPurging(void);
+extern void AuditAtEOXact(void);
 
 /* credentials.c */
 extern char *CustomerCheckedEmail(const char *email);

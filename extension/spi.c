@@ -71,6 +71,50 @@ PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only, long coun
 	return (int) SPI_processed;
 }
 
+/*
+ * Open a read-only cursor over a saved query, as bank_engine unless the
+ * query runs as the caller (for reads too large to hold in memory).  Fetch
+ * with PgbCursorFetch; close with SPI_cursor_close.
+ */
+Portal
+PgbCursorOpen(PgbQuery *q, Datum *values, const char *nulls)
+{
+	Portal		portal;
+	Oid			save_user;
+	int			save_sec;
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	if (!q->as_caller)
+		SetUserIdAndSecContext(AuthEngineRole(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (q->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare_cursor(q->sql, q->nargs, q->argtypes, 0);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "pgbank: SPI_prepare failed (%s) for: %s",
+				 SPI_result_code_string(SPI_result), q->sql);
+		q->plan = plan;
+	}
+	portal = SPI_cursor_open(NULL, q->plan, values, nulls, true);
+	SetUserIdAndSecContext(save_user, save_sec);
+	return portal;
+}
+
+/* the next count rows of a cursor into SPI_tuptable; returns how many */
+int
+PgbCursorFetch(Portal portal, long count, bool as_caller)
+{
+	Oid			save_user;
+	int			save_sec;
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	if (!as_caller)
+		SetUserIdAndSecContext(AuthEngineRole(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SPI_cursor_fetch(portal, true, count);
+	SetUserIdAndSecContext(save_user, save_sec);
+	return (int) SPI_processed;
+}
+
 Datum
 PgbGet(int row, int col, bool *isnull)
 {

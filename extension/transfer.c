@@ -102,6 +102,22 @@ AccountArg(FunctionCallInfo fcinfo, int arg, const char *name)
 	return PG_GETARG_INT64(arg);
 }
 
+/*
+ * The audit row of a money movement: the transfer as it now stands (kind,
+ * status, accounts, amount in minor units, currency).
+ */
+static void
+AuditTransfer(const Principal *who, const char *action, const TransferRow *t)
+{
+	AuditWrite(who, 0, action, "transfer", psprintf("%lld", (long long) t->id),
+			   psprintf("{\"kind\": \"%s\", \"status\": \"%s\", \"from\": %lld, \"to\": %lld,"
+						" \"amount\": %lld, \"currency\": \"%s\"}",
+						t->kind, t->status, (long long) t->from_account,
+						(long long) t->to_account,
+						(long long) (t->posted_amount ? t->posted_amount : t->amount),
+						t->currency));
+}
+
 static Datum
 RunMove(FunctionCallInfo fcinfo, MoveRequest *req, const char *action)
 {
@@ -110,6 +126,8 @@ RunMove(FunctionCallInfo fcinfo, MoveRequest *req, const char *action)
 	AuthCaller(action, &req->who);
 	SPI_connect();
 	EngineMove(req, &t);
+	if (!req->replayed)
+		AuditTransfer(&req->who, req->hold ? "hold.create" : psprintf("%s.create", req->kind), &t);
 	return EngineTransferDatum(fcinfo, &t);
 }
 
@@ -299,8 +317,9 @@ pgbank_capture(PG_FUNCTION_ARGS)
 	AuthCaller("capture", &who);
 	SPI_connect();
 	TransferRequireVisible(&who, PG_GETARG_INT64(0));
-	(void) ResolveHold(PG_GETARG_INT64(0), true, PG_ARGISNULL(1) ? NULL : PG_GETARG_NUMERIC(1),
-					   false, &t);
+	if (ResolveHold(PG_GETARG_INT64(0), true, PG_ARGISNULL(1) ? NULL : PG_GETARG_NUMERIC(1),
+					false, &t))
+		AuditTransfer(&who, "hold.capture", &t);
 	return EngineTransferDatum(fcinfo, &t);
 }
 
@@ -317,7 +336,8 @@ pgbank_void(PG_FUNCTION_ARGS)
 	AuthCaller("void", &who);
 	SPI_connect();
 	TransferRequireVisible(&who, PG_GETARG_INT64(0));
-	(void) ResolveHold(PG_GETARG_INT64(0), false, NULL, false, &t);
+	if (ResolveHold(PG_GETARG_INT64(0), false, NULL, false, &t))
+		AuditTransfer(&who, "hold.void", &t);
 	return EngineTransferDatum(fcinfo, &t);
 }
 
@@ -360,10 +380,11 @@ pgbank_reverse(PG_FUNCTION_ARGS)
 	req.allow_frozen_debit = true;
 	req.metadata = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
 	EngineMove(&req, &orig);
-	AuditWrite(&req.who, 0, "transfer.reverse", "transfer",
-			   psprintf("%lld", (long long) req.reverses),
-			   psprintf("{\"reversal\": %lld, \"status\": \"%s\"}", (long long) orig.id,
-						orig.status));
+	if (!req.replayed)
+		AuditWrite(&req.who, 0, "transfer.reverse", "transfer",
+				   psprintf("%lld", (long long) req.reverses),
+				   psprintf("{\"reversal\": %lld, \"status\": \"%s\"}", (long long) orig.id,
+							orig.status));
 	return EngineTransferDatum(fcinfo, &orig);
 }
 
@@ -387,7 +408,10 @@ pgbank_expire_holds(PG_FUNCTION_ARGS)
 	for (i = 0; i < n; i++)
 	{
 		if (ResolveHold(ids[i], false, NULL, true, &t))
+		{
+			AuditTransfer(&who, "hold.expire", &t);
 			voided++;
+		}
 	}
 	EngineAssertSettled();
 	SPI_finish();

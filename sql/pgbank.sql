@@ -248,12 +248,19 @@ COMMENT ON TABLE bank.api_keys IS
 
 --
 -- Audit events.  One row per recorded action, written by audit.c in the
--- action's own transaction.
+-- action's own transaction (or, for a refused call or a declined transfer,
+-- in a transaction of its own).  Rows form 64 hash chains, "stripes": a
+-- transaction appends to one stripe, which it holds until it ends, so
+-- concurrent transactions append to different stripes and never wait on a
+-- single head.  Each row's hash is
+--   sha256(previous hash || int4 stripe || int8 seq || int8 id || payload)
+-- where payload is the canonical encoding of the row's other columns
+-- (bank.audit_payload).  See bank.audit_verify.
 --
 CREATE TABLE bank.audit_events (
-	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	at			timestamptz NOT NULL DEFAULT clock_timestamp(),
-	xid			xid8 NOT NULL DEFAULT pg_current_xact_id(),
+	id			bigint NOT NULL,
+	at			timestamptz NOT NULL,
+	xid			xid8 NOT NULL,
 	actor_customer bigint,
 	api_key_id	bigint,
 	acting_role name NOT NULL,
@@ -261,14 +268,64 @@ CREATE TABLE bank.audit_events (
 	action		text NOT NULL,
 	resource_type text NOT NULL,
 	resource_id text,
-	metadata	jsonb NOT NULL DEFAULT '{}',
+	metadata	jsonb NOT NULL,
 	request_id	text,
 	client_addr inet,
-	user_agent	text
+	user_agent	text,
+	stripe		integer NOT NULL,
+	seq			bigint NOT NULL,
+	hash		bytea NOT NULL,
+	PRIMARY KEY (stripe, seq)
 );
-CREATE INDEX audit_events_actor_idx ON bank.audit_events (actor_customer, id) WHERE actor_customer IS NOT NULL;
+CREATE SEQUENCE bank.audit_events_id_seq OWNED BY bank.audit_events.id;
+-- keyset pagination is on (at, id), newest first, under every filter
+CREATE INDEX audit_events_at_idx ON bank.audit_events (at, id);
+CREATE INDEX audit_events_actor_idx ON bank.audit_events (actor_customer, at, id)
+	WHERE actor_customer IS NOT NULL;
+CREATE INDEX audit_events_resource_idx ON bank.audit_events (resource_type, resource_id, at, id);
+CREATE INDEX audit_events_action_idx ON bank.audit_events (action, at, id);
 COMMENT ON TABLE bank.audit_events IS
-'Who did what, when and from where: staff actions, logins and their failures, lockouts, MFA and key changes. Rows are appended in the action''s transaction and never changed';
+'Who did what, when and from where: every mutation, logins and their failures, lockouts, MFA and key changes, refused calls, DDL on the bank schema. Rows are appended by the extension only (in the action''s transaction), never changed, and hash-chained in 64 stripes (bank.audit_verify). Removed only by bank.purge_expired, past pgbank.audit_retention';
+COMMENT ON COLUMN bank.audit_events.stripe IS 'The hash chain (0-63) the row belongs to';
+COMMENT ON COLUMN bank.audit_events.seq IS 'Position in its stripe: 1, 2, 3, ... with no gaps';
+COMMENT ON COLUMN bank.audit_events.hash IS
+'sha256(hash of the previous row of the stripe (or of its seal, or 32 zero bytes) || int4 stripe || int8 seq || int8 id || bank.audit_payload(row)), integers big-endian';
+
+-- The head of each stripe: its last position and hash.  A transaction locks
+-- one row here for its duration (SKIP LOCKED: a busy stripe is passed over).
+CREATE TABLE bank.audit_heads (
+	stripe		integer PRIMARY KEY CHECK (stripe BETWEEN 0 AND 63),
+	seq			bigint NOT NULL,
+	hash		bytea NOT NULL
+) WITH (fillfactor = 10);
+INSERT INTO bank.audit_heads
+	SELECT s, 0, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
+	FROM generate_series(0, 63) s;
+COMMENT ON TABLE bank.audit_heads IS
+'The last position and hash of each of the 64 audit stripes, advanced in the same statement that appends a row';
+
+-- Where purged rows were: per stripe, the position and hash of the last
+-- row removed; verification of what remains starts from it.
+CREATE TABLE bank.audit_seals (
+	stripe		integer PRIMARY KEY,
+	seq			bigint NOT NULL,
+	hash		bytea NOT NULL,
+	at			timestamptz NOT NULL
+);
+COMMENT ON TABLE bank.audit_seals IS
+'Sealed heads of purged audit segments: per stripe, the position and hash of the last row bank.purge_expired removed. The latest audit.purge event repeats them, so a forged seal does not verify';
+
+-- Anchors handed out by bank.audit_head(), chained among themselves.
+CREATE TABLE bank.audit_checkpoints (
+	checkpoint	bigint PRIMARY KEY,
+	at			timestamptz NOT NULL,
+	stripes		integer[] NOT NULL,
+	seqs		bigint[] NOT NULL,
+	hashes		bytea[] NOT NULL,
+	hash		bytea NOT NULL
+);
+COMMENT ON TABLE bank.audit_checkpoints IS
+'Anchors returned by bank.audit_head(): the committed head (seq, hash) of every non-empty stripe at that moment. hash = sha256(previous checkpoint''s hash || int8 checkpoint || for each stripe: int4 stripe || int8 seq || hash)';
 
 --
 -- Accounts
@@ -880,6 +937,48 @@ COMMENT ON FUNCTION bank.export_my_data() IS
 'Everything the bank holds about the authenticated customer as one JSON document: profile with personal data in clear, accounts, transfers, sessions and security events. Volatile: each export is audited (customer.export, among the customer''s security events)';
 
 --
+-- The audit trail (audit.c)
+--
+
+CREATE FUNCTION bank.audit_search(actor_customer bigint DEFAULT NULL,
+		resource_type text DEFAULT NULL, resource_id text DEFAULT NULL,
+		action text DEFAULT NULL, since timestamptz DEFAULT NULL,
+		until timestamptz DEFAULT NULL, before_at timestamptz DEFAULT NULL,
+		before_id bigint DEFAULT NULL, max_rows integer DEFAULT 100)
+	RETURNS SETOF bank.audit_events
+	AS 'MODULE_PATHNAME', 'pgbank_audit_search'
+	LANGUAGE C STABLE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.audit_search(bigint, text, text, text, timestamptz, timestamptz, timestamptz, bigint, integer) IS
+'Audit rows matching every filter given (actor customer, resource type and id, action, since <= at < until), newest first, at most max_rows (1..1000, default 100). Keyset pagination: pass the at and id of the last row as before_at and before_id. Auditors and admins see every row; a customer sees their own security events (resource types session and credential) and nothing else';
+
+CREATE FUNCTION bank.audit_verify(anchor_checkpoint bigint DEFAULT NULL,
+		anchor_hash bytea DEFAULT NULL, from_id bigint DEFAULT NULL, to_id bigint DEFAULT NULL)
+	RETURNS TABLE (id bigint, stripe integer, seq bigint, problem text)
+	AS 'MODULE_PATHNAME', 'pgbank_audit_verify'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.audit_verify(bigint, bytea, bigint, bigint) IS
+'Recomputes the hash chains of the audit trail (rows with from_id <= id <= to_id when given) and checks them against the stripe heads, the seals of purged segments, and an anchor from bank.audit_head() when given. Returns nothing when all holds, else the first broken link: id (of the first bad row; NULL when rows are missing at a stripe''s end or the anchor itself is bad), stripe and seq of the bad or missing row, and the problem (row altered, row missing, row out of order, rows missing at the end of the stripe, head does not match the last row, anchored row missing (truncated), anchored row altered, anchor does not match its checkpoint, the seals do not match the last audit.purge event). One snapshot: rows committing meanwhile are not half-seen';
+
+CREATE FUNCTION bank.audit_head(OUT checkpoint bigint, OUT hash bytea, OUT at timestamptz)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'pgbank_audit_head'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.audit_head() IS
+'An anchor for the audit trail: records the committed head of every stripe as a checkpoint (chained to the previous one) and returns its number and hash. Keep both outside the database; bank.audit_verify(checkpoint, hash) later detects any change to what they cover, a truncated tail included';
+
+CREATE FUNCTION bank.purge_expired() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_purge_expired'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.purge_expired() IS
+'Removes audit rows older than pgbank.audit_retention (0, the default, keeps all) and returns how many. Refuses (PB052) when the trail does not verify. For each stripe it removes a prefix and keeps the last removed row''s position and hash as the stripe''s seal (bank.audit_seals), repeated in its own audit.purge row, so what remains still verifies';
+
+CREATE FUNCTION bank.audit_ddl() RETURNS event_trigger
+	AS 'MODULE_PATHNAME', 'pgbank_audit_ddl'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.audit_ddl() IS
+'Event trigger: DDL on objects of the bank schema (by anyone, superusers included) is recorded as a dba.ddl audit row naming the command and the objects';
+
+--
 -- Invariants held by the database itself
 --
 
@@ -896,6 +995,10 @@ CREATE TRIGGER entries_no_truncate BEFORE TRUNCATE ON bank.entries
 CREATE TRIGGER audit_events_immutable BEFORE UPDATE OR DELETE ON bank.audit_events
 	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON bank.audit_events
+	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER audit_checkpoints_immutable BEFORE UPDATE OR DELETE ON bank.audit_checkpoints
+	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON bank.audit_checkpoints
 	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
 
 CREATE FUNCTION bank.guard_engine_columns() RETURNS trigger
@@ -1132,11 +1235,22 @@ GRANT EXECUTE ON FUNCTION bank.deposit(bigint, numeric, text, text, jsonb),
 	bank.fold_account(bigint)
 	TO bank_service, bank_admin;
 
--- reports
-GRANT EXECUTE ON FUNCTION bank.trial_balance(), bank.check_ledger()
+-- reports and the audit trail
+GRANT EXECUTE ON FUNCTION bank.trial_balance(), bank.check_ledger(),
+	bank.audit_verify(bigint, bytea, bigint, bigint), bank.audit_head()
 	TO bank_auditor, bank_admin;
+GRANT EXECUTE ON FUNCTION
+	bank.audit_search(bigint, text, text, text, timestamptz, timestamptz, timestamptz, bigint, integer)
+	TO bank_customer, bank_auditor, bank_admin;
+GRANT EXECUTE ON FUNCTION bank.purge_expired() TO bank_admin;
 
 -- administration
 GRANT EXECUTE ON FUNCTION bank.create_api_key(name, text[], timestamptz, text),
 	bank.revoke_api_key(bigint), bank.list_api_keys(), bank.erase_customer(bigint, text)
 	TO bank_admin;
+
+-- DBA operations on the bank schema are audited (last: the script's own DDL is not)
+CREATE EVENT TRIGGER pgbank_audit_ddl ON ddl_command_end
+	EXECUTE FUNCTION bank.audit_ddl();
+CREATE EVENT TRIGGER pgbank_audit_drop ON sql_drop
+	EXECUTE FUNCTION bank.audit_ddl();
