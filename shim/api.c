@@ -494,6 +494,12 @@ missing:
 	return NULL;
 wrong_type:
 	*sent = 1;
+	if (a->type == PBH_T_AMOUNT)
+	{
+		bad_request(req, "invalid_amount",
+					"%s must be a decimal string of the currency's units, such as \"10.50\"", a->name);
+		return NULL;
+	}
 	{
 		const char *what = a->type == PBH_T_ID ? "a positive integer id" :
 			a->type == PBH_T_INT ? "an integer" :
@@ -536,7 +542,7 @@ on_done(pbh_job_t *job)
 			return;
 		}
 		/* an API key bound to another staff role: try the route's next one */
-		if (r->api_key && strcmp(job->sqlstate, "PB042") == 0 && job->nresults <= 2 &&
+		if (r->api_key && strcmp(job->sqlstate, "PB042") == 0 && job->failed_stmt == 1 &&
 			r->roles_left != 0)
 		{
 			for (size_t i = 0; i < NROLES; i++)
@@ -569,7 +575,11 @@ on_done(pbh_job_t *job)
 		case PBH_RESULT_AUTH:
 			if (job->value[0] != NULL && strcmp(job->value[0], "ok") == 0 && job->value[1] != NULL)
 			{
-				pbh_send_json(req, route->status, job->value[1], job->value_len[1]);
+				size_t		len;
+				char	   *body = pbh_json_quote_amounts(&req->pool, job->value[1],
+														  job->value_len[1], &len);
+
+				pbh_send_json(req, route->status, body, len);
 				return;
 			}
 			if (job->value[0] != NULL && strcmp(job->value[0], "mfa_required") == 0)
@@ -584,7 +594,13 @@ on_done(pbh_job_t *job)
 								 "Not found", NULL);
 				return;
 			}
-			pbh_send_json(req, route->status, job->value[0], job->value_len[0]);
+			{
+				size_t		len;
+				char	   *body = pbh_json_quote_amounts(&req->pool, job->value[0],
+														  job->value_len[0], &len);
+
+				pbh_send_json(req, route->status, body, len);
+			}
 			return;
 	}
 }

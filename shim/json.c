@@ -511,3 +511,81 @@ pbh_json_array_has_string(h2o_mem_pool_t *pool, const char *raw, size_t len, con
 			ps.p++;
 	}
 }
+
+/*
+ * Money goes out as decimal strings ("10.50"), never as JSON numbers, which
+ * most clients read as binary floating point.  The database's JSON (jsonb
+ * output: well-formed, numbers with their scale) is copied with the numeric
+ * value of every member named like an amount put in quotes.
+ */
+static const char *const amount_members[] = {
+	"amount", "posted_amount", "balance", "pending_out", "pending_in", "available",
+	"overdraft_limit", "posted", "balance_after", "debit", "credit", NULL
+};
+
+char *
+pbh_json_quote_amounts(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *outlen)
+{
+	char	   *out = h2o_mem_alloc_pool(pool, len * 2 + 1);
+	char	   *w = out;
+	const char *p = s,
+			   *end = s + len;
+	const char *key = NULL;
+	size_t		keylen = 0;
+
+	while (p < end)
+	{
+		if (*p == '"')
+		{
+			const char *start = p++;
+
+			while (p < end && *p != '"')
+			{
+				if (*p == '\\')
+					p++;
+				p++;
+			}
+			if (p < end)
+				p++;
+			memcpy(w, start, p - start);
+			w += p - start;
+			/* a member name when a colon follows */
+			{
+				const char *q = p;
+
+				while (q < end && (*q == ' ' || *q == '\n'))
+					q++;
+				if (q < end && *q == ':')
+				{
+					key = start + 1;
+					keylen = p - start - 2;
+				}
+				else
+					key = NULL;
+			}
+			continue;
+		}
+		if (key != NULL && (*p == '-' || (*p >= '0' && *p <= '9')))
+		{
+			int			money = 0;
+
+			for (const char *const *m = amount_members; *m != NULL; m++)
+				if (strlen(*m) == keylen && memcmp(*m, key, keylen) == 0)
+					money = 1;
+			if (money)
+				*w++ = '"';
+			while (p < end && (*p == '-' || *p == '+' || *p == '.' || *p == 'e' || *p == 'E' ||
+							   (*p >= '0' && *p <= '9')))
+				*w++ = *p++;
+			if (money)
+				*w++ = '"';
+			key = NULL;
+			continue;
+		}
+		if (*p == ',' || *p == '{' || *p == '[' || *p == '}' || *p == ']')
+			key = NULL;
+		*w++ = *p++;
+	}
+	*outlen = w - out;
+	return out;
+}

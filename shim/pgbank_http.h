@@ -96,6 +96,9 @@ int			pbh_json_parse_object(h2o_mem_pool_t *pool, const char *s, size_t len,
 								  const char **err);
 int			pbh_json_array_has_string(h2o_mem_pool_t *pool, const char *raw, size_t len,
 									  const char *want);
+/* the database's JSON with every money member's number as a string */
+char	   *pbh_json_quote_amounts(h2o_mem_pool_t *pool, const char *s, size_t len,
+								   size_t *outlen);
 /* append s as a JSON string (quotes included) to buf; returns bytes written */
 size_t		pbh_json_escape(char *buf, const char *s, size_t len);
 #define PBH_JSON_ESCAPED_MAX(len) ((len) * 6 + 2)
@@ -241,6 +244,7 @@ struct st_pbh_job_t
 	h2o_mem_pool_t *pool;
 	int			nresults;
 	int			failed;			/* an error, or the connection broke */
+	int			failed_stmt;	/* index of the statement that failed */
 	int			conn_lost;
 	char		sqlstate[6];
 	char	   *message;

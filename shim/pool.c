@@ -359,6 +359,7 @@ job_result(pbh_job_t *job, PGresult *res)
 	if (st == PGRES_PIPELINE_ABORTED || job->failed)
 		return;
 	job->failed = 1;
+	job->failed_stmt = job->nresults - 1;
 	{
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
