@@ -60,7 +60,7 @@ test-links:
 
 installcheck: test-links
 
-bench:
+bench: shim/pgbank-http
 	bench/run.sh
 
 .PHONY: bench test-links
