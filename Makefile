@@ -10,7 +10,7 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard extension/*.c)))
 HEADERS_pgbank = extension/pgbank_errcodes.h
 
 DATA = sql/$(EXTENSION)--$(EXTVERSION).sql $(sort $(wildcard sql/$(EXTENSION)--*--*.sql))
-EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql build
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql build shim/pgbank-http shim/test/pipeline
 
 # pg_regress reads <inputdir>/sql/<test>.sql; sql/ holds the install scripts,
 # so the tests run from build/regress whose sql, specs and expected are links.
@@ -27,7 +27,22 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-all: sql/$(EXTENSION)--$(EXTVERSION).sql
+all: sql/$(EXTENSION)--$(EXTVERSION).sql shim/pgbank-http shim/test/pipeline
+
+# pgbank-http, the HTTP server (shim/): h2o 2.2.5's evloop flavour, whose
+# pkg-config file omits -DH2O_USE_LIBUV=0, and libpq.
+SHIM_PKGS = libh2o-evloop openssl libpq
+SHIM_CFLAGS = -std=gnu11 -O2 -g -pthread -DH2O_USE_LIBUV=0 \
+	$(shell pkg-config --cflags $(SHIM_PKGS)) \
+	-Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers -Werror
+SHIM_LIBS = $(shell pkg-config --libs $(SHIM_PKGS)) -pthread
+
+shim/pgbank-http: $(sort $(wildcard shim/*.c)) $(wildcard shim/*.h)
+	$(CC) $(SHIM_CFLAGS) -o $@ $(filter %.c,$^) $(SHIM_LIBS)
+
+# the pipeline-semantics check that t/100_http_pipeline.pl runs
+shim/test/pipeline: shim/test/pipeline.c
+	$(CC) $(SHIM_CFLAGS) -o $@ $< $(SHIM_LIBS)
 
 # every object depends on the module headers
 $(OBJS): $(wildcard extension/*.h)
@@ -45,7 +60,7 @@ test-links:
 
 installcheck: test-links
 
-bench:
+bench: shim/pgbank-http
 	bench/run.sh
 
 .PHONY: bench test-links

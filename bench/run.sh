@@ -43,6 +43,16 @@
 #     after the run: several FOR KEY SHARE lockers on one row), and the CPU
 #     share other processes used in the second before the run (a noise
 #     indicator: our cluster is idle then).
+#   * HTTP (when shim/pgbank-http is built and wrk is installed): 100 more
+#     customers register and log in through the API (bench/http_setup.sql),
+#     each with a funded account and an access token; pgbank-http runs with
+#     2 threads and HTTP_CONNS database connections per thread; wrk (-t 2,
+#     --latency, $BENCH_SECONDS s) at 16 and 64 connections runs
+#     POST /v1/transfers (bench/http_transfer.lua: a random customer's
+#     token, 1.00 to another random customer, a unique Idempotency-Key) and
+#     GET /v1/accounts (bench/http_accounts.lua).  Reported: requests/s,
+#     p50, p99, non-2xx responses (must be 0), and HTTP transfers over
+#     bank.transfer random through SQL at 16 clients.
 #   * Every run must have 0 failed transactions and not be aborted; a WARNING
 #     line says otherwise.  At the end: bank.check_ledger() on the bank
 #     database must return no rows (exit 1 if it does: a fast but wrong engine
@@ -118,6 +128,8 @@ CONF=(
     "max_wal_size = 8GB"
     "min_wal_size = 1GB"
     "checkpoint_timeout = 30min"
+    "pgbank.bcrypt_cost = 4"
+    "pgbank.access_token_ttl = 3600"
 )
 if [[ $DIAG = 1 ]]; then
     CONF+=("shared_preload_libraries = 'pgbank, pg_stat_statements'"
@@ -326,6 +338,84 @@ for c in 1 8 16; do
     fi
 done
 
+
+# ---------------------------------------------------------------------------
+# HTTP: pgbank-http in front of the bank database, driven by wrk
+
+declare -A HREQ HP50 HP99 HNON2XX
+HORDER=()
+HTTP_CONNS=${BENCH_HTTP_CONNS:-8}
+SHIM=$ROOT/shim/pgbank-http
+HTTP_PID=""
+
+stop_http() {
+    if [[ -n $HTTP_PID ]]; then
+        kill -TERM "$HTTP_PID" 2>/dev/null || true
+        wait "$HTTP_PID" 2>/dev/null || true
+        HTTP_PID=""
+    fi
+}
+
+to_ms() {   # wrk latency ("812.00us", "1.23ms", "1.02s") in ms
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000
+        printf "%.2f", n }'
+}
+
+# run_wrk NAME CONNS SCRIPT PATH
+run_wrk() {
+    local name=$1 c=$2 script=$3 path=$4 key out
+    key="$name:$c"
+    HORDER+=("$key")
+    out=$WORK/wrk-$name-$c.log
+    psqlq postgres "CHECKPOINT" >/dev/null
+    echo
+    echo "=== HTTP $name, $c connections (at $(( $(date +%s) - T0 )) s)"
+    PGB_HTTP_TOKENS=$WORK/http_tokens.txt wrk -t "$THREADS" -c "$c" -d "${T}s" --latency \
+        -s "$script" "http://127.0.0.1:$HTTP_PORT$path" >"$out" 2>&1 || true
+    cat "$out"
+    HREQ[$key]=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$out")
+    HP50[$key]=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
+    HP99[$key]=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+    HNON2XX[$key]=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$out")
+    HNON2XX[$key]=${HNON2XX[$key]:-0}
+    if grep -q 'Socket errors' "$out"; then
+        WARNINGS+=("WARNING: HTTP $name at $c connections: $(grep 'Socket errors' "$out")")
+    fi
+    if [[ ${HNON2XX[$key]} != 0 ]]; then
+        WARNINGS+=("WARNING: HTTP $name at $c connections: ${HNON2XX[$key]} non-2xx responses")
+    fi
+}
+
+HTTP_RAN=0
+if [[ -x $SHIM ]] && command -v wrk >/dev/null 2>&1; then
+    pgb_log "setup: http (100 customers through bank.register and bank.login)"
+    psql -X -q -v ON_ERROR_STOP=1 -d bank -f "$BENCH/http_setup.sql" -o "$WORK/http_tokens.txt"
+    [[ $(wc -l <"$WORK/http_tokens.txt") -ge 100 ]] || pgb_die "bench/http_setup.sql printed no tokens"
+    psqlq bank "VACUUM ANALYZE" >/dev/null
+    grep "pgbank.jwt_secret" "$DATA/pgbank-secrets.conf" | sed "s/^[^']*'\(.*\)'.*$/\1/" >"$WORK/jwt_secret"
+    chmod 600 "$WORK/jwt_secret"
+    HTTP_PORT=$(pgb_free_port)
+    "$SHIM" --listen 127.0.0.1 --port "$HTTP_PORT" --threads "$THREADS" --connections "$HTTP_CONNS" \
+        --dsn "host=127.0.0.1 port=$PORT user=bank_gateway dbname=bank" \
+        --jwt-secret-file "$WORK/jwt_secret" >"$WORK/pgbank-http.log" 2>&1 &
+    HTTP_PID=$!
+    trap 'stop_http; cleanup' EXIT
+    for _ in $(seq 1 100); do
+        curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    for c in 16 64; do
+        run_wrk transfers "$c" "$BENCH/http_transfer.lua" /v1/transfers
+        run_wrk accounts "$c" "$BENCH/http_accounts.lua" /v1/accounts
+    done
+    stop_http
+    HTTP_RAN=1
+else
+    WARNINGS+=("WARNING: no HTTP runs: build shim/pgbank-http (make) and install wrk")
+fi
+
 # ---------------------------------------------------------------------------
 # Ledger check
 
@@ -401,6 +491,26 @@ once, e.g. FOR KEY SHARE through foreign keys).  bgCPU%: share of the CPUs
 busy with other processes in the second before the run (noise indicator).
 EOF
 
+
+if [[ $HTTP_RAN = 1 ]]; then
+    echo
+    echo "=== pgbank-http: wrk -t $THREADS --latency, ${T}s per run, server: $THREADS threads x $HTTP_CONNS database connections"
+    printf '%-24s %7s %9s %7s %7s %8s %8s\n' workload conns "req/s" "p50 ms" "p99 ms" non-2xx "/SQL16"
+    printf '%s\n' "$(printf '%.0s-' {1..78})"
+    for key in "${HORDER[@]}"; do
+        w=${key%%:*}
+        c=${key##*:}
+        vs="-"
+        if [[ $w = transfers ]]; then
+            vs=$(awk -v n="${HREQ[$key]:-0}" -v d="${TPS[random:16]:-0}" 'BEGIN { if (d > 0) printf "%.2f", n / d; else print "-" }')
+        fi
+        printf '%-24s %7s %9.0f %7s %7s %8s %8s\n' \
+            "$([[ $w = transfers ]] && echo "POST /v1/transfers" || echo "GET /v1/accounts")" \
+            "$c" "${HREQ[$key]:-0}" "${HP50[$key]}" "${HP99[$key]}" "${HNON2XX[$key]}" "$vs"
+    done
+    echo
+    echo "/SQL16: requests/s over bank.transfer random through SQL (pgbench) at 16 clients."
+fi
 echo
 check() {   # check LABEL KEY_NUM KEY_DEN MIN
     local r
@@ -422,6 +532,39 @@ for c in 8 16; do
     check "hot-credit >= 70% of bank.transfer random at $c clients" "hot-credit:$c" "random:$c" 0.70
     check "deposits >= 70% of bank.transfer random at $c clients" "deposits:$c" "random:$c" 0.70
 done
+if [[ $HTTP_RAN = 1 ]]; then
+    for c in 16 64; do
+        r=$(awk -v n="${HREQ[transfers:$c]:-0}" -v d="${TPS[random:16]:-0}" 'BEGIN { if (d > 0) printf "%.2f", n / d; else print 0 }')
+        if awk -v r="$r" 'BEGIN { exit !(r >= 0.80) }'; then
+            echo "PASS  HTTP transfers >= 80% of SQL bank.transfer (16 clients) at $c connections: $r >= 0.80"
+        else
+            echo "FAIL  HTTP transfers >= 80% of SQL bank.transfer (16 clients) at $c connections: $r (target >= 0.80)"
+        fi
+    done
+    for c in 16 64; do
+        v=${HREQ[accounts:$c]:-0}
+        if awk -v v="$v" 'BEGIN { exit !(v >= 15000) }'; then
+            echo "PASS  GET /v1/accounts >= 15000 req/s at $c connections: ${v%.*}"
+        else
+            echo "FAIL  GET /v1/accounts >= 15000 req/s at $c connections: ${v%.*}"
+        fi
+    done
+    for w in transfers accounts; do
+        v=${HP99[$w:64]:-999}
+        if awk -v v="$v" 'BEGIN { exit !(v <= 10) }'; then
+            echo "PASS  $w p99 <= 10 ms at 64 connections: $v ms"
+        else
+            echo "FAIL  $w p99 <= 10 ms at 64 connections: $v ms"
+        fi
+    done
+    for key in "${HORDER[@]}"; do
+        if [[ ${HNON2XX[$key]} = 0 ]]; then
+            echo "PASS  HTTP ${key/:/ at } connections: 0 non-2xx"
+        else
+            echo "FAIL  HTTP ${key/:/ at } connections: ${HNON2XX[$key]} non-2xx"
+        fi
+    done
+fi
 if [[ $VIOLATIONS = 0 ]]; then
     echo "PASS  bank.check_ledger() returns 0 rows"
 else

@@ -28,7 +28,10 @@ fi
 PGB_LIB_LOADED=1
 
 PGB_PG_MAJOR=15
-PGB_BINDIR=/usr/lib/postgresql/$PGB_PG_MAJOR/bin
+# PGB_BINDIR may name another PostgreSQL 15 installation (a relocated copy,
+# so that a developer's tests do not install into the system's).
+PGB_BINDIR=${PGB_BINDIR:-/usr/lib/postgresql/$PGB_PG_MAJOR/bin}
+export PGB_BINDIR
 PGB_PG_CONFIG=$PGB_BINDIR/pg_config
 PGB_OS_USER=pgbank
 
@@ -45,7 +48,7 @@ PGB_DEPS=(
     postgresql-15 postgresql-client-15 postgresql-contrib postgresql-server-dev-15
     libipc-run-perl
     libh2o-evloop-dev libssl-dev libpq-dev
-    wrk
+    wrk curl
 )
 
 pgb_log() {

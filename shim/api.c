@@ -1,0 +1,914 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *		The handler of every /v1 route: find the route, check the caller's
+ *		credential, turn path, query and body into the route's arguments,
+ *		and send the request to the database as one pipeline:
+ *
+ *		  1. role switch, statement_timeout, lock_timeout, read-only
+ *		  2. bank.authenticate(token) or bank.authenticate_api_key(key),
+ *		     with bank.set_request_context(request id, client, user agent)
+ *		  3. the route's statement
+ *		  Sync
+ *
+ *		one implicit transaction: an error anywhere rolls back all of it.
+ *
+ * Invariants:
+ *	- No query before the credential is verified as far as the server can:
+ *	  a token's signature and claims, an API key's shape.  401 (with
+ *	  WWW-Authenticate) or 403 otherwise.
+ *	- Every argument is a bind parameter; the server never builds SQL.
+ *	- A body member, query parameter or header the route does not know is a
+ *	  400 naming it; so is a missing or mistyped one.
+ *	- Serialization failures and deadlocks are retried (the whole pipeline,
+ *	  which rolled back) at most pbh_config.retries times, then 503.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "pgbank_http.h"
+
+#define MAX_TEXT_BYTES 4096
+#define MAX_QUERY_PARAMS 16
+
+static const struct
+{
+	unsigned	bit;
+	const char *name;
+}			role_names[] = {
+	{PBH_ROLE_ANON, "bank_anon"},
+	{PBH_ROLE_CUSTOMER, "bank_customer"},
+	/* staff, in the order an API key tries them */
+	{PBH_ROLE_SERVICE, "bank_service"},
+	{PBH_ROLE_TELLER, "bank_teller"},
+	{PBH_ROLE_AUDITOR, "bank_auditor"},
+	{PBH_ROLE_ADMIN, "bank_admin"},
+};
+#define NROLES (sizeof(role_names) / sizeof(role_names[0]))
+
+typedef struct st_pbh_request_t
+{
+	pbh_job_t	job;			/* first */
+	h2o_req_t  *req;
+	const pbh_route_t *route;
+	int			api_key;
+	unsigned	roles_left;		/* staff roles an API key may still try */
+	const char **begin_params;
+} pbh_request_t;
+
+static char stmt_timeout_text[16];
+static char lock_timeout_text[16];
+
+/* ---------------------------------------------------------------------
+ * Responses
+ * ---------------------------------------------------------------------
+ */
+
+static const char *
+reason(int status)
+{
+	switch (status)
+	{
+		case 200:
+			return "OK";
+		case 201:
+			return "Created";
+		case 204:
+			return "No Content";
+		case 400:
+			return "Bad Request";
+		case 401:
+			return "Unauthorized";
+		case 403:
+			return "Forbidden";
+		case 404:
+			return "Not Found";
+		case 405:
+			return "Method Not Allowed";
+		case 409:
+			return "Conflict";
+		case 410:
+			return "Gone";
+		case 415:
+			return "Unsupported Media Type";
+		case 422:
+			return "Unprocessable Content";
+		case 500:
+			return "Internal Server Error";
+		case 501:
+			return "Not Implemented";
+		case 503:
+			return "Service Unavailable";
+	}
+	return "";
+}
+
+void
+pbh_count_status(h2o_req_t *req, int status)
+{
+	pbh_thread_t *t = (pbh_thread_t *) req->conn->ctx;
+
+	req->res.reason = reason(status);
+	if (status >= 100 && status < 600)
+		t->n_status[status / 100]++;
+	if (pbh_config.access_log)
+	{
+		struct timeval now;
+		double		ms;
+		char		path[PBH_JSON_ESCAPED_MAX(256)];
+		size_t		plen = req->path_normalized.len < 256 ? req->path_normalized.len : 256;
+
+		gettimeofday(&now, NULL);
+		ms = (now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000.0 +
+			(now.tv_usec - req->timestamps.request_begin_at.tv_usec) / 1000.0;
+		path[pbh_json_escape(path, req->path_normalized.base, plen)] = '\0';
+		fprintf(stdout, "{\"time\":%ld.%03ld,\"method\":\"%.*s\",\"path\":%s,\"status\":%d,\"ms\":%.3f}\n",
+				(long) now.tv_sec, (long) now.tv_usec / 1000,
+				(int) (req->method.len < 16 ? req->method.len : 16), req->method.base,
+				path, status, ms);
+	}
+}
+
+void
+pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len)
+{
+	req->res.status = status;
+	pbh_count_status(req, status);
+	if (status == 204)
+	{
+		req->res.content_length = 0;
+		h2o_send_inline(req, "", 0);
+		return;
+	}
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+				   H2O_STRLIT("application/json"));
+	req->res.content_length = len;
+	h2o_send_inline(req, body, len);
+}
+
+static int
+origin_allowed(h2o_iovec_t origin)
+{
+	for (char **o = pbh_config.cors_origins; *o != NULL; o++)
+		if (strlen(*o) == origin.len && memcmp(*o, origin.base, origin.len) == 0)
+			return 1;
+	return 0;
+}
+
+/* request id, security headers and CORS: on every response */
+void
+pbh_add_common_headers(h2o_req_t *req)
+{
+	pbh_thread_t *t = (pbh_thread_t *) req->conn->ctx;
+	ssize_t		i;
+	char	   *rid = NULL;
+
+	i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
+	if (i != -1)
+	{
+		h2o_iovec_t v = req->headers.entries[i].value;
+		size_t		k;
+
+		for (k = 0; k < v.len && v.len <= 64; k++)
+		{
+			char		c = v.base[k];
+
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+				  c == '-' || c == '_' || c == '.' || c == ':'))
+				break;
+		}
+		if (v.len > 0 && k == v.len)
+			rid = h2o_strdup(&req->pool, v.base, v.len).base;
+	}
+	if (rid == NULL)
+	{
+		rid = h2o_mem_alloc_pool(&req->pool, 48);
+		snprintf(rid, 48, "%lx-%d-%llu", (long) req->timestamps.request_begin_at.tv_sec,
+				 t->index, (unsigned long long) ++t->request_seq);
+	}
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
+						  rid, strlen(rid));
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0,
+						  NULL, H2O_STRLIT("nosniff"));
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+				   H2O_STRLIT("no-store"));
+	i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
+	if (i != -1 && origin_allowed(req->headers.entries[i].value))
+	{
+		h2o_iovec_t o = req->headers.entries[i].value;
+
+		h2o_add_header_by_str(&req->pool, &req->res.headers,
+							  H2O_STRLIT("access-control-allow-origin"), 0, NULL, o.base, o.len);
+		h2o_add_header_by_str(&req->pool, &req->res.headers,
+							  H2O_STRLIT("access-control-expose-headers"), 0, NULL,
+							  H2O_STRLIT("X-Request-Id, WWW-Authenticate"));
+	}
+	if (i != -1)
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+	req->env.size = 0;
+	h2o_vector_reserve(&req->pool, &req->env, 2);
+	req->env.entries[0] = h2o_iovec_init(H2O_STRLIT("request_id"));
+	req->env.entries[1] = h2o_iovec_init(rid, strlen(rid));
+	req->env.size = 2;
+}
+
+static int
+bad_request(h2o_req_t *req, const char *code, const char *fmt, const char *name)
+{
+	char	   *detail = h2o_mem_alloc_pool(&req->pool, 512);
+
+	snprintf(detail, 512, fmt, name);
+	pbh_problem_send(req, 400, code, "Invalid request", detail);
+	return 0;
+}
+
+static int
+unauthorized(h2o_req_t *req, const char *scheme, const char *error, const char *detail)
+{
+	char	   *v = h2o_mem_alloc_pool(&req->pool, 128);
+
+	if (error != NULL)
+		snprintf(v, 128, "%s realm=\"pgbank\", error=\"%s\"", scheme, error);
+	else
+		snprintf(v, 128, "%s realm=\"pgbank\"", scheme);
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, v, strlen(v));
+	pbh_problem_send(req, 401, error ? error : "not_authenticated",
+					 error ? (strcmp(scheme, "Bearer") == 0 ? "Invalid access token" : "Invalid API key")
+					 : "Not authenticated", detail);
+	return 0;
+}
+
+static int
+forbidden(h2o_req_t *req, const char *detail)
+{
+	pbh_problem_send(req, 403, "forbidden", "Not allowed", detail);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Arguments
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct st_pbh_qparam_t
+{
+	char	   *name;
+	char	   *value;
+	int			used;
+} pbh_qparam_t;
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* percent-decode (and + as blank) into a NUL-terminated copy; NULL if bad */
+static char *
+url_decode(h2o_mem_pool_t *pool, const char *s, size_t len)
+{
+	char	   *out = h2o_mem_alloc_pool(pool, len + 1),
+			   *w = out;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		if (s[i] == '%')
+		{
+			int			h,
+						l;
+
+			if (i + 2 >= len)
+				return NULL;
+			h = hexval(s[i + 1]);
+			l = hexval(s[i + 2]);
+			if (h < 0 || l < 0 || (h == 0 && l == 0))
+				return NULL;
+			*w++ = (char) (h * 16 + l);
+			i += 2;
+		}
+		else if (s[i] == '+')
+			*w++ = ' ';
+		else
+			*w++ = s[i];
+	}
+	*w = '\0';
+	return out;
+}
+
+/* split the query string; -1 with *bad set on a malformed or repeated one */
+static int
+parse_query(h2o_req_t *req, pbh_qparam_t *out, int *n, const char **bad)
+{
+	const char *q,
+			   *end;
+
+	*n = 0;
+	if (req->query_at == SIZE_MAX)
+		return 0;
+	q = req->path.base + req->query_at + 1;
+	end = req->path.base + req->path.len;
+	while (q < end)
+	{
+		const char *amp = memchr(q, '&', end - q),
+				   *eq;
+
+		if (amp == NULL)
+			amp = end;
+		if (amp > q)
+		{
+			eq = memchr(q, '=', amp - q);
+			if (*n == MAX_QUERY_PARAMS)
+			{
+				*bad = "too many query parameters";
+				return -1;
+			}
+			out[*n].name = url_decode(&req->pool, q, (eq ? eq : amp) - q);
+			out[*n].value = eq ? url_decode(&req->pool, eq + 1, amp - eq - 1) : "";
+			out[*n].used = 0;
+			if (out[*n].name == NULL || out[*n].value == NULL)
+			{
+				*bad = "a query parameter is not well encoded";
+				return -1;
+			}
+			for (int i = 0; i < *n; i++)
+				if (strcmp(out[i].name, out[*n].name) == 0)
+				{
+					*bad = out[*n].name;
+					return -2;
+				}
+			(*n)++;
+		}
+		q = amp + 1;
+	}
+	return 0;
+}
+
+static int
+digits_ok(const char *s, int allow_minus, int positive)
+{
+	const char *p = s;
+
+	if (allow_minus && *p == '-')
+		p++;
+	if (*p == '\0' || strlen(p) > 18 || (p[0] == '0' && p[1] != '\0'))
+		return 0;
+	for (const char *c = p; *c; c++)
+		if (*c < '0' || *c > '9')
+			return 0;
+	if (positive && (p != s || strcmp(p, "0") == 0))
+		return 0;
+	return 1;
+}
+
+static int
+amount_ok(const char *s)
+{
+	const char *p = s;
+	int			digits = 0;
+
+	while (*p >= '0' && *p <= '9')
+		p++, digits++;
+	if (digits == 0 || digits > 20)
+		return 0;
+	if (*p == '.')
+	{
+		const char *f = ++p;
+
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (p == f || p - f > 20)
+			return 0;
+	}
+	return *p == '\0';
+}
+
+/*
+ * Check one argument's text (from the path, query or a header) or JSON
+ * member and return its parameter text, NULL for SQL NULL; on a bad value,
+ * send the 400 and set *sent.
+ */
+static const char *
+arg_value(h2o_req_t *req, const pbh_arg_t *a, const char *text, const pbh_json_member_t *m,
+		  int *sent)
+{
+	const char *v = text;
+	size_t		max = a->max_len ? a->max_len : MAX_TEXT_BYTES;
+
+	*sent = 0;
+	if (m != NULL)
+	{
+		if (m->type == PBH_JSON_NULL)
+		{
+			if (a->required)
+				goto missing;
+			return NULL;
+		}
+		switch (a->type)
+		{
+			case PBH_T_ID:
+			case PBH_T_INT:
+				if (m->type != PBH_JSON_NUMBER || !m->is_integer)
+					goto wrong_type;
+				v = h2o_strdup(&req->pool, m->raw, m->raw_len).base;
+				break;
+			case PBH_T_OBJECT:
+				if (m->type != PBH_JSON_OBJECT)
+					goto wrong_type;
+				return h2o_strdup(&req->pool, m->raw, m->raw_len).base;
+			case PBH_T_STRINGS:
+				if (m->type != PBH_JSON_ARRAY || !m->all_strings)
+					goto wrong_type;
+				return h2o_strdup(&req->pool, m->raw, m->raw_len).base;
+			default:
+				if (m->type != PBH_JSON_STRING)
+					goto wrong_type;
+				v = m->str;
+				break;
+		}
+	}
+	if (v == NULL)
+	{
+		if (a->required)
+			goto missing;
+		return NULL;
+	}
+	switch (a->type)
+	{
+		case PBH_T_ID:
+			if (!digits_ok(v, 0, 1))
+				goto wrong_type;
+			break;
+		case PBH_T_INT:
+			if (!digits_ok(v, 1, 0))
+				goto wrong_type;
+			break;
+		case PBH_T_AMOUNT:
+			if (!amount_ok(v))
+			{
+				*sent = 1;
+				bad_request(req, "invalid_amount",
+							"%s must be a decimal string of the currency's units, such as \"10.50\"",
+							a->name);
+				return NULL;
+			}
+			break;
+		case PBH_T_ENUM:
+			for (const char *const *c = a->choices; *c != NULL; c++)
+				if (strcmp(*c, v) == 0)
+					return v;
+			goto wrong_type;
+		case PBH_T_TIME:
+		case PBH_T_INTERVAL:
+			max = 64;
+			/* fall through */
+		default:
+			if (strlen(v) > max)
+			{
+				*sent = 1;
+				bad_request(req, "invalid_argument", "%s is too long", a->name);
+				return NULL;
+			}
+			break;
+	}
+	return v;
+
+missing:
+	*sent = 1;
+	if (a->source == PBH_ARG_HEADER)
+		bad_request(req, "missing_argument", "the %s header is required", a->name);
+	else
+		bad_request(req, "missing_argument", "%s is required", a->name);
+	return NULL;
+wrong_type:
+	*sent = 1;
+	if (a->type == PBH_T_AMOUNT)
+	{
+		bad_request(req, "invalid_amount",
+					"%s must be a decimal string of the currency's units, such as \"10.50\"", a->name);
+		return NULL;
+	}
+	{
+		const char *what = a->type == PBH_T_ID ? "a positive integer id" :
+			a->type == PBH_T_INT ? "an integer" :
+			a->type == PBH_T_OBJECT ? "a JSON object" :
+			a->type == PBH_T_STRINGS ? "an array of strings" :
+			a->type == PBH_T_ENUM ? "one of the allowed values" : "a string";
+		char	   *msg = h2o_mem_alloc_pool(&req->pool, 256);
+
+		snprintf(msg, 256, "%%s must be %s", what);
+		bad_request(req, "invalid_argument", msg, a->name);
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * The database round trip
+ * ---------------------------------------------------------------------
+ */
+
+static void
+on_done(pbh_job_t *job)
+{
+	pbh_request_t *r = (pbh_request_t *) job;
+	h2o_req_t  *req = r->req;
+	const pbh_route_t *route = r->route;
+	const pbh_error_t *e;
+
+	if (job->failed)
+	{
+		if (job->conn_lost)
+		{
+			pbh_problem_send(req, 503, "database_unavailable", "The database is unavailable; retry", NULL);
+			return;
+		}
+		if (pbh_sqlstate_retryable(job->sqlstate) && job->tries < pbh_config.retries)
+		{
+			job->tries++;
+			job->thread->n_retries++;
+			pbh_pool_submit(job);
+			return;
+		}
+		/* an API key bound to another staff role: try the route's next one */
+		if (r->api_key && strcmp(job->sqlstate, "PB042") == 0 && job->failed_stmt == 1 &&
+			r->roles_left != 0)
+		{
+			for (size_t i = 0; i < NROLES; i++)
+				if (r->roles_left & role_names[i].bit)
+				{
+					r->roles_left &= ~role_names[i].bit;
+					r->begin_params[0] = role_names[i].name;
+					pbh_pool_submit(job);
+					return;
+				}
+		}
+		e = pbh_error_for_sqlstate(job->sqlstate);
+		if (e->status == 401)
+			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+						   r->api_key ? "ApiKey realm=\"pgbank\"" : "Bearer realm=\"pgbank\", error=\"invalid_token\"",
+						   r->api_key ? 20 : 45);
+		if (e->status >= 500 && strcmp(e->code, "internal") == 0)
+			fprintf(stderr, "pgbank-http: %.*s %.*s: SQLSTATE %s\n",
+					(int) req->method.len, req->method.base,
+					(int) req->path_normalized.len, req->path_normalized.base, job->sqlstate);
+		pbh_problem_send(req, e->status, e->code, e->title,
+						 e->show_message ? job->message : NULL);
+		return;
+	}
+	switch (route->result)
+	{
+		case PBH_RESULT_VOID:
+			pbh_send_json(req, 204, NULL, 0);
+			return;
+		case PBH_RESULT_AUTH:
+			if (job->value[0] != NULL && strcmp(job->value[0], "ok") == 0 && job->value[1] != NULL)
+			{
+				size_t		len;
+				char	   *body = pbh_json_quote_amounts(&req->pool, job->value[1],
+														  job->value_len[1], &len);
+
+				pbh_send_json(req, route->status, body, len);
+				return;
+			}
+			if (job->value[0] != NULL && strcmp(job->value[0], "mfa_required") == 0)
+				pbh_problem_send(req, 401, "mfa_required", "A TOTP code is required", NULL);
+			else
+				pbh_problem_send(req, 401, "denied", "Denied", NULL);
+			return;
+		case PBH_RESULT_JSON:
+			if (job->value[0] == NULL)
+			{
+				pbh_problem_send(req, 404, route->not_found_code ? route->not_found_code : "not_found",
+								 "Not found", NULL);
+				return;
+			}
+			{
+				size_t		len;
+				char	   *body = pbh_json_quote_amounts(&req->pool, job->value[0],
+														  job->value_len[0], &len);
+
+				pbh_send_json(req, route->status, body, len);
+			}
+			return;
+	}
+}
+
+static const char *
+client_addr(h2o_req_t *req)
+{
+	struct sockaddr_storage ss;
+	socklen_t	len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
+	char	   *buf = h2o_mem_alloc_pool(&req->pool, INET6_ADDRSTRLEN);
+
+	if (len == 0)
+		return NULL;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, buf, INET6_ADDRSTRLEN);
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, buf, INET6_ADDRSTRLEN);
+	else
+		return NULL;
+	return buf;
+}
+
+/* the User-Agent, cut to what bank.set_request_context takes, on a character boundary */
+static const char *
+user_agent(h2o_req_t *req)
+{
+	ssize_t		i = h2o_find_header(&req->headers, H2O_TOKEN_USER_AGENT, -1);
+	h2o_iovec_t v;
+	size_t		len;
+
+	if (i == -1)
+		return NULL;
+	v = req->headers.entries[i].value;
+	len = v.len;
+	if (len > 511)
+	{
+		len = 511;
+		while (len > 0 && ((unsigned char) v.base[len] & 0xC0) == 0x80)
+			len--;
+	}
+	return h2o_strdup(&req->pool, v.base, len).base;
+}
+
+static const char *
+header_text(h2o_req_t *req, const char *name)
+{
+	char		lower[64];
+	size_t		len = strlen(name);
+	ssize_t		i;
+
+	/* h2o keeps header names in lower case */
+	for (size_t k = 0; k < len && k < sizeof(lower); k++)
+		lower[k] = h2o_tolower(name[k]);
+	i = h2o_find_header_by_str(&req->headers, lower, len < sizeof(lower) ? len : sizeof(lower), -1);
+	if (i == -1)
+		return NULL;
+	return h2o_strdup(&req->pool, req->headers.entries[i].value.base,
+					  req->headers.entries[i].value.len).base;
+}
+
+static int
+cors_preflight(h2o_req_t *req, const char *allow)
+{
+	ssize_t		o = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
+
+	if (o == -1 || !origin_allowed(req->headers.entries[o].value))
+		return forbidden(req, "This origin is not allowed.");
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"),
+						  0, NULL, allow, strlen(allow));
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-headers"),
+						  0, NULL,
+						  H2O_STRLIT("Authorization, Content-Type, Idempotency-Key, X-API-Key, X-Request-Id"));
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-max-age"),
+						  0, NULL, H2O_STRLIT("600"));
+	pbh_send_json(req, 204, NULL, 0);
+	return 0;
+}
+
+int
+pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+	pbh_thread_t *t = (pbh_thread_t *) req->conn->ctx;
+	const pbh_route_t *route;
+	h2o_iovec_t ids[4];
+	int			nids = 0,
+				status = 0;
+	char		allow[128];
+	pbh_request_t *r;
+	pbh_job_t  *job;
+	const char *credential = NULL;
+	const char *role = NULL;
+	unsigned	staff = 0;
+	int			api_key = 0;
+	pbh_qparam_t qp[MAX_QUERY_PARAMS];
+	int			nq = 0;
+	pbh_json_member_t *members = NULL;
+	size_t		nmembers = 0;
+	const char **args;
+	const char **ctx_params;
+	int			path_i = 0;
+	const char *bad = NULL;
+	int			rc;
+
+	t->n_requests++;
+	pbh_add_common_headers(req);
+	if (req->version >= 0x200)
+	{
+		pbh_problem_send(req, 505, "http_version", "Only HTTP/1.1 is served", NULL);
+		return 0;
+	}
+	if (pbh_ops_on_req(req, req->path_normalized.base, req->path_normalized.len))
+		return 0;
+
+	route = pbh_route_match(req->method.base, req->method.len, req->path_normalized.base,
+							req->path_normalized.len, ids, &nids, &status, allow, sizeof(allow));
+	if (route == NULL)
+	{
+		if (status == 405 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")))
+		{
+			if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("access-control-request-method"), -1) != -1)
+				return cors_preflight(req, allow);
+			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+			pbh_send_json(req, 204, NULL, 0);
+			return 0;
+		}
+		if (status == 405)
+		{
+			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+			pbh_problem_send(req, 405, "method_not_allowed", "Method not allowed", NULL);
+		}
+		else
+			pbh_problem_send(req, 404, "not_found", "No such route", NULL);
+		return 0;
+	}
+
+	/* the credential, checked here before any database work */
+	if (route->roles & PBH_ROLE_ANON)
+		role = "bank_anon";
+	else
+	{
+		ssize_t		ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+		ssize_t		ki = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-api-key"), -1);
+
+		if (ai != -1 && ki != -1)
+			return bad_request(req, "invalid_request", "send one credential: %s", "Authorization or X-API-Key");
+		if (ai != -1)
+		{
+			h2o_iovec_t v = req->headers.entries[ai].value;
+			pbh_jwt_result_t jr;
+
+			if (v.len < 8 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")))
+				return unauthorized(req, "Bearer", "invalid_token", "The Authorization header must be Bearer <token>.");
+			jr = pbh_jwt_verify(&req->pool, v.base + 7, v.len - 7, (int64_t) time(NULL));
+			if (jr != PBH_JWT_OK)
+				return unauthorized(req, "Bearer", "invalid_token", pbh_jwt_result_text(jr));
+			if (!(route->roles & PBH_ROLE_CUSTOMER))
+			{
+				h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+							   H2O_STRLIT("Bearer realm=\"pgbank\", error=\"insufficient_scope\""));
+				return forbidden(req, "Customers may not use this route.");
+			}
+			credential = h2o_strdup(&req->pool, v.base + 7, v.len - 7).base;
+			role = "bank_customer";
+		}
+		else if (ki != -1)
+		{
+			h2o_iovec_t v = req->headers.entries[ki].value;
+			const char *want = header_text(req, "x-pgbank-role");
+
+			if (!pbh_api_key_shape_ok(v.base, v.len))
+				return unauthorized(req, "ApiKey", "invalid_api_key", "The API key is malformed.");
+			staff = route->roles & PBH_ROLES_STAFF;
+			if (staff == 0)
+				return forbidden(req, "API keys may not use this route.");
+			for (size_t i = 0; i < NROLES; i++)
+			{
+				if (!(staff & role_names[i].bit))
+					continue;
+				if (want == NULL ? role == NULL : strcmp(want, role_names[i].name) == 0)
+				{
+					role = role_names[i].name;
+					staff &= ~role_names[i].bit;
+				}
+			}
+			if (role == NULL)
+				return forbidden(req, "X-Pgbank-Role names a role this route does not allow.");
+			if (want != NULL)
+				staff = 0;		/* the client chose: no other role is tried */
+			credential = h2o_strdup(&req->pool, v.base, v.len).base;
+			api_key = 1;
+		}
+		else
+			return unauthorized(req, "Bearer", NULL, "This route needs an access token or an API key.");
+	}
+
+	/* the arguments: query, body, path, headers */
+	rc = parse_query(req, qp, &nq, &bad);
+	if (rc == -2)
+		return bad_request(req, "invalid_argument", "query parameter %s is given twice", bad);
+	if (rc != 0)
+		return bad_request(req, "invalid_argument", "%s", bad);
+	if (req->entity.base != NULL && req->entity.len > 0)
+	{
+		ssize_t		ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+		const char *err;
+
+		if (ct == -1 || req->headers.entries[ct].value.len < 16 ||
+			!h2o_lcstris(req->headers.entries[ct].value.base, 16, H2O_STRLIT("application/json")))
+		{
+			pbh_problem_send(req, 415, "unsupported_media_type", "The body must be application/json", NULL);
+			return 0;
+		}
+		if (pbh_json_parse_object(&req->pool, req->entity.base, req->entity.len, &members,
+								  &nmembers, &err) != 0)
+			return bad_request(req, "invalid_json", "the body is not valid JSON: %s", err);
+	}
+	args = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * (route->nargs + 1));
+	for (int i = 0; i < route->nargs; i++)
+	{
+		const pbh_arg_t *a = &route->args[i];
+		const char *text = NULL;
+		const pbh_json_member_t *m = NULL;
+		int			sent;
+
+		switch (a->source)
+		{
+			case PBH_ARG_PATH:
+				text = h2o_strdup(&req->pool, ids[path_i].base, ids[path_i].len).base;
+				path_i++;
+				break;
+			case PBH_ARG_QUERY:
+				for (int k = 0; k < nq; k++)
+					if (strcmp(qp[k].name, a->name) == 0)
+					{
+						qp[k].used = 1;
+						text = qp[k].value;
+					}
+				break;
+			case PBH_ARG_BODY:
+				for (size_t k = 0; k < nmembers; k++)
+					if (strcmp(members[k].name, a->name) == 0)
+					{
+						members[k].used = 1;
+						m = &members[k];
+					}
+				break;
+			case PBH_ARG_HEADER:
+				text = header_text(req, a->name);
+				break;
+		}
+		args[i] = arg_value(req, a, text, m, &sent);
+		if (sent)
+			return 0;
+	}
+	for (int k = 0; k < nq; k++)
+		if (!qp[k].used)
+			return bad_request(req, "unknown_parameter", "unknown query parameter %s", qp[k].name);
+	for (size_t k = 0; k < nmembers; k++)
+		if (!members[k].used)
+			return bad_request(req, "unknown_field", "unknown field %s", members[k].name);
+
+	/* the pipeline */
+	r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
+	memset(r, 0, sizeof(*r));
+	r->req = req;
+	r->route = route;
+	r->api_key = api_key;
+	r->roles_left = staff;
+	job = &r->job;
+	job->thread = t;
+	job->pool = &req->pool;
+	job->on_done = on_done;
+
+	r->begin_params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * 4);
+	r->begin_params[0] = role;
+	r->begin_params[1] = stmt_timeout_text;
+	r->begin_params[2] = lock_timeout_text;
+	r->begin_params[3] = route->read_only ? "on" : "off";
+	job->stmts[0] = PBH_STMT_BEGIN;
+	job->nparams[0] = 4;
+	job->params[0] = r->begin_params;
+
+	ctx_params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * 4);
+	{
+		int			n = 0;
+		const char *rid = req->env.size == 2 ? req->env.entries[1].base : NULL;
+
+		if (credential != NULL)
+			ctx_params[n++] = credential;
+		ctx_params[n++] = rid;
+		ctx_params[n++] = client_addr(req);
+		ctx_params[n++] = user_agent(req);
+		job->stmts[1] = credential == NULL ? PBH_STMT_CONTEXT :
+			api_key ? PBH_STMT_AUTH_KEY : PBH_STMT_AUTH_TOKEN;
+		job->nparams[1] = n;
+		job->params[1] = ctx_params;
+	}
+	job->stmts[2] = PBH_STMT_FIXED + route->index;
+	job->nparams[2] = route->nargs;
+	job->params[2] = args;
+	job->nstmts = 3;
+	pbh_pool_submit(job);
+	return 0;
+}
+
+void
+pbh_api_init(void)
+{
+	snprintf(stmt_timeout_text, sizeof(stmt_timeout_text), "%d", pbh_config.statement_timeout);
+	snprintf(lock_timeout_text, sizeof(lock_timeout_text), "%d", pbh_config.lock_timeout);
+}

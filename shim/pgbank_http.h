@@ -1,0 +1,316 @@
+/*-------------------------------------------------------------------------
+ *
+ * pgbank_http.h
+ *		The internal API of pgbank-http, the HTTP face of pgbank: every
+ *		module of shim/ declares what it offers here.
+ *
+ * Invariants:
+ *	- One thread owns one h2o event loop, one h2o context, one listener
+ *	  (SO_REUSEPORT) and one pool of libpq connections; nothing of a thread
+ *	  is touched by another.  The configuration is read-only once the
+ *	  threads start.
+ *	- Nothing inside a loop blocks: libpq runs non-blocking in pipeline
+ *	  mode, its sockets registered in the loop.
+ *	- A request costs no query until its credential has been verified here
+ *	  (token signature and claims, or API key shape); then it is one
+ *	  pipeline, one Sync, one transaction.
+ *	- Per-request data lives in the request's h2o memory pool.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGBANK_HTTP_H
+#define PGBANK_HTTP_H
+
+#define H2O_USE_LIBUV 0
+
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <libpq-fe.h>
+#include "h2o.h"
+
+#define PBH_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------------
+ * config.c: flags and environment variables
+ * ---------------------------------------------------------------------
+ */
+typedef struct st_pbh_config_t
+{
+	char	   *listen_addr;	/* numeric IPv4 or IPv6 address */
+	int			port;
+	char	   *dsn;
+	int			threads;
+	int			connections;	/* per thread */
+	int			pipeline_depth; /* requests in flight per connection */
+	int			queue_limit;	/* requests waiting per thread */
+	char	   *jwt_secret;
+	char	   *jwt_issuer;
+	char	   *jwt_audience;
+	int			jwt_clock_skew; /* seconds */
+	int			statement_timeout;	/* milliseconds */
+	int			lock_timeout;	/* milliseconds */
+	size_t		max_body;		/* bytes */
+	int			request_timeout;	/* milliseconds, HTTP/1 idle and request */
+	int			retries;		/* serialization failures and deadlocks */
+	char	  **cors_origins;	/* NULL-terminated */
+	int			access_log;
+} pbh_config_t;
+
+extern pbh_config_t pbh_config;
+
+/* fill pbh_config from the environment, then argv; 0, or -1 with a message */
+int			pbh_config_load(int argc, char **argv, char *err, size_t errlen);
+void		pbh_config_usage(FILE *out);
+
+/* ---------------------------------------------------------------------
+ * json.c: the request body parser and string escaping
+ * ---------------------------------------------------------------------
+ */
+typedef enum
+{
+	PBH_JSON_NULL,
+	PBH_JSON_BOOL,
+	PBH_JSON_NUMBER,
+	PBH_JSON_STRING,
+	PBH_JSON_ARRAY,
+	PBH_JSON_OBJECT
+} pbh_json_type_t;
+
+typedef struct st_pbh_json_member_t
+{
+	const char *name;			/* decoded, NUL-terminated */
+	pbh_json_type_t type;
+	const char *raw;			/* the value as received */
+	size_t		raw_len;
+	const char *str;			/* STRING: decoded, NUL-terminated */
+	int			is_integer;		/* NUMBER: no fraction, no exponent */
+	int			all_strings;	/* ARRAY: every element a string */
+	int			boolean;		/* BOOL */
+	int			used;			/* set by the caller */
+} pbh_json_member_t;
+
+/* parse a JSON object; 0, or -1 with *err set to a static message */
+int			pbh_json_parse_object(h2o_mem_pool_t *pool, const char *s, size_t len,
+								  pbh_json_member_t **members, size_t *count,
+								  const char **err);
+int			pbh_json_array_has_string(h2o_mem_pool_t *pool, const char *raw, size_t len,
+									  const char *want);
+/* the database's JSON with every money member's number as a string */
+char	   *pbh_json_quote_amounts(h2o_mem_pool_t *pool, const char *s, size_t len,
+								   size_t *outlen);
+/* append s as a JSON string (quotes included) to buf; returns bytes written */
+size_t		pbh_json_escape(char *buf, const char *s, size_t len);
+#define PBH_JSON_ESCAPED_MAX(len) ((len) * 6 + 2)
+
+/* ---------------------------------------------------------------------
+ * jwt.c: HS256 access tokens, verified before any database work
+ * ---------------------------------------------------------------------
+ */
+typedef enum
+{
+	PBH_JWT_OK = 0,
+	PBH_JWT_MALFORMED,
+	PBH_JWT_BAD_SIGNATURE,
+	PBH_JWT_BAD_ALGORITHM,
+	PBH_JWT_EXPIRED,
+	PBH_JWT_NOT_YET_VALID,
+	PBH_JWT_BAD_ISSUER,
+	PBH_JWT_BAD_AUDIENCE,
+	PBH_JWT_BAD_CLAIMS
+} pbh_jwt_result_t;
+
+pbh_jwt_result_t pbh_jwt_verify(h2o_mem_pool_t *pool, const char *token, size_t len,
+								int64_t now);
+const char *pbh_jwt_result_text(pbh_jwt_result_t r);
+int			pbh_api_key_shape_ok(const char *key, size_t len);
+
+/* ---------------------------------------------------------------------
+ * routes.c: the route table
+ * ---------------------------------------------------------------------
+ */
+enum
+{
+	PBH_ROLE_ANON = 1 << 0,
+	PBH_ROLE_CUSTOMER = 1 << 1,
+	PBH_ROLE_TELLER = 1 << 2,
+	PBH_ROLE_AUDITOR = 1 << 3,
+	PBH_ROLE_SERVICE = 1 << 4,
+	PBH_ROLE_ADMIN = 1 << 5
+};
+#define PBH_ROLES_STAFF (PBH_ROLE_TELLER | PBH_ROLE_AUDITOR | PBH_ROLE_SERVICE | PBH_ROLE_ADMIN)
+#define PBH_ROLES_SIGNED_IN (PBH_ROLE_CUSTOMER | PBH_ROLES_STAFF)
+
+typedef enum
+{
+	PBH_ARG_PATH,				/* the n-th {id} of the path */
+	PBH_ARG_QUERY,
+	PBH_ARG_BODY,
+	PBH_ARG_HEADER				/* Idempotency-Key */
+} pbh_arg_source_t;
+
+typedef enum
+{
+	PBH_T_ID,					/* a positive bigint */
+	PBH_T_INT,					/* an integer */
+	PBH_T_TEXT,
+	PBH_T_AMOUNT,				/* a decimal string: "10.50" */
+	PBH_T_TIME,					/* a timestamp string, checked by the database */
+	PBH_T_INTERVAL,				/* an interval string, checked by the database */
+	PBH_T_OBJECT,				/* a JSON object, passed as its text */
+	PBH_T_STRINGS,				/* a JSON array of strings, passed as its text */
+	PBH_T_ENUM					/* one of the route argument's choices */
+} pbh_arg_type_t;
+
+typedef struct st_pbh_arg_t
+{
+	const char *name;
+	pbh_arg_source_t source;
+	pbh_arg_type_t type;
+	int			required;
+	const char *const *choices; /* PBH_T_ENUM: NULL-terminated */
+	size_t		max_len;		/* 0: the default limit */
+} pbh_arg_t;
+
+#define PBH_MAX_ARGS 10
+
+typedef enum
+{
+	PBH_RESULT_JSON,			/* one jsonb value; NULL is "not found" */
+	PBH_RESULT_VOID,			/* 204 */
+	PBH_RESULT_AUTH				/* (status, jsonb): status 'ok' or a 401 */
+} pbh_result_kind_t;
+
+typedef struct st_pbh_route_t
+{
+	const char *method;
+	const char *pattern;		/* "/v1/accounts/{id}/balance" */
+	unsigned	roles;			/* PBH_ROLE_* allowed */
+	int			read_only;
+	pbh_result_kind_t result;
+	int			status;			/* on success */
+	const char *not_found_code; /* problem code when the result is NULL */
+	const char *sql;			/* $1.. in the order of args */
+	pbh_arg_t	args[PBH_MAX_ARGS];
+	/* set at startup */
+	int			nargs;
+	int			index;
+} pbh_route_t;
+
+extern pbh_route_t pbh_routes[];
+extern int	pbh_nroutes;
+
+void		pbh_routes_init(void);
+
+/*
+ * Find the route of a method and path: the route, or NULL with *status 404
+ * (no pattern matches) or 405 (*allow lists the methods that do).  ids
+ * receives the path's {id} segments.
+ */
+const pbh_route_t *pbh_route_match(const char *method, size_t mlen, const char *path,
+								   size_t plen, h2o_iovec_t *ids, int *nids,
+								   int *status, char *allow, size_t allowlen);
+
+/* ---------------------------------------------------------------------
+ * pool.c: per-thread libpq connections in pipeline mode
+ * ---------------------------------------------------------------------
+ */
+#define PBH_MAX_STMTS 3
+
+typedef struct st_pbh_thread_t pbh_thread_t;
+typedef struct st_pbh_conn_t pbh_conn_t;
+typedef struct st_pbh_job_t pbh_job_t;
+
+/* statements prepared on every connection: fixed ones, then one per route */
+enum
+{
+	PBH_STMT_BEGIN,				/* role, timeouts, read-only */
+	PBH_STMT_AUTH_TOKEN,		/* bank.authenticate + request context */
+	PBH_STMT_AUTH_KEY,			/* bank.authenticate_api_key + request context */
+	PBH_STMT_CONTEXT,			/* request context only (anonymous) */
+	PBH_STMT_FIXED
+};
+
+struct st_pbh_job_t
+{
+	h2o_linklist_t link;
+	pbh_thread_t *thread;
+	int			nstmts;
+	int			stmts[PBH_MAX_STMTS];
+	int			nparams[PBH_MAX_STMTS];
+	const char *const *params[PBH_MAX_STMTS];
+	int			tries;
+	/* results, copied into pool */
+	h2o_mem_pool_t *pool;
+	int			nresults;
+	int			failed;			/* an error, or the connection broke */
+	int			failed_stmt;	/* index of the statement that failed */
+	int			conn_lost;
+	char		sqlstate[6];
+	char	   *message;
+	int			ntuples;		/* of the last statement */
+	char	   *value[2];		/* first row of the last statement */
+	size_t		value_len[2];
+	void		(*on_done) (pbh_job_t *job);
+};
+
+struct st_pbh_thread_t
+{
+	h2o_context_t ctx;			/* first: h2o hands it to handlers */
+	int			index;
+	pthread_t	tid;
+	h2o_accept_ctx_t accept_ctx;
+	h2o_socket_t *listener;
+	pbh_conn_t *conns;
+	h2o_linklist_t waiting;		/* pbh_job_t not yet sent */
+	int			nwaiting;
+	int			inflight;		/* jobs submitted and not done */
+	h2o_timeout_t retry_timeout;
+	uint64_t	request_seq;
+	/* counters for /metrics */
+	uint64_t	n_requests;
+	uint64_t	n_db_requests;
+	uint64_t	n_retries;
+	uint64_t	n_status[6];	/* 1xx..5xx by first digit */
+};
+
+void		pbh_pool_init(pbh_thread_t *thread);
+void		pbh_pool_submit(pbh_job_t *job);
+int			pbh_pool_ready(pbh_thread_t *thread);
+void		pbh_pool_close(pbh_thread_t *thread);
+const char *pbh_stmt_sql(int stmt);
+int			pbh_nstmts(void);
+
+/* ---------------------------------------------------------------------
+ * problem.c: errors as application/problem+json
+ * ---------------------------------------------------------------------
+ */
+typedef struct st_pbh_error_t
+{
+	const char *sqlstate;		/* NULL for the server's own */
+	int			status;
+	const char *code;			/* stable, for clients */
+	const char *title;
+	int			show_message;	/* pgbank's own message is safe to show */
+} pbh_error_t;
+
+const pbh_error_t *pbh_error_for_sqlstate(const char *sqlstate);
+int			pbh_sqlstate_retryable(const char *sqlstate);
+void		pbh_problem_send(h2o_req_t *req, int status, const char *code, const char *title,
+							 const char *detail);
+
+/* ---------------------------------------------------------------------
+ * api.c: the request handler; ops.c: /livez, /readyz, /metrics
+ * ---------------------------------------------------------------------
+ */
+int			pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req);
+void		pbh_api_init(void);
+int			pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen);
+void		pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len);
+void		pbh_add_common_headers(h2o_req_t *req);
+void		pbh_count_status(h2o_req_t *req, int status);
+
+extern pbh_thread_t *pbh_threads;
+extern volatile int pbh_stopping;
+
+#endif							/* PGBANK_HTTP_H */

@@ -1,0 +1,62 @@
+# t/100_http_pipeline.pl -- the libpq pipeline semantics pgbank-http rests
+# on, checked against a real server by shim/test/pipeline (TAP of its own):
+# several Executes before one Sync are one transaction (a failure rolls back
+# the earlier writes), a failure ends at its Sync, and the role and
+# read-only set with set_config(..., true) end with the pipeline, committed
+# or not.  Then the same through pgbank-http: a request whose call fails
+# leaves nothing behind, and the next request on the same connection is not
+# affected by it.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use PgbankTest;
+use PgbankHttp;
+
+my $h = PgbankHttp->new('pipeline');
+my $node = $h->node;
+my $base = 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres';
+
+my ($out, $err);
+my $ok = IPC::Run::run([ PgbankHttp::shim_path('test/pipeline'), "$base", "$base user=bank_gateway" ],
+	'>', \$out, '2>', \$err);
+note $err if $err;
+for my $line (split /\n/, $out)
+{
+	next unless $line =~ /^(not )?ok \d+ - (.*)$/;
+	ok(!defined $1, "pipeline: $2");
+}
+ok($ok, 'shim/test/pipeline exits 0');
+
+# Through the server, one connection so that consecutive requests share it.
+$h->start_server('--threads', '1', '--connections', '1', '--pipeline-depth', '1');
+my $a = $h->customer('pipe-a@example.com');
+my ($st, $d) = $h->request('POST', '/v1/accounts', headers => PgbankHttp::bearer($a->{token}),
+	body => { type => 'checking', name => 'a', currency => 'USD' });
+is($st, 201, 'open an account');
+my $acct = $d->{id};
+
+# a request whose statement fails after the role switch and the verified
+# identity: nothing is written (a bad currency fails inside open_account)
+my $before = $node->safe_psql('postgres', 'SELECT count(*) FROM bank.accounts');
+($st, $d) = $h->request('POST', '/v1/accounts', headers => PgbankHttp::bearer($a->{token}),
+	body => { type => 'checking', name => 'b', currency => 'XXX' });
+is($st, 400, 'an unknown currency is a 400');
+is($d->{code}, 'unknown_currency', '... with its stable code');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM bank.accounts'), $before, '... and no account was made');
+
+# the next request on the same connection is anonymous: it must not run as
+# the customer of the failed one (a leaked role or identity would let it)
+($st, $d) = $h->request('GET', "/v1/accounts/$acct");
+is($st, 401, 'the next request without a credential is refused before the database');
+($st, $d) = $h->request('POST', '/v1/login', body => { email => 'pipe-a@example.com', password => 'wrong password!!' });
+is($st, 401, 'an anonymous login after a failed customer request is denied normally');
+($st, $d) = $h->request('GET', "/v1/accounts/$acct", headers => PgbankHttp::bearer($a->{token}));
+is($st, 200, 'and the customer still reads the account');
+
+is($h->stop_server, 0, 'the server stops cleanly on SIGTERM');
+$node->stop;
+done_testing();
