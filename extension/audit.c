@@ -85,7 +85,7 @@ static bool purging = false;
 	"  session_role, action, resource_type, resource_id, metadata, request_id, client_addr," \
 	"  user_agent, stripe, seq, hash)" \
 	" SELECT h.id, $3, $4, $5, $6, $7::name, $8::name, $9, $10, $11, $12, $13, $14, $15," \
-	"  h.stripe, h.seq, h.hash FROM h RETURNING stripe"
+	"  h.stripe, h.seq, h.hash FROM h"
 #define AUDIT_TYPES \
 	{INT4OID, BYTEAOID, TIMESTAMPTZOID, XID8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, \
 	 TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, INETOID, TEXTOID}

@@ -294,7 +294,7 @@ COMMENT ON COLUMN bank.audit_events.hash IS
 -- The head of each stripe: its last position and hash.  A transaction locks
 -- one row here for its duration (SKIP LOCKED: a busy stripe is passed over).
 CREATE TABLE bank.audit_heads (
-	stripe		integer PRIMARY KEY CHECK (stripe BETWEEN 0 AND 63),
+	stripe		integer PRIMARY KEY,
 	seq			bigint NOT NULL,
 	hash		bytea NOT NULL
 ) WITH (fillfactor = 10);

@@ -21,6 +21,9 @@ use Time::HiRes qw(usleep);
 our $JSON = JSON::PP->new->canonical;
 
 # the binaries `make` builds
+# every server started, for END
+my @servers;
+
 sub shim_path
 {
 	my ($name) = @_;
@@ -77,6 +80,7 @@ sub start_server
 		'--dsn', 'host=' . $node->host . ' port=' . $node->port . ' user=bank_gateway dbname=postgres',
 		'--jwt-secret-file', $secret_file, '--threads', '2', '--connections', '2', @flags);
 	$self->{server} = IPC::Run::start(\@cmd, '<', \undef, '>>', $log, '2>>', $log);
+	push @servers, $self->{server};
 	$self->{url} = "http://127.0.0.1:$port";
 	$self->{http} = HTTP::Tiny->new(keep_alive => 1, timeout => 30);
 	my $ready = 0;
@@ -184,6 +188,16 @@ sub make_token
 	my $signing = b64url($JSON->encode($header)) . '.' . b64url($JSON->encode($claims));
 	return "$signing." if $o{unsigned};
 	return "$signing." . b64url(hmac_sha256($signing, $o{key} // $self->{secret}));
+}
+
+# a test that dies leaves no server behind: END runs before global
+# destruction, where DESTROY may find the harness already gone
+END
+{
+	for my $server (@servers)
+	{
+		eval { $server->kill_kill; };
+	}
 }
 
 sub DESTROY
