@@ -17,19 +17,20 @@
  * chains.  Appending locks one stripe until the transaction ends, so a
  * stripe's rows are in commit order; a transaction prefers the stripe of its
  * backend and passes over one that is busy (a conditional lock), so
- * concurrent transactions do not wait for each other.  One statement then
- * advances the stripe's head (bank.audit_heads) and inserts the row; the
- * new hash is computed in that statement from the head's previous hash:
+ * concurrent transactions do not wait for each other.  Holding the stripe,
+ * it reads the stripe's last row (under the latest snapshot) and inserts the
+ * next one, whose hash the INSERT computes:
  *
  *	 hash = sha256(prev || int4 stripe || int8 seq || int8 id || payload)
  *
  * where payload (AuditPayload) is a canonical, length-prefixed encoding of
  * the row's other columns.  bank.audit_verify() recomputes every link.
  *
- * Anchors: bank.audit_head() stores the committed head of every stripe as a
- * checkpoint (chained to the previous one) and returns its position and
- * hash, to be kept outside the database.  Verifying against an anchor
- * detects a truncated tail even when the heads were rewritten too.
+ * Anchors: bank.audit_head() stores the last committed row of every stripe
+ * as a checkpoint (chained to the previous one) and returns its number and
+ * hash, to be kept outside the database.  Every row a checkpoint names must
+ * stay (or be sealed by a purge): verification checks the latest
+ * checkpoint, or the anchor given, so a truncated tail is found.
  *
  * Retention: bank.purge_expired() removes rows older than
  * pgbank.audit_retention, a prefix of each stripe, and keeps the removed
@@ -77,23 +78,32 @@ static int	xact_stripe = -1;
 /* bank.purge_expired is deleting rows (see AuditPurging) */
 static bool purging = false;
 
-#define AUDIT_INSERT \
-	" h AS (UPDATE bank.audit_heads h SET seq = h.seq + 1," \
-	"   hash = sha256(h.hash || int4send(h.stripe) || int8send(h.seq + 1) || int8send(v.id) || $2)" \
-	"  FROM v WHERE h.stripe = $1 RETURNING h.stripe, h.seq, h.hash, v.id)" \
-	" INSERT INTO bank.audit_events (id, at, xid, actor_customer, api_key_id, acting_role," \
-	"  session_role, action, resource_type, resource_id, metadata, request_id, client_addr," \
-	"  user_agent, stripe, seq, hash)" \
-	" SELECT h.id, $3, $4, $5, $6, $7::name, $8::name, $9, $10, $11, $12, $13, $14, $15," \
-	"  h.stripe, h.seq, h.hash FROM h"
-#define AUDIT_TYPES \
-	{INT4OID, BYTEAOID, TIMESTAMPTZOID, XID8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, \
-	 TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, INETOID, TEXTOID}
+/*
+ * The last row of a stripe (the transaction holds the stripe, so nobody else
+ * appends to it meanwhile), or its seal when purged away.  Read under the
+ * latest snapshot: under REPEATABLE READ the transaction's own snapshot may
+ * predate the stripe's last commit.
+ */
+static PgbQuery q_stripe_last = {
+	"SELECT seq, hash FROM bank.audit_events WHERE stripe = $1 ORDER BY seq DESC LIMIT 1",
+	1, {INT4OID}
+};
 
-/* append to stripe $1, which this transaction holds (StripeLock) */
+static PgbQuery q_stripe_seal = {
+	"SELECT seq, hash FROM bank.audit_seals WHERE stripe = $1",
+	1, {INT4OID}
+};
+
+/* append: $1 stripe, $2 its previous hash, $3 the new seq, $4 the payload */
 static PgbQuery q_append = {
-	"WITH v AS (SELECT nextval('bank.audit_events_id_seq') AS id)," AUDIT_INSERT,
-	15, AUDIT_TYPES
+	"INSERT INTO bank.audit_events (id, at, xid, actor_customer, api_key_id, acting_role,"
+	"  session_role, action, resource_type, resource_id, metadata, request_id, client_addr,"
+	"  user_agent, stripe, seq, hash)"
+	" SELECT v.id, $5, $6, $7, $8, $9::name, $10::name, $11, $12, $13, $14, $15, $16, $17,"
+	"  $1, $3, sha256($2 || int4send($1) || int8send($3) || int8send(v.id) || $4)"
+	" FROM (SELECT nextval('bank.audit_events_id_seq') AS id) v",
+	17, {INT4OID, BYTEAOID, INT8OID, BYTEAOID, TIMESTAMPTZOID, XID8OID, INT8OID, INT8OID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, INETOID, TEXTOID}
 };
 
 /* ---------------------------------------------------------------------
@@ -312,23 +322,28 @@ StripeChoose(void)
 void
 AuditInsert(const AuditRecord *r)
 {
-	Datum		v[15];
-	char		n[16] = "               ";
+	Datum		v[17];
+	char		n[18] = "                 ";
 	AuditFields f;
 	Datum		jb;
 	char	   *metadata;
 	char	   *client_addr = NULL;
+	int			stripe = StripeChoose();
+	int64		seq = 0;
+	bytea	   *prev = NULL;
+	Datum		k = Int32GetDatum(stripe);
+	bool		isnull;
 
 	/* the canonical forms of jsonb and inet are their text output */
 	jb = DirectFunctionCall1(jsonb_in, CStringGetDatum(r->metadata ? r->metadata : "{}"));
 	metadata = DatumGetCString(DirectFunctionCall1(jsonb_out, jb));
 	if (r->client_addr[0])
 	{
-		v[13] = DirectFunctionCall1(inet_in, CStringGetDatum(r->client_addr));
-		client_addr = DatumGetCString(DirectFunctionCall1(inet_out, v[13]));
+		v[15] = DirectFunctionCall1(inet_in, CStringGetDatum(r->client_addr));
+		client_addr = DatumGetCString(DirectFunctionCall1(inet_out, v[15]));
 	}
 	else
-		n[13] = 'n';
+		n[15] = 'n';
 
 	memset(&f, 0, sizeof(f));
 	f.at = GetCurrentTimestamp();
@@ -345,28 +360,45 @@ AuditInsert(const AuditRecord *r)
 	f.client_addr = client_addr;
 	f.user_agent = or_null(r->user_agent);
 
-	v[0] = Int32GetDatum(StripeChoose());
-	v[1] = PointerGetDatum(AuditPayload(&f));
-	v[2] = TimestampTzGetDatum(f.at);
-	v[3] = FullTransactionIdGetDatum(FullTransactionIdFromU64(f.xid));
-	v[4] = Int64GetDatum(r->actor_customer);
-	n[4] = f.actor_customer ? ' ' : 'n';
-	v[5] = Int64GetDatum(r->api_key_id);
-	n[5] = f.api_key_id ? ' ' : 'n';
-	v[6] = CStringGetTextDatum(r->acting_role);
-	v[7] = CStringGetTextDatum(r->session_role);
-	v[8] = CStringGetTextDatum(r->action);
-	v[9] = CStringGetTextDatum(r->resource_type);
-	v[10] = CStringGetTextDatum(r->resource_id);
-	n[10] = f.resource_id ? ' ' : 'n';
-	v[11] = jb;
-	v[12] = CStringGetTextDatum(r->request_id);
-	n[12] = f.request_id ? ' ' : 'n';
-	v[14] = CStringGetTextDatum(r->user_agent);
-	n[14] = f.user_agent ? ' ' : 'n';
+	/* the link: the stripe's last row, else its seal, else the start */
+	PushActiveSnapshot(GetLatestSnapshot());
+	if (PgbExec(&q_stripe_last, &k, NULL, true, 1) == 1 ||
+		PgbExec(&q_stripe_seal, &k, NULL, true, 1) == 1)
+	{
+		seq = PgbGetInt64(0, 1);
+		prev = DatumGetByteaPCopy(PgbGet(0, 2, &isnull));
+	}
+	PopActiveSnapshot();
+	if (prev == NULL)
+	{
+		prev = palloc0(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+		SET_VARSIZE(prev, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	}
+
+	v[0] = k;
+	v[1] = PointerGetDatum(prev);
+	v[2] = Int64GetDatum(seq + 1);
+	v[3] = PointerGetDatum(AuditPayload(&f));
+	v[4] = TimestampTzGetDatum(f.at);
+	v[5] = FullTransactionIdGetDatum(FullTransactionIdFromU64(f.xid));
+	v[6] = Int64GetDatum(r->actor_customer);
+	n[6] = f.actor_customer ? ' ' : 'n';
+	v[7] = Int64GetDatum(r->api_key_id);
+	n[7] = f.api_key_id ? ' ' : 'n';
+	v[8] = CStringGetTextDatum(r->acting_role);
+	v[9] = CStringGetTextDatum(r->session_role);
+	v[10] = CStringGetTextDatum(r->action);
+	v[11] = CStringGetTextDatum(r->resource_type);
+	v[12] = CStringGetTextDatum(r->resource_id);
+	n[12] = f.resource_id ? ' ' : 'n';
+	v[13] = jb;
+	v[14] = CStringGetTextDatum(r->request_id);
+	n[14] = f.request_id ? ' ' : 'n';
+	v[16] = CStringGetTextDatum(r->user_agent);
+	n[16] = f.user_agent ? ' ' : 'n';
 
 	if (PgbExec(&q_append, v, n, false, 0) != 1)
-		elog(ERROR, "pgbank: audit stripe %d has no head", DatumGetInt32(v[0]));
+		elog(ERROR, "pgbank: could not append to audit stripe %d", stripe);
 }
 
 /*
@@ -570,10 +602,6 @@ hash_equals(const uint8 *h, Datum d)
 	return memcmp(h, b, PG_SHA256_DIGEST_LENGTH) == 0;
 }
 
-static PgbQuery q_heads = {
-	"SELECT stripe, seq, hash FROM bank.audit_heads ORDER BY stripe", 0, {}
-};
-
 static PgbQuery q_seals = {
 	"SELECT stripe, seq, hash FROM bank.audit_seals ORDER BY stripe", 0, {}
 };
@@ -600,6 +628,10 @@ static PgbQuery q_rows = {
 static PgbQuery q_row_hash = {
 	"SELECT hash, id FROM bank.audit_events WHERE stripe = $1 AND seq = $2",
 	2, {INT4OID, INT8OID}
+};
+
+static PgbQuery q_latest_checkpoint = {
+	"SELECT max(checkpoint) FROM bank.audit_checkpoints", 0, {}
 };
 
 static PgbQuery q_checkpoint = {
@@ -734,17 +766,17 @@ read_checkpoint(Checkpoint *c)
 }
 
 /*
- * Verify the chains (rows with id in [from_id, to_id]), the heads and seals,
- * and an anchor when anchor_position > 0.  Runs in one snapshot (read-only
- * SPI), so rows committing meanwhile are not half-seen.
+ * Verify the chains (rows with id in [from_id, to_id]) from their seals,
+ * the seals themselves, and an anchor: the one given (anchor_position > 0,
+ * its hash checked), else the latest checkpoint.  Every row an anchor names
+ * must still be there, so a truncated tail is found.  Runs in one snapshot
+ * (read-only SPI), so rows committing meanwhile are not half-seen.
  */
 static void
 AuditVerify(int64 from_id, int64 to_id, bool ranged_end, int64 anchor_position,
 			const uint8 *anchor_hash, Problem *pr)
 {
 	StripeState st[AUDIT_STRIPES];
-	int64		head_seq[AUDIT_STRIPES];
-	uint8		head_hash[AUDIT_STRIPES][PG_SHA256_DIGEST_LENGTH];
 	int64		seal_seq[AUDIT_STRIPES];
 	uint8		seal_hash[AUDIT_STRIPES][PG_SHA256_DIGEST_LENGTH];
 	bool		ranged = from_id > 1 || ranged_end;
@@ -757,21 +789,9 @@ AuditVerify(int64 from_id, int64 to_id, bool ranged_end, int64 anchor_position,
 	memset(pr, 0, sizeof(*pr));
 	pr->stripe = -1;
 	memset(st, 0, sizeof(st));
-	memset(head_seq, 0, sizeof(head_seq));
-	memset(head_hash, 0, sizeof(head_hash));
 	memset(seal_seq, 0, sizeof(seal_seq));
 	memset(seal_hash, 0, sizeof(seal_hash));
 
-	n = PgbExec(&q_heads, NULL, NULL, true, 0);
-	for (i = 0; i < n; i++)
-	{
-		int			s = DatumGetInt32(PgbGet(i, 1, &isnull));
-
-		if (s < 0 || s >= AUDIT_STRIPES)
-			continue;
-		head_seq[s] = PgbGetInt64(i, 2);
-		copy_hash(head_hash[s], PgbGet(i, 3, &isnull));
-	}
 	n = PgbExec(&q_seals, NULL, NULL, true, 0);
 	for (i = 0; i < n; i++)
 	{
@@ -830,12 +850,7 @@ AuditVerify(int64 from_id, int64 to_id, bool ranged_end, int64 anchor_position,
 				}
 			}
 			ss->started = true;
-			if (seq > head_seq[s])
-			{
-				problem(pr, id, s, seq, "row beyond the head of its stripe");
-				ss->broken = true;
-			}
-			else if (seq > ss->seq + 1)
+			if (seq > ss->seq + 1)
 			{
 				problem(pr, id, s, ss->seq + 1, "row missing");
 				ss->broken = true;
@@ -861,24 +876,12 @@ AuditVerify(int64 from_id, int64 to_id, bool ranged_end, int64 anchor_position,
 	}
 	SPI_cursor_close(portal);
 
-	/* the tails: every row up to the head must be there, ending in its hash */
-	if (!ranged_end)
+	/* the anchor (or the latest checkpoint): itself, then every row it names */
+	if (anchor_position == 0 && PgbExec(&q_latest_checkpoint, NULL, NULL, true, 1) == 1)
 	{
-		for (i = 0; i < AUDIT_STRIPES; i++)
-		{
-			if (st[i].broken)
-				continue;
-			if (ranged && !st[i].started)
-				continue;
-			if (st[i].seq < head_seq[i])
-				problem(pr, 0, i, st[i].seq + 1, "rows missing at the end of the stripe");
-			else if (st[i].seq > head_seq[i] ||
-					 memcmp(st[i].hash, head_hash[i], PG_SHA256_DIGEST_LENGTH) != 0)
-				problem(pr, st[i].last_id, i, st[i].seq, "head does not match the last row");
-		}
+		anchor_position = PgbGetInt64(0, 1);
+		anchor_hash = NULL;		/* only its own chain is checked */
 	}
-
-	/* the anchor: its checkpoint, then every row it names */
 	if (anchor_position > 0)
 	{
 		Checkpoint c;
@@ -894,7 +897,7 @@ AuditVerify(int64 from_id, int64 to_id, bool ranged_end, int64 anchor_position,
 		checkpoint_hash(c.prev, anchor_position, c.n, c.stripes, c.seqs, c.hashes, h);
 		if ((anchor_position > 1 && !c.has_prev) ||
 			memcmp(h, c.hash, PG_SHA256_DIGEST_LENGTH) != 0 ||
-			memcmp(h, anchor_hash, PG_SHA256_DIGEST_LENGTH) != 0)
+			(anchor_hash && memcmp(h, anchor_hash, PG_SHA256_DIGEST_LENGTH) != 0))
 		{
 			problem(pr, 0, -1, 0, "anchor does not match its checkpoint");
 			return;
@@ -919,8 +922,6 @@ AuditVerify(int64 from_id, int64 to_id, bool ranged_end, int64 anchor_position,
 				problem(pr, 0, s, c.seqs[i], "anchored row missing (truncated)");
 			else if (!hash_equals(c.hashes[i], PgbGet(0, 1, &isnull)))
 				problem(pr, PgbGetInt64(0, 2), s, c.seqs[i], "anchored row altered");
-			else if (head_seq[s] < c.seqs[i])
-				problem(pr, PgbGetInt64(0, 2), s, c.seqs[i], "head behind the anchor (truncated)");
 		}
 	}
 }
@@ -992,8 +993,15 @@ static PgbQuery q_last_checkpoint = {
 	0, {}
 };
 
+/* the last committed row of every stripe (or its seal) */
 static PgbQuery q_committed_heads = {
-	"SELECT stripe, seq, hash FROM bank.audit_heads WHERE seq > 0 ORDER BY stripe", 0, {}
+	"SELECT s, coalesce(l.seq, x.seq), coalesce(l.hash, x.hash)"
+	" FROM generate_series(0, 63) s"
+	" LEFT JOIN LATERAL (SELECT seq, hash FROM bank.audit_events e WHERE e.stripe = s"
+	"   ORDER BY seq DESC LIMIT 1) l ON true"
+	" LEFT JOIN bank.audit_seals x ON x.stripe = s"
+	" WHERE coalesce(l.seq, x.seq) IS NOT NULL ORDER BY s",
+	0, {}
 };
 
 static PgbQuery q_insert_checkpoint = {

@@ -47,7 +47,7 @@
 
 #include "pgbank_errcodes.h"
 
-#define PGB_MAX_ARGS 16
+#define PGB_MAX_ARGS 20
 #define PGB_MAX_KEY_CHARS 255		/* idempotency keys */
 #define PGB_MAX_TEXT_CHARS 500		/* descriptions and reasons */
 #define PGB_MAX_AMOUNT INT64CONST(1000000000000000)	/* 10^15 minor units */

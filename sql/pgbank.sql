@@ -291,19 +291,6 @@ COMMENT ON COLUMN bank.audit_events.seq IS 'Position in its stripe: 1, 2, 3, ...
 COMMENT ON COLUMN bank.audit_events.hash IS
 'sha256(hash of the previous row of the stripe (or of its seal, or 32 zero bytes) || int4 stripe || int8 seq || int8 id || bank.audit_payload(row)), integers big-endian';
 
--- The head of each stripe: its last position and hash.  A transaction locks
--- one row here for its duration (SKIP LOCKED: a busy stripe is passed over).
-CREATE TABLE bank.audit_heads (
-	stripe		integer PRIMARY KEY,
-	seq			bigint NOT NULL,
-	hash		bytea NOT NULL
-) WITH (fillfactor = 10);
-INSERT INTO bank.audit_heads
-	SELECT s, 0, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
-	FROM generate_series(0, 63) s;
-COMMENT ON TABLE bank.audit_heads IS
-'The last position and hash of each of the 64 audit stripes, advanced in the same statement that appends a row';
-
 -- Where purged rows were: per stripe, the position and hash of the last
 -- row removed; verification of what remains starts from it.
 CREATE TABLE bank.audit_seals (
@@ -325,7 +312,7 @@ CREATE TABLE bank.audit_checkpoints (
 	hash		bytea NOT NULL
 );
 COMMENT ON TABLE bank.audit_checkpoints IS
-'Anchors returned by bank.audit_head(): the committed head (seq, hash) of every non-empty stripe at that moment. hash = sha256(previous checkpoint''s hash || int8 checkpoint || for each stripe: int4 stripe || int8 seq || hash)';
+'Anchors returned by bank.audit_head(): the last committed row (seq, hash) of every non-empty stripe at that moment; every row named here must stay, or be sealed by a purge (bank.audit_verify checks the latest checkpoint, or the anchor given). hash = sha256(previous checkpoint''s hash || int8 checkpoint || for each stripe: int4 stripe || int8 seq || hash)';
 
 --
 -- Accounts
@@ -957,14 +944,14 @@ CREATE FUNCTION bank.audit_verify(anchor_checkpoint bigint DEFAULT NULL,
 	AS 'MODULE_PATHNAME', 'pgbank_audit_verify'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.audit_verify(bigint, bytea, bigint, bigint) IS
-'Recomputes the hash chains of the audit trail (rows with from_id <= id <= to_id when given) and checks them against the stripe heads, the seals of purged segments, and an anchor from bank.audit_head() when given. Returns nothing when all holds, else the first broken link: id (of the first bad row; NULL when rows are missing at a stripe''s end or the anchor itself is bad), stripe and seq of the bad or missing row, and the problem (row altered, row missing, row out of order, rows missing at the end of the stripe, head does not match the last row, anchored row missing (truncated), anchored row altered, anchor does not match its checkpoint, the seals do not match the last audit.purge event). One snapshot: rows committing meanwhile are not half-seen';
+'Recomputes the hash chains of the audit trail (rows with from_id <= id <= to_id when given) from the seals of purged segments, checks the seals against the last audit.purge event, and checks that every row named by the anchor given (its hash checked too), or else by the latest checkpoint of bank.audit_head(), is still there. Returns nothing when all holds, else the first broken link: id (of the first bad row; NULL when the row is missing or the anchor itself is bad), stripe and seq of the bad or missing row, and the problem (row altered, row missing, row out of order, anchored row missing (truncated), anchored row altered, anchor does not match its checkpoint, anchor checkpoint missing, the seals do not match the last audit.purge event). One snapshot: rows committing meanwhile are not half-seen';
 
 CREATE FUNCTION bank.audit_head(OUT checkpoint bigint, OUT hash bytea, OUT at timestamptz)
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'pgbank_audit_head'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.audit_head() IS
-'An anchor for the audit trail: records the committed head of every stripe as a checkpoint (chained to the previous one) and returns its number and hash. Keep both outside the database; bank.audit_verify(checkpoint, hash) later detects any change to what they cover, a truncated tail included';
+'An anchor for the audit trail: records the last committed row of every stripe as a checkpoint (chained to the previous one) and returns its number and hash. Keep both outside the database; bank.audit_verify(checkpoint, hash) later detects any change to what they cover, a truncated tail included';
 
 CREATE FUNCTION bank.purge_expired() RETURNS bigint
 	AS 'MODULE_PATHNAME', 'pgbank_purge_expired'
