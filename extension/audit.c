@@ -43,7 +43,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
@@ -52,11 +51,8 @@
 #include "common/sha2.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "storage/backendid.h"
 #include "storage/dsm.h"
-#include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
@@ -74,6 +70,9 @@ int			pgb_audit_retention = 0;
 
 /* the stripe this transaction appended to (-1: none yet) */
 static int	xact_stripe = -1;
+
+/* the link before a stripe's first row */
+static const uint8 zero_hash[PG_SHA256_DIGEST_LENGTH];
 
 /* bank.purge_expired is deleting rows (see AuditPurging) */
 static bool purging = false;
@@ -203,9 +202,7 @@ AuditPayload(const AuditFields *f)
 	put_text(&buf, f->request_id);
 	put_text(&buf, f->client_addr);
 	put_text(&buf, f->user_agent);
-	out = palloc(VARHDRSZ + buf.len);
-	SET_VARSIZE(out, VARHDRSZ + buf.len);
-	memcpy(VARDATA(out), buf.data, buf.len);
+	out = PgbBytea(buf.data, buf.len);
 	pfree(buf.data);
 	return out;
 }
@@ -370,10 +367,7 @@ AuditInsert(const AuditRecord *r)
 	}
 	PopActiveSnapshot();
 	if (prev == NULL)
-	{
-		prev = palloc0(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-		SET_VARSIZE(prev, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	}
+		prev = PgbBytea(zero_hash, PG_SHA256_DIGEST_LENGTH);
 
 	v[0] = k;
 	v[1] = PointerGetDatum(prev);
@@ -431,7 +425,6 @@ AuditAtEOXact(void)
 
 typedef struct AuditShared
 {
-	Oid			database;
 	volatile int result;		/* 0 not done, 1 recorded */
 	AuditRecord record;			/* its metadata pointer is not used */
 	/* the metadata follows, NUL-terminated */
@@ -448,11 +441,8 @@ PGDLLEXPORT void pgbank_audit_worker(Datum main_arg);
 void
 AuditWriteAutonomous(const AuditRecord *r)
 {
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
 	dsm_segment *seg;
 	AuditShared *d;
-	BgwHandleStatus status;
 	const char *metadata = r->metadata ? r->metadata : "{}";
 	size_t		mlen = strlen(metadata) + 1;
 
@@ -460,35 +450,14 @@ AuditWriteAutonomous(const AuditRecord *r)
 		return;
 	seg = dsm_create(sizeof(AuditShared) + mlen, 0);
 	d = dsm_segment_address(seg);
-	d->database = MyDatabaseId;
 	d->result = 0;
 	memcpy(&d->record, r, sizeof(AuditRecord));
 	d->record.metadata = NULL;
 	memcpy((char *) (d + 1), metadata, mlen);
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgbank");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgbank_audit_worker");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pgbank audit recorder");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pgbank audit recorder");
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-	{
+	if (!PgbRunWorker("pgbank_audit_worker", "pgbank audit recorder", seg) || d->result != 1)
 		ereport(WARNING,
 				(errmsg("pgbank: could not record audit event %s", r->action),
-				 errdetail("No background worker slot was free (max_worker_processes).")));
-		dsm_detach(seg);
-		return;
-	}
-	status = WaitForBackgroundWorkerShutdown(handle);
-	if (status != BGWH_STOPPED || d->result != 1)
-		ereport(WARNING,
-				(errmsg("pgbank: could not record audit event %s", r->action)));
+				 errdetail("No background worker could record it (max_worker_processes).")));
 	dsm_detach(seg);
 }
 
@@ -496,33 +465,11 @@ void
 pgbank_audit_worker(Datum main_arg)
 {
 	dsm_segment *seg;
-	AuditShared *d;
+	AuditShared *d = PgbWorkerBegin(main_arg, &seg, "pgbank: recording an audit event");
 
-	BackgroundWorkerUnblockSignals();
-	seg = dsm_attach(DatumGetUInt32(main_arg));
-	if (seg == NULL)
-		proc_exit(1);
-	d = dsm_segment_address(seg);
-	BackgroundWorkerInitializeConnectionByOid(d->database, BOOTSTRAP_SUPERUSERID, 0);
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "pgbank: recording an audit event");
-	SPI_execute("SET LOCAL search_path = pg_catalog, pg_temp", false, 0);
-	SPI_execute("SET LOCAL lock_timeout = '5s'", false, 0);
-	SPI_execute("SET LOCAL statement_timeout = '10s'", false, 0);
 	d->record.metadata = (char *) (d + 1);
 	AuditInsert(&d->record);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	pg_write_barrier();
-	d->result = 1;
-	dsm_detach(seg);
-	proc_exit(0);
+	PgbWorkerEnd(seg, &d->result);
 }
 
 /*
@@ -546,13 +493,10 @@ AuditDenied(const Principal *p, const char *function, const char *code)
  * ---------------------------------------------------------------------
  */
 
-static const uint8 zero_hash[PG_SHA256_DIGEST_LENGTH];
-
 typedef struct StripeState
 {
 	int64		seq;			/* last position checked (or sealed) */
 	uint8		hash[PG_SHA256_DIGEST_LENGTH];
-	int64		last_id;		/* id of that row (0: none) */
 	bool		started;
 	bool		broken;
 } StripeState;
@@ -606,12 +550,16 @@ static PgbQuery q_seals = {
 	"SELECT stripe, seq, hash FROM bank.audit_seals ORDER BY stripe", 0, {}
 };
 
+/* the seals as a JSON array: what an audit.purge row records, and checks */
+#define SEALS_JSON \
+	"coalesce((SELECT jsonb_agg(jsonb_build_object('stripe', stripe, 'seq', seq," \
+	"  'hash', encode(hash, 'hex')) ORDER BY stripe) FROM bank.audit_seals), '[]')"
+
 /* the seals must be those the latest purge recorded (or none, without one) */
 static PgbQuery q_seals_match = {
 	"SELECT coalesce((SELECT metadata->'seals' FROM bank.audit_events"
 	"   WHERE action = 'audit.purge' ORDER BY at DESC, id DESC LIMIT 1), '[]')"
-	"  = coalesce((SELECT jsonb_agg(jsonb_build_object('stripe', stripe, 'seq', seq,"
-	"   'hash', encode(hash, 'hex')) ORDER BY stripe) FROM bank.audit_seals), '[]'),"
+	"  = " SEALS_JSON ","
 	" (SELECT id FROM bank.audit_events WHERE action = 'audit.purge'"
 	"   ORDER BY at DESC, id DESC LIMIT 1)",
 	0, {}
@@ -868,7 +816,6 @@ AuditVerify(int64 from_id, int64 to_id, bool ranged_end, int64 anchor_position,
 			else
 			{
 				ss->seq = seq;
-				ss->last_id = id;
 				copy_hash(ss->hash, SPI_getbinval(tup, desc, 4, &isnull));
 			}
 		}
@@ -1027,7 +974,6 @@ pgbank_audit_head(PG_FUNCTION_ARGS)
 			   *dq,
 			   *dh;
 	Datum		v[5];
-	bytea	   *hb;
 	bool		isnull;
 
 	AuthCaller("audit_head", &who);
@@ -1053,20 +999,14 @@ pgbank_audit_head(PG_FUNCTION_ARGS)
 		copy_hash(hashes[i], PgbGet(i, 3, &isnull));
 		ds[i] = Int32GetDatum(stripes[i]);
 		dq[i] = Int64GetDatum(seqs[i]);
-		hb = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-		SET_VARSIZE(hb, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-		memcpy(VARDATA(hb), hashes[i], PG_SHA256_DIGEST_LENGTH);
-		dh[i] = PointerGetDatum(hb);
+		dh[i] = PointerGetDatum(PgbBytea(hashes[i], PG_SHA256_DIGEST_LENGTH));
 	}
 	checkpoint_hash(prev, position, n, stripes, seqs, hashes, h);
-	hb = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	SET_VARSIZE(hb, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	memcpy(VARDATA(hb), h, PG_SHA256_DIGEST_LENGTH);
 	v[0] = Int64GetDatum(position);
 	v[1] = PointerGetDatum(construct_array(ds, n, INT4OID, 4, true, 'i'));
 	v[2] = PointerGetDatum(construct_array(dq, n, INT8OID, 8, FLOAT8PASSBYVAL, 'd'));
 	v[3] = PointerGetDatum(construct_array(dh, n, BYTEAOID, -1, false, 'i'));
-	v[4] = PointerGetDatum(hb);
+	v[4] = PointerGetDatum(PgbBytea(h, PG_SHA256_DIGEST_LENGTH));
 	PgbExec(&q_insert_checkpoint, v, NULL, false, 1);
 	return PgbReturnRow(fcinfo);
 }
@@ -1107,8 +1047,7 @@ static PgbQuery q_purge_stripe = {
 
 static PgbQuery q_purge_metadata = {
 	"SELECT jsonb_build_object('removed', $1::bigint, 'cutoff', $2::timestamptz,"
-	" 'seals', coalesce(jsonb_agg(jsonb_build_object('stripe', stripe, 'seq', seq,"
-	"  'hash', encode(hash, 'hex')) ORDER BY stripe), '[]'))::text FROM bank.audit_seals",
+	" 'seals', " SEALS_JSON ")::text",
 	2, {INT8OID, TIMESTAMPTZOID}
 };
 
@@ -1263,21 +1202,22 @@ pgbank_audit_search(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
+/* the bank schema's objects a command touched, as JSON, and how many */
+#define DDL_OBJECTS(source, where) \
+	"SELECT coalesce(jsonb_agg(jsonb_build_object('type', object_type," \
+	"  'identity', object_identity) ORDER BY object_identity), '[]')::text, count(*)" \
+	" FROM " source " WHERE " where
+
 static PgbQuery q_ddl_objects = {
-	"SELECT coalesce(jsonb_agg(jsonb_build_object('type', object_type,"
-	"  'identity', object_identity) ORDER BY object_identity), '[]')::text, count(*)"
-	" FROM pg_event_trigger_ddl_commands()"
-	" WHERE schema_name = 'bank' OR object_identity LIKE 'bank.%'"
+	DDL_OBJECTS("pg_event_trigger_ddl_commands()",
+				"schema_name = 'bank' OR object_identity LIKE 'bank.%'"
 	/* privileges: PostgreSQL does not say on what, so every change counts */
-	"  OR command_tag IN ('GRANT', 'REVOKE', 'ALTER DEFAULT PRIVILEGES')",
+				"  OR command_tag IN ('GRANT', 'REVOKE', 'ALTER DEFAULT PRIVILEGES')"),
 	0, {}, NULL, true
 };
 
 static PgbQuery q_dropped_objects = {
-	"SELECT coalesce(jsonb_agg(jsonb_build_object('type', object_type,"
-	"  'identity', object_identity) ORDER BY object_identity), '[]')::text, count(*)"
-	" FROM pg_event_trigger_dropped_objects()"
-	" WHERE schema_name = 'bank' AND original",
+	DDL_OBJECTS("pg_event_trigger_dropped_objects()", "schema_name = 'bank' AND original"),
 	0, {}, NULL, true
 };
 

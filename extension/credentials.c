@@ -1000,9 +1000,7 @@ pgbank_mfa_enroll(PG_FUNCTION_ARGS)
 				 errmsg("two-factor authentication is already enabled"),
 				 errhint("Disable it with bank.mfa_disable() first.")));
 	AuthRandom(raw, sizeof(raw));
-	plain = palloc(VARHDRSZ + sizeof(raw));
-	SET_VARSIZE(plain, VARHDRSZ + sizeof(raw));
-	memcpy(VARDATA(plain), raw, sizeof(raw));
+	plain = PgbBytea(raw, sizeof(raw));
 	b32 = base32_encode(raw, sizeof(raw));
 	explicit_bzero(raw, sizeof(raw));
 

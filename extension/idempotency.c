@@ -33,16 +33,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "common/cryptohash.h"
 #include "common/hashfn.h"
 #include "common/sha2.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "storage/dsm.h"
-#include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
@@ -61,8 +56,6 @@ StaticAssertDecl(PGB_MAX_KEY_CHARS * 4 < 1024 && PGB_MAX_TEXT_CHARS * 4 < 2048,
 /* the decline handed to the worker, in a DSM segment */
 typedef struct DeclineShared
 {
-	Oid			database;
-	Oid			role;
 	int64		from_account;
 	int64		to_account;
 	int64		amount;
@@ -86,18 +79,6 @@ typedef struct DeclineShared
 } DeclineShared;
 
 PGDLLEXPORT void pgbank_decline_worker(Datum main_arg);
-
-static void
-sha256(const char *data, size_t len, uint8 *out)
-{
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-
-	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
-		pg_cryptohash_final(ctx, out, PG_SHA256_DIGEST_LENGTH) < 0)
-		elog(ERROR, "pgbank: could not compute SHA-256");
-	pg_cryptohash_free(ctx);
-}
 
 /* validate the key and determine its scope */
 void
@@ -131,12 +112,7 @@ IdemPrepare(IdemKey *idem, const char *key, const Principal *who)
 void
 IdemFingerprint(IdemKey *idem, const char *payload)
 {
-	bytea	   *fp;
-
-	fp = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	SET_VARSIZE(fp, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	sha256(payload, strlen(payload), (uint8 *) VARDATA(fp));
-	idem->fingerprint = fp;
+	idem->fingerprint = AuthSha256Bytea(payload);
 }
 
 /* serialise same-key calls until the end of the transaction */
@@ -174,19 +150,14 @@ int64
 IdemRecordDecline(const TransferRow *t, const IdemKey *idem, const char *metadata,
 				  const AuditRecord *audit)
 {
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
 	dsm_segment *seg;
 	DeclineShared *d;
 	size_t		mlen = strlen(metadata) + 1;
-	BgwHandleStatus status;
 	int64		id;
 
 	seg = dsm_create(sizeof(DeclineShared) + mlen, 0);
 	d = dsm_segment_address(seg);
 	memset(d, 0, sizeof(DeclineShared));
-	d->database = MyDatabaseId;
-	d->role = BOOTSTRAP_SUPERUSERID;
 	d->from_account = t->from_account;
 	d->to_account = t->to_account;
 	d->amount = t->amount;
@@ -209,28 +180,12 @@ IdemRecordDecline(const TransferRow *t, const IdemKey *idem, const char *metadat
 		copy_text(d->audit_metadata, sizeof(d->audit_metadata), audit->metadata);
 	}
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgbank");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgbank_decline_worker");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pgbank decline recorder");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pgbank decline recorder");
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	if (!PgbRunWorker("pgbank_decline_worker", "pgbank decline recorder", seg) ||
+		d->result != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_DECLINE_NOT_RECORDED),
 				 errmsg("could not record the declined request"),
-				 errdetail("No background worker slot was free (max_worker_processes)."),
-				 errhint("Retry the request with the same idempotency key.")));
-	status = WaitForBackgroundWorkerShutdown(handle);
-	if (status != BGWH_STOPPED || d->result != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_DECLINE_NOT_RECORDED),
-				 errmsg("could not record the declined request"),
+				 errdetail("No background worker could record it (max_worker_processes)."),
 				 errhint("Retry the request with the same idempotency key.")));
 	id = d->transfer_id;
 	dsm_detach(seg);
@@ -254,22 +209,8 @@ pgbank_decline_worker(Datum main_arg)
 	bytea	   *fp;
 	int			rc;
 
-	BackgroundWorkerUnblockSignals();
-	seg = dsm_attach(DatumGetUInt32(main_arg));
-	if (seg == NULL)
-		proc_exit(1);
-	d = dsm_segment_address(seg);
-	BackgroundWorkerInitializeConnectionByOid(d->database, d->role, 0);
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "pgbank: recording a declined request");
-
-	fp = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	SET_VARSIZE(fp, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	memcpy(VARDATA(fp), d->fingerprint, PG_SHA256_DIGEST_LENGTH);
+	d = PgbWorkerBegin(main_arg, &seg, "pgbank: recording a declined request");
+	fp = PgbBytea(d->fingerprint, PG_SHA256_DIGEST_LENGTH);
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(d->kind);
 	values[1] = Int64GetDatum(d->from_account);
@@ -292,10 +233,6 @@ pgbank_decline_worker(Datum main_arg)
 	values[12] = CStringGetTextDatum(d->failure_message);
 	values[13] = TimestampTzGetDatum(d->created_at);
 
-	/* never wait long: a lock the caller holds would otherwise hang both */
-	SPI_execute("SET LOCAL search_path = pg_catalog, pg_temp", false, 0);
-	SPI_execute("SET LOCAL lock_timeout = '5s'", false, 0);
-	SPI_execute("SET LOCAL statement_timeout = '10s'", false, 0);
 	engine_active = true;
 	rc = SPI_execute_with_args(
 							   "WITH ins AS ("
@@ -324,12 +261,5 @@ pgbank_decline_worker(Datum main_arg)
 		d->audit_record.metadata = d->audit_metadata;
 		AuditInsert(&d->audit_record);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	pg_write_barrier();
-	d->result = 1;
-	dsm_detach(seg);
-	proc_exit(0);
+	PgbWorkerEnd(seg, &d->result);
 }

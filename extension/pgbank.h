@@ -5,7 +5,8 @@
  *
  * Modules:
  *	pgbank.c		module entry point and GUCs
- *	spi.c			saved SPI plans and result helpers (the only way we run SQL)
+ *	spi.c			saved SPI plans, result helpers, one-off background workers
+ *					(the only way we run SQL)
  *	money.c			exact amounts: numeric <-> minor units, currency exponents
  *	idempotency.c	keys, fingerprints, and durable recording of declines
  *	engine.c		the posting engine: locks, legs, folding, transfer rows
@@ -82,6 +83,10 @@ typedef struct PgbQuery
 
 extern int	PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only,
 					long count);
+extern bytea *PgbBytea(const void *data, size_t len);
+extern bool PgbRunWorker(const char *function, const char *name, struct dsm_segment *seg);
+extern void *PgbWorkerBegin(Datum main_arg, struct dsm_segment **seg, const char *activity);
+extern void PgbWorkerEnd(struct dsm_segment *seg, volatile int *result) pg_attribute_noreturn();
 extern Portal PgbCursorOpen(PgbQuery *q, Datum *values, const char *nulls);
 extern int	PgbCursorFetch(Portal portal, long count, bool as_caller);
 extern Datum PgbGet(int row, int col, bool *isnull);

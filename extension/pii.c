@@ -288,9 +288,7 @@ data_key(int64 customer)
 		return unwrap_key(PgbGet(0, 1, &isnull), customer);
 
 	AuthRandom(raw, sizeof(raw));
-	b = palloc(VARHDRSZ + DATA_KEY_BYTES);
-	SET_VARSIZE(b, VARHDRSZ + DATA_KEY_BYTES);
-	memcpy(VARDATA(b), raw, DATA_KEY_BYTES);
+	b = PgbBytea(raw, DATA_KEY_BYTES);
 	v[0] = arg;
 	v[1] = PiiWrap(b, "data key", customer);
 	explicit_bzero(VARDATA(b), DATA_KEY_BYTES);

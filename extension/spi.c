@@ -5,8 +5,13 @@
  *
  * Every statement is a static PgbQuery: fixed SQL text with parameters,
  * prepared on first use with a generic plan and kept for the life of the
- * backend (PostgreSQL replans it when a table it uses changes).  Values are always passed as
- * parameters, never pasted into SQL text.  All SQL is schema-qualified.
+ * backend (PostgreSQL replans it when a table it uses changes).  Values are
+ * always passed as parameters, never pasted into SQL text.  All SQL is
+ * schema-qualified.
+ *
+ * Statements that must commit although the caller's transaction fails (a
+ * declined transfer, a refused call) run in a background worker of their
+ * own: PgbRunWorker, PgbWorkerBegin, PgbWorkerEnd.
  *
  * A statement runs as bank_engine (the ledger's own role, which bypasses
  * row-level security) unless it is marked as_caller: then it runs as the
@@ -19,11 +24,17 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
 #include "pgbank.h"
@@ -32,29 +43,26 @@
  * Execute q with the given parameters (nulls as in SPI: ' ' or 'n', NULL for
  * none).  Returns the number of rows processed; results in SPI_tuptable.
  */
-int
-PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only, long count)
+/*
+ * Run as bank_engine unless the query is as_caller; returns the user and
+ * security context to restore.  An error unwinds the switch with the
+ * (sub)transaction, which restores the user it started with.
+ */
+static void
+BecomeEngine(bool as_caller, Oid *save_user, int *save_sec)
 {
-	int			rc;
-	Oid			save_user;
-	int			save_sec;
+	GetUserIdAndSecContext(save_user, save_sec);
+	if (!as_caller)
+		SetUserIdAndSecContext(AuthEngineRole(), *save_sec | SECURITY_LOCAL_USERID_CHANGE);
+}
 
-	/*
-	 * The engine's statements run as bank_engine; an error unwinds the switch
-	 * with the (sub)transaction, which restores the user it started with.
-	 */
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	if (!q->as_caller)
-		SetUserIdAndSecContext(AuthEngineRole(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+/* the query's saved plan, prepared on first use */
+static SPIPlanPtr
+PgbPlan(PgbQuery *q, int cursor_options)
+{
 	if (q->plan == NULL)
 	{
-		/*
-		 * Generic plans: every statement here is a keyed lookup or write, and
-		 * a custom plan per call (chosen when statistics are skewed, e.g. by
-		 * the settlement account's pending legs) costs more than it runs.
-		 */
-		SPIPlanPtr	plan = SPI_prepare_cursor(q->sql, q->nargs, q->argtypes,
-											  CURSOR_OPT_GENERIC_PLAN);
+		SPIPlanPtr	plan = SPI_prepare_cursor(q->sql, q->nargs, q->argtypes, cursor_options);
 
 		if (plan == NULL)
 			elog(ERROR, "pgbank: SPI_prepare failed (%s) for: %s",
@@ -63,7 +71,24 @@ PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only, long coun
 			elog(ERROR, "pgbank: SPI_keepplan failed");
 		q->plan = plan;
 	}
-	rc = SPI_execute_plan(q->plan, values, nulls, read_only, count);
+	return q->plan;
+}
+
+int
+PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only, long count)
+{
+	int			rc;
+	Oid			save_user;
+	int			save_sec;
+
+	BecomeEngine(q->as_caller, &save_user, &save_sec);
+
+	/*
+	 * Generic plans: every statement here is a keyed lookup or write, and a
+	 * custom plan per call (chosen when statistics are skewed, e.g. by the
+	 * settlement account's pending legs) costs more than it runs.
+	 */
+	rc = SPI_execute_plan(PgbPlan(q, CURSOR_OPT_GENERIC_PLAN), values, nulls, read_only, count);
 	if (rc < 0)
 		elog(ERROR, "pgbank: SPI_execute_plan failed (%s) for: %s",
 			 SPI_result_code_string(rc), q->sql);
@@ -83,19 +108,8 @@ PgbCursorOpen(PgbQuery *q, Datum *values, const char *nulls)
 	Oid			save_user;
 	int			save_sec;
 
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	if (!q->as_caller)
-		SetUserIdAndSecContext(AuthEngineRole(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (q->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(q->sql, q->nargs, q->argtypes, 0);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "pgbank: SPI_prepare failed (%s) for: %s",
-				 SPI_result_code_string(SPI_result), q->sql);
-		q->plan = plan;
-	}
-	portal = SPI_cursor_open(NULL, q->plan, values, nulls, true);
+	BecomeEngine(q->as_caller, &save_user, &save_sec);
+	portal = SPI_cursor_open(NULL, PgbPlan(q, 0), values, nulls, true);
 	SetUserIdAndSecContext(save_user, save_sec);
 	return portal;
 }
@@ -107,9 +121,7 @@ PgbCursorFetch(Portal portal, long count, bool as_caller)
 	Oid			save_user;
 	int			save_sec;
 
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	if (!as_caller)
-		SetUserIdAndSecContext(AuthEngineRole(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	BecomeEngine(as_caller, &save_user, &save_sec);
 	SPI_cursor_fetch(portal, true, count);
 	SetUserIdAndSecContext(save_user, save_sec);
 	return (int) SPI_processed;
@@ -239,4 +251,91 @@ PgbRequireArgs(FunctionCallInfo fcinfo, int nargs, const char *const *names)
 			ereport(ERROR,
 					(errcode(ERRCODE_PGB_NULL_ARGUMENT),
 					 errmsg("%s must not be null", names[i])));
+}
+
+/* a bytea holding len bytes of data */
+bytea *
+PgbBytea(const void *data, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return b;
+}
+
+/* ---------------------------------------------------------------------
+ * Statements in a transaction of their own, run by a background worker
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Start the worker function (of this library) on seg, in this database, and
+ * wait until it has stopped.  False when no worker slot was free or the
+ * worker did not stop normally; the caller reads its result from seg.
+ */
+bool
+PgbRunWorker(const char *function, const char *name, dsm_segment *seg)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgbank");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return false;
+	return WaitForBackgroundWorkerShutdown(handle) == BGWH_STOPPED;
+}
+
+/*
+ * In the worker: attach to the segment, connect to the caller's database as
+ * the bootstrap superuser, and open a transaction with SPI connected, a
+ * pinned search_path and short lock and statement timeouts (a lock the
+ * waiting caller holds must not hang both).  Returns the segment's address.
+ */
+void *
+PgbWorkerBegin(Datum main_arg, dsm_segment **seg, const char *activity)
+{
+	Oid			database;
+
+	BackgroundWorkerUnblockSignals();
+	*seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (*seg == NULL)
+		proc_exit(1);
+	memcpy(&database, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	BackgroundWorkerInitializeConnectionByOid(database, BOOTSTRAP_SUPERUSERID, 0);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	SPI_execute("SET LOCAL search_path = pg_catalog, pg_temp", false, 0);
+	SPI_execute("SET LOCAL lock_timeout = '5s'", false, 0);
+	SPI_execute("SET LOCAL statement_timeout = '10s'", false, 0);
+	return dsm_segment_address(*seg);
+}
+
+/* commit, report success through *result, detach and exit */
+void
+PgbWorkerEnd(dsm_segment *seg, volatile int *result)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pg_write_barrier();
+	*result = 1;
+	dsm_detach(seg);
+	proc_exit(0);
 }

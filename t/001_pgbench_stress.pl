@@ -64,19 +64,10 @@ $node->start;
 # The accounts, through the bank.* API only.  Customer accounts get
 # consecutive ids (nothing else writes meanwhile): checked below, since the
 # pgbench scripts address them as :base + 0 .. 999.
-$node->safe_psql(
-	'postgres', qq{
-SET client_min_messages = warning;
-CREATE EXTENSION pgbank CASCADE;
-SELECT count(bank.open_account('checking', 'stress ' || g, 'USD',
-		bank.create_customer('stress' || g || '\@example.com', 'Stress', 'Customer ' || g)))
-  FROM generate_series(1, $customers) g;
-SELECT bank.open_account('checking', 'merchant', 'USD',
-		bank.create_customer('merchant\@example.com', 'Hot', 'Merchant'));
-SELECT count(d.id)
-  FROM bank.accounts a, LATERAL bank.deposit(a.id, $funding, 'fund-' || a.id) d
- WHERE a.name LIKE 'stress %';
-});
+PgbankTest::funded_accounts($node, 'stress', $customers, $funding);
+$node->safe_psql('postgres',
+	"SELECT bank.open_account('checking', 'merchant', 'USD',"
+	  . " bank.create_customer('merchant\@example.com', 'Hot', 'Merchant'))");
 
 my ($base, $max, $count) = split /\|/, $node->safe_psql('postgres',
 	"SELECT min(id), max(id), count(*) FROM bank.accounts WHERE name LIKE 'stress %'");
@@ -96,16 +87,8 @@ is( $node->safe_psql('postgres',
 sub run_pgbench
 {
 	my ($phase, $secs, %scripts) = @_;
-	my @files;
 	my @names = sort keys %scripts;
-	for my $name (@names)
-	{
-		my $file = $node->basedir . "/" . ($phase =~ s/ //gr) . "-$name.sql";
-		open my $fh, '>', $file or die "cannot write $file: $!";
-		print $fh $scripts{$name}[1];
-		close $fh;
-		push @files, '-f', "$file\@$scripts{$name}[0]";
-	}
+	my @files = PgbankTest::pgbench_files($node->basedir, $phase =~ s/ //gr, \%scripts);
 	my @cmd = (
 		'pgbench', '-n', '-M', 'prepared', '-c', $clients, '-j', 2,
 		'-T', $secs, '--failures-detailed',
@@ -119,30 +102,7 @@ sub run_pgbench
 	ok($ok, "$phase: pgbench exited 0");
 	unlike($out . $err, qr/aborted/, "$phase: no pgbench client aborted");
 
-	my %r;
-	($r{processed}) = $out =~ /^number of transactions actually processed: (\d+)/m;
-	($r{failed}) = $out =~ /^number of failed transactions: (\d+)/m;
-	($r{serialization}) = $out =~ /^number of serialization failures: (\d+)/m;
-	($r{deadlock}) = $out =~ /^number of deadlock failures: (\d+)/m;
-	if (@names == 1)
-	{
-		$r{ $names[0] } = $r{processed};
-	}
-	else
-	{
-		# per-script sections: "SQL script N: file", " - weight: ...",
-		# " - T transactions (...)"
-		for my $i (0 .. $#names)
-		{
-			my $n = $i + 1;
-			($r{ $names[$i] }) =
-			  $out =~ /^SQL script $n: .*\n - weight: .*\n - (\d+) transactions/m;
-		}
-	}
-	for my $k ('processed', 'failed', 'serialization', 'deadlock', @names)
-	{
-		die "$phase: no '$k' count in pgbench's output" unless defined $r{$k};
-	}
+	my %r = %{ PgbankTest::pgbench_summary($out, @names) };
 	diag(
 		sprintf(
 			"%s: %d transactions processed (%.0f/s), %d failed, %d serialization failures, %d deadlock failures",

@@ -69,17 +69,7 @@ restart_after_crash = on
 });
 $node->start;
 
-$node->safe_psql(
-	'postgres', qq{
-SET client_min_messages = warning;
-CREATE EXTENSION pgbank CASCADE;
-SELECT count(bank.open_account('checking', 'crash ' || g, 'USD',
-		bank.create_customer('crash' || g || '\@example.com', 'Crash', 'Customer ' || g)))
-  FROM generate_series(1, $naccounts) g;
-SELECT count(d.id)
-  FROM bank.accounts a, LATERAL bank.deposit(a.id, $funding, 'fund-' || a.id) d
- WHERE a.name LIKE 'crash %';
-});
+PgbankTest::funded_accounts($node, 'crash', $naccounts, $funding);
 my @accounts = split /\n/,
   $node->safe_psql('postgres',
 	"SELECT id FROM bank.accounts WHERE name LIKE 'crash %' ORDER BY id");

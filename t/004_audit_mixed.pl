@@ -4,8 +4,8 @@
 #
 # 200 customers with a USD account funded with 500.00 each (999.00 is below
 # the KYC limit and above any balance: declined for want of funds); then
-# pgbench, 8 clients, 10 s (or PGBANK_AUDIT_SECONDS), runs a weighted mix of
-# scripts, each one pgbench transaction:
+# pgbench, 8 clients, 1000 scripts each (or PGBANK_AUDIT_TRANSACTIONS), runs a
+# weighted mix of scripts, each one pgbench transaction:
 #   transfer  bank.transfer of 0.01 .. 1.00 between two random accounts
 #   deposit   bank.deposit into a random account
 #   withdraw  bank.withdraw of 0.01 out of a random account
@@ -38,7 +38,10 @@ use Test::More;
 use PgbankTest;
 
 my $customers = 200;
-my $seconds = $ENV{PGBANK_AUDIT_SECONDS} // 10;
+# a number of transactions per client, not a duration: at the end of a -T
+# run pgbench stops clients in the middle of a script, after a first
+# statement has committed but without counting the script
+my $per_client = $ENV{PGBANK_AUDIT_TRANSACTIONS} // 1000;
 my $clients = 8;
 
 my $node = PostgreSQL::Test::Cluster->new('audit');
@@ -52,17 +55,7 @@ log_statement = none
 });
 $node->start;
 
-$node->safe_psql(
-	'postgres', qq{
-SET client_min_messages = warning;
-CREATE EXTENSION pgbank CASCADE;
-SELECT count(bank.open_account('checking', 'audit ' || g, 'USD',
-		bank.create_customer('audit' || g || '\@example.com', 'Audit', 'Customer ' || g)))
-  FROM generate_series(1, $customers) g;
-SELECT count(d.id)
-  FROM bank.accounts a, LATERAL bank.deposit(a.id, 500, 'fund-' || a.id) d
- WHERE a.name LIKE 'audit %';
-});
+PgbankTest::funded_accounts($node, 'audit', $customers, 500);
 my ($base, $count) = split /\|/, $node->safe_psql('postgres',
 	"SELECT min(id), count(*) FROM bank.accounts WHERE name LIKE 'audit %'");
 is($count, $customers, 'accounts opened');
@@ -106,26 +99,18 @@ my %scripts = (
 		  . "SELECT status FROM bank.transfer(:a, :b, 0.10, gen_random_uuid()::text);\n"
 		  . "ROLLBACK;\n" ],);
 
-my @files;
 my @names = sort keys %scripts;
-for my $name (@names)
-{
-	my $file = $node->basedir . "/mix-$name.sql";
-	open my $fh, '>', $file or die "cannot write $file: $!";
-	print $fh $scripts{$name}[1];
-	close $fh;
-	push @files, '-f', "$file\@$scripts{$name}[0]";
-}
+my @files = PgbankTest::pgbench_files($node->basedir, 'mix', \%scripts);
 
 # an anchor taken while the load runs
 my $anchor_sql = 'SELECT checkpoint, encode(hash, \'hex\') FROM bank.audit_head()';
 my @cmd = (
-	'pgbench', '-n', '-M', 'simple', '-c', $clients, '-j', 2, '-T', $seconds,
+	'pgbench', '-n', '-M', 'simple', '-c', $clients, '-j', 2, '-t', $per_client,
 	'--failures-detailed', @files, '-h', $node->host, '-p', $node->port, 'postgres');
 my ($out, $err) = ('', '');
 note "running: @cmd";
 my $h = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
-sleep($seconds / 2);
+sleep(2);
 my ($cp, $cp_hash) = split /\|/, $node->safe_psql('postgres', $anchor_sql);
 $h->finish;
 note "pgbench stdout:\n$out";
@@ -133,15 +118,7 @@ note "pgbench stderr:\n$err" if $err ne '';
 is($h->result(0), 0, 'pgbench exited 0');
 unlike($out . $err, qr/aborted/, 'no pgbench client aborted');
 
-my %n;
-($n{failed}) = $out =~ /^number of failed transactions: (\d+)/m;
-for my $i (0 .. $#names)
-{
-	my $k = $i + 1;
-	($n{ $names[$i] }) =
-	  $out =~ /^SQL script $k: .*\n - weight: .*\n - (\d+) transactions/m;
-	die "no count for $names[$i] in pgbench's output" unless defined $n{ $names[$i] };
-}
+my %n = %{ PgbankTest::pgbench_summary($out, @names) };
 is($n{failed}, 0, 'no failed transaction');
 cmp_ok($n{$_}, '>', 0, "script $_ ran") for @names;
 diag(join ', ', map { "$_ $n{$_}" } @names);
