@@ -16,18 +16,30 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
 #include "pgbank.h"
 
-#define ACCOUNT_INFO_COLUMNS \
-	"id, number, customer_id, type, name, currency, status, balance, pending_out," \
-	" available, overdraft_limit, opened_at, closed_at"
+/*
+ * An account as the functions read it, with the amounts in minor units:
+ * AccountInfoValues turns a row into bank.account_info.  The functions read
+ * the table rather than the view bank.account_balances (the same figures, for
+ * DBAs): an index scan of the account and one of its pending legs, and the
+ * currency's exponent from the backend's cache instead of a join.
+ */
+#define ACCOUNT_ROW_SELECT \
+	"SELECT a.id, a.number, a.customer_id, a.type, a.name, a.currency, a.status," \
+	" a.balance + coalesce((SELECT sum(l.amount) FROM bank.pending_legs l" \
+	"  WHERE l.account_id = a.id), 0)::bigint," \
+	" a.pending_out, a.overdraft_limit, a.opened_at, a.closed_at FROM bank.accounts a"
+#define ACCOUNT_ROW_COLUMNS 12
+#define ACCOUNT_INFO_COLUMNS 13
 
 static PgbQuery q_get_account = {
-	"SELECT " ACCOUNT_INFO_COLUMNS " FROM bank.account_balances WHERE id = $1",
+	ACCOUNT_ROW_SELECT " WHERE a.id = $1",
 	1, {INT8OID}, NULL, true
 };
 
@@ -43,9 +55,9 @@ static PgbQuery q_kyc_status = {
 };
 
 static PgbQuery q_list_accounts = {
-	"SELECT " ACCOUNT_INFO_COLUMNS " FROM bank.account_balances"
-	" WHERE customer_id = $1 AND ($2::text IS NULL OR type::text = $2)"
-	" AND id > coalesce($3, 0) ORDER BY id LIMIT $4",
+	ACCOUNT_ROW_SELECT
+	" WHERE a.customer_id = $1 AND ($2::text IS NULL OR a.type::text = $2)"
+	" AND a.id > coalesce($3, 0) ORDER BY a.id LIMIT $4",
 	4, {INT8OID, TEXTOID, INT8OID, INT4OID}, NULL, true
 };
 
@@ -165,15 +177,56 @@ CustomerArg(const Principal *who, FunctionCallInfo fcinfo, int arg)
 	return PG_GETARG_INT64(arg);
 }
 
+/*
+ * Row `row` of rows (read with ACCOUNT_ROW_SELECT) as the values of a
+ * bank.account_info: posted balance, reserved, available and overdraft limit
+ * as exact numerics.  May run SPI (a currency the cache has not seen), so
+ * rows must be the caller's own copy of the tuple table, not SPI_tuptable.
+ */
+static void
+AccountInfoValues(SPITupleTable *rows, int row, Datum *values, bool *nulls)
+{
+	Datum		r[ACCOUNT_ROW_COLUMNS];
+	bool		rn[ACCOUNT_ROW_COLUMNS];
+	int			exponent;
+	int64		posted;
+	int64		pending_out;
+
+	Assert(rows->tupdesc->natts == ACCOUNT_ROW_COLUMNS);
+	heap_deform_tuple(rows->vals[row], rows->tupdesc, r, rn);
+	exponent = MoneyExponent(TextDatumGetCString(r[5]));
+	posted = DatumGetInt64(r[7]);
+	pending_out = DatumGetInt64(r[8]);
+	memcpy(values, r, 7 * sizeof(Datum));
+	memcpy(nulls, rn, 7 * sizeof(bool));
+	values[7] = MoneyDatum(posted, exponent);
+	values[8] = MoneyDatum(pending_out, exponent);
+	values[9] = MoneyDatum(posted - pending_out, exponent);
+	values[10] = MoneyDatum(DatumGetInt64(r[9]), exponent);
+	values[11] = r[10];
+	values[12] = r[11];
+	memset(nulls + 7, false, 4 * sizeof(bool));
+	nulls[11] = rn[10];
+	nulls[12] = rn[11];
+}
+
 /* an account as bank.account_info; disconnects from SPI */
 Datum
 AccountInfoDatum(FunctionCallInfo fcinfo, int64 account)
 {
 	Datum		arg = Int64GetDatum(account);
+	Datum		values[ACCOUNT_INFO_COLUMNS];
+	bool		nulls[ACCOUNT_INFO_COLUMNS];
+	TupleDesc	tupdesc;
 
 	if (PgbExec(&q_get_account, &arg, NULL, false, 1) != 1)
 		AccountNotFound(account);
-	return PgbReturnRow(fcinfo);
+	AccountInfoValues(SPI_tuptable, 0, values, nulls);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
+		tupdesc->natts != ACCOUNT_INFO_COLUMNS)
+		elog(ERROR, "pgbank: function must return bank.account_info");
+	tupdesc = BlessTupleDesc(tupdesc);
+	return PgbFinishWithTuple(heap_form_tuple(tupdesc, values, nulls), tupdesc);
 }
 
 PG_FUNCTION_INFO_V1(pgbank_create_customer);
@@ -287,6 +340,9 @@ pgbank_list_accounts(PG_FUNCTION_ARGS)
 	char		n[4] = "    ";
 	int32		limit = PG_ARGISNULL(3) ? 50 : PG_GETARG_INT32(3);
 	Principal	who;
+	SPITupleTable *rows;
+	ReturnSetInfo *rsinfo;
+	uint64		i;
 
 	AuthCaller("list_accounts", &who);
 	v[0] = Int64GetDatum(CustomerArg(&who, fcinfo, 0));
@@ -305,7 +361,19 @@ pgbank_list_accounts(PG_FUNCTION_ARGS)
 	v[3] = Int32GetDatum(limit);
 	SPI_connect();
 	PgbExec(&q_list_accounts, v, n, true, 0);
-	PgbMaterialize(fcinfo);
+	rows = SPI_tuptable;
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	if (rsinfo->setDesc->natts != ACCOUNT_INFO_COLUMNS)
+		elog(ERROR, "pgbank: function must return bank.account_info");
+	for (i = 0; i < rows->numvals; i++)
+	{
+		Datum		values[ACCOUNT_INFO_COLUMNS];
+		bool		nulls[ACCOUNT_INFO_COLUMNS];
+
+		AccountInfoValues(rows, i, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	SPI_finish();
 	return (Datum) 0;
 }

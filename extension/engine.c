@@ -568,6 +568,9 @@ EngineMaybeFold(int64 account, int64 leg)
  * be part of a deadlock with a later statement of this transaction.  Each
  * fold runs in a subtransaction: a fold that fails is rolled back and the
  * transaction still commits (folding is an optimisation, never required).
+ * No function of ours is running at pre-commit, so the fold pins search_path
+ * itself: under the caller's path its SQL (sum, count) could resolve to the
+ * caller's objects and run them as bank_engine.
  */
 void
 EngineFoldQueued(void)
@@ -588,11 +591,14 @@ EngineFoldQueued(void)
 		BeginInternalSubTransaction(NULL);
 		PG_TRY();
 		{
+			int			pin = PgbPinSearchPath();
+
 			PushActiveSnapshot(GetTransactionSnapshot());
 			SPI_connect();
 			(void) EngineFold(queued[i], true);
 			SPI_finish();
 			PopActiveSnapshot();
+			PgbUnpinSearchPath(pin);
 			ReleaseCurrentSubTransaction();
 		}
 		PG_CATCH();

@@ -72,6 +72,10 @@ extern int	pgb_kyc_transfer_limit;
 extern char *pgb_master_key;
 
 /* spi.c */
+
+/* the search_path every function that runs SQL pins (sql/pgbank.sql) */
+#define PGB_SEARCH_PATH "pg_catalog, pg_temp"
+
 typedef struct PgbQuery
 {
 	const char *sql;
@@ -81,6 +85,8 @@ typedef struct PgbQuery
 	bool		as_caller;		/* run as the caller, under RLS (else bank_engine) */
 } PgbQuery;
 
+extern int	PgbPinSearchPath(void);
+extern void PgbUnpinSearchPath(int level);
 extern int	PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only,
 					long count);
 extern bytea *PgbBytea(const void *data, size_t len);

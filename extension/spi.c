@@ -23,6 +23,9 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "utils/guc.h"
+
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
@@ -51,6 +54,14 @@
 static void
 BecomeEngine(bool as_caller, Oid *save_user, int *save_sec)
 {
+	/*
+	 * Every function that runs SQL pins search_path (sql/pgbank.sql); one
+	 * that does not, and reached here, would resolve names through the
+	 * caller's path.
+	 */
+	if (strcmp(namespace_search_path, PGB_SEARCH_PATH) != 0)
+		elog(ERROR, "pgbank: SQL run with search_path \"%s\", not the pinned one",
+			 namespace_search_path);
 	GetUserIdAndSecContext(save_user, save_sec);
 	if (!as_caller)
 		SetUserIdAndSecContext(AuthEngineRole(), *save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -94,6 +105,28 @@ PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only, long coun
 			 SPI_result_code_string(rc), q->sql);
 	SetUserIdAndSecContext(save_user, save_sec);
 	return (int) SPI_processed;
+}
+
+/*
+ * Pin search_path around SQL the extension runs outside its own functions
+ * (the folds at pre-commit), as a function's SET clause would: returns the
+ * GUC nest level to hand to PgbUnpinSearchPath.  An error unwinds the pin
+ * with the (sub)transaction.
+ */
+int
+PgbPinSearchPath(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", PGB_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+void
+PgbUnpinSearchPath(int level)
+{
+	AtEOXact_GUC(true, level);
 }
 
 /*
@@ -320,7 +353,7 @@ PgbWorkerBegin(Datum main_arg, dsm_segment **seg, const char *activity)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
-	SPI_execute("SET LOCAL search_path = pg_catalog, pg_temp", false, 0);
+	SPI_execute("SET LOCAL search_path = " PGB_SEARCH_PATH, false, 0);
 	SPI_execute("SET LOCAL lock_timeout = '5s'", false, 0);
 	SPI_execute("SET LOCAL statement_timeout = '10s'", false, 0);
 	return dsm_segment_address(*seg);

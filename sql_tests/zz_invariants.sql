@@ -270,10 +270,28 @@ BEGIN
 	UPDATE bank.accounts SET balance = balance + 100000000 WHERE name = 'alice';
 	RETURN pg_catalog.now();
 END $$;
+-- ... nor an evil sum(), which the fold a credit queues for pre-commit
+-- would call as bank_engine if it ran under the caller's search_path (no
+-- function of ours is running at pre-commit: the fold pins the path itself)
+CREATE TABLE evil.calls (who name);
+CREATE FUNCTION evil.mint(s bigint, v bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO evil.calls VALUES (current_user);
+	RETURN coalesce(s, 0) + v;
+END $$;
+CREATE AGGREGATE evil.sum(bigint) (sfunc = evil.mint, stype = bigint);
+GRANT USAGE ON SCHEMA evil TO PUBLIC;
+GRANT ALL ON evil.calls TO PUBLIC;
+SELECT id AS y FROM bank.open_account('savings', 'yan', 'USD', :bob) \gset
 SET search_path = evil, pg_catalog, public;
 SELECT status FROM bank.deposit(:b, 1, 'sp-attack');
 SELECT status FROM bank.transfer(:b, :a, 1, 'sp-attack-2');
+SET pgbank.fold_every = 1;
+SELECT status FROM bank.deposit(:y, 1, 'sp-attack-3');
+RESET pgbank.fold_every;
 RESET search_path;
+SELECT count(*) AS legs_left_after_commit_fold FROM bank.pending_legs WHERE account_id = :y;
+SELECT count(*) AS evil_calls FROM evil.calls;
 DROP SCHEMA evil CASCADE;
 SELECT * FROM violations;
 
