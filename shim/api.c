@@ -871,6 +871,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->roles_left = staff;
 	job = &r->job;
 	job->thread = t;
+	job->read_only = route->read_only;
 	job->pool = &req->pool;
 	job->on_done = on_done;
 

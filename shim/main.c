@@ -177,9 +177,9 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	fprintf(stderr, "pgbank-http %s: listening on %s port %d (%d threads, %d database connections each)\n",
+	fprintf(stderr, "pgbank-http %s: listening on %s port %d (%d threads, %d + %d read-only database connections each)\n",
 			PBH_VERSION, pbh_config.listen_addr, pbh_config.port, pbh_config.threads,
-			pbh_config.connections);
+			pbh_config.connections, pbh_config.read_connections);
 	for (i = 0; i < pbh_config.threads; i++)
 		pthread_join(pbh_threads[i].tid, NULL);
 	fprintf(stderr, "pgbank-http: stopped\n");

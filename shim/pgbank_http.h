@@ -41,7 +41,8 @@ typedef struct st_pbh_config_t
 	int			port;
 	char	   *dsn;
 	int			threads;
-	int			connections;	/* per thread */
+	int			connections;	/* per thread, for any route */
+	int			read_connections;	/* per thread, for read-only routes only */
 	int			pipeline_depth; /* requests in flight per connection */
 	int			queue_limit;	/* requests waiting per thread */
 	char	   *jwt_secret;
@@ -231,10 +232,16 @@ enum
 	PBH_STMT_FIXED
 };
 
+/* connection classes of a thread's pool */
+#define PBH_POOL_WRITE 0		/* any route */
+#define PBH_POOL_READ 1			/* read-only routes only */
+#define PBH_POOL_CLASSES 2
+
 struct st_pbh_job_t
 {
 	h2o_linklist_t link;
 	pbh_thread_t *thread;
+	int			read_only;		/* may go to a read-only connection */
 	int			nstmts;
 	int			stmts[PBH_MAX_STMTS];
 	int			nparams[PBH_MAX_STMTS];
@@ -262,8 +269,8 @@ struct st_pbh_thread_t
 	h2o_accept_ctx_t accept_ctx;
 	h2o_socket_t *listener;
 	pbh_conn_t *conns;
-	h2o_linklist_t waiting;		/* pbh_job_t not yet sent */
-	int			nwaiting;
+	h2o_linklist_t waiting[PBH_POOL_CLASSES];	/* pbh_job_t not yet sent */
+	int			nwaiting[PBH_POOL_CLASSES];
 	int			inflight;		/* jobs submitted and not done */
 	h2o_timeout_t retry_timeout;
 	uint64_t	request_seq;

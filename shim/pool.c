@@ -20,6 +20,10 @@
  *	  descriptor from under the loop.
  *	- A connection that breaks fails its jobs in flight (never resent: a
  *	  write may have committed) and is reopened after a second.
+ *	- Two classes of connections: read-only routes go to their own
+ *	  (--read-connections), so a read never waits in a pipeline behind a
+ *	  write that waits for a lock or a commit; writes never go there.  With
+ *	  none, or none up, reads share the general connections.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,6 +46,7 @@ struct st_pbh_conn_t
 {
 	pbh_thread_t *thread;
 	int			index;
+	int			cls;			/* PBH_POOL_WRITE or PBH_POOL_READ */
 	conn_state_t state;
 	PGconn	   *pg;
 	h2o_socket_t *sock;
@@ -72,6 +77,13 @@ const char *
 pbh_stmt_sql(int stmt)
 {
 	return stmt < PBH_STMT_FIXED ? fixed_sql[stmt] : pbh_routes[stmt - PBH_STMT_FIXED].sql;
+}
+
+/* connections per thread: the general ones, then the read-only ones */
+static int
+pool_size(void)
+{
+	return pbh_config.connections + pbh_config.read_connections;
 }
 
 static void stmt_name(int stmt, char *buf, size_t len)
@@ -212,14 +224,26 @@ job_finish(pbh_job_t *job)
 	job->on_done(job);
 }
 
-/* the thread has no connection that is or may soon be usable */
+/* the thread has no connection of a class that is or may soon be usable */
 static int
-pool_hopeless(pbh_thread_t *t)
+pool_hopeless(pbh_thread_t *t, int cls)
 {
-	for (int i = 0; i < pbh_config.connections; i++)
-		if (t->conns[i].state != CONN_DOWN)
+	for (int i = 0; i < pool_size(); i++)
+		if (t->conns[i].cls == cls && t->conns[i].state != CONN_DOWN)
 			return 0;
 	return 1;
+}
+
+/*
+ * The class a job goes to: read-only jobs to the read connections while
+ * there are any that are or may soon be up; everything else, and reads when
+ * none is, to the others.
+ */
+static int
+job_class(pbh_thread_t *t, const pbh_job_t *job)
+{
+	return job->read_only && pbh_config.read_connections > 0 &&
+		!pool_hopeless(t, PBH_POOL_READ) ? PBH_POOL_READ : PBH_POOL_WRITE;
 }
 
 static void
@@ -266,15 +290,26 @@ conn_fail(pbh_conn_t *conn, const char *why)
 		job->conn_lost = 1;
 		job_finish(job);
 	}
-	/* and so do those waiting, when no connection is left to serve them */
-	if (pool_hopeless(t))
+	/*
+	 * and so do those waiting, when no connection of their class is left to
+	 * serve them (reads go back to the other class if it can)
+	 */
+	if (pool_hopeless(t, conn->cls))
 	{
-		while (!h2o_linklist_is_empty(&t->waiting))
+		h2o_linklist_t *waiting = &t->waiting[conn->cls];
+
+		while (!h2o_linklist_is_empty(waiting))
 		{
-			pbh_job_t  *job = H2O_STRUCT_FROM_MEMBER(pbh_job_t, link, t->waiting.next);
+			pbh_job_t  *job = H2O_STRUCT_FROM_MEMBER(pbh_job_t, link, waiting->next);
 
 			h2o_linklist_unlink(&job->link);
-			t->nwaiting--;
+			t->nwaiting[conn->cls]--;
+			if (conn->cls == PBH_POOL_READ && !pool_hopeless(t, PBH_POOL_WRITE))
+			{
+				t->inflight--;
+				pbh_pool_submit(job);
+				continue;
+			}
 			job->failed = 1;
 			job->conn_lost = 1;
 			job_finish(job);
@@ -506,19 +541,20 @@ broken:
 	return -1;
 }
 
-/* hand waiting jobs to a connection with room */
+/* hand waiting jobs of its class to a connection with room */
 static void
 conn_dispatch(pbh_conn_t *conn)
 {
 	pbh_thread_t *t = conn->thread;
+	h2o_linklist_t *waiting = &t->waiting[conn->cls];
 
 	while (conn->state == CONN_READY && conn->ninflight < pbh_config.pipeline_depth &&
-		   !h2o_linklist_is_empty(&t->waiting))
+		   !h2o_linklist_is_empty(waiting))
 	{
-		pbh_job_t  *job = H2O_STRUCT_FROM_MEMBER(pbh_job_t, link, t->waiting.next);
+		pbh_job_t  *job = H2O_STRUCT_FROM_MEMBER(pbh_job_t, link, waiting->next);
 
 		h2o_linklist_unlink(&job->link);
-		t->nwaiting--;
+		t->nwaiting[conn->cls]--;
 		if (conn_send(conn, job) != 0)
 			return;
 	}
@@ -529,26 +565,27 @@ pbh_pool_submit(pbh_job_t *job)
 {
 	pbh_thread_t *t = job->thread;
 	pbh_conn_t *best = NULL;
+	int			cls = job_class(t, job);
 
 	t->inflight++;
-	for (int i = 0; i < pbh_config.connections; i++)
+	for (int i = 0; i < pool_size(); i++)
 	{
 		pbh_conn_t *c = &t->conns[i];
 
-		if (c->state == CONN_READY && c->ninflight < pbh_config.pipeline_depth &&
+		if (c->cls == cls && c->state == CONN_READY && c->ninflight < pbh_config.pipeline_depth &&
 			(best == NULL || c->ninflight < best->ninflight))
 			best = c;
 	}
 	if (best == NULL &&
-		(t->nwaiting >= pbh_config.queue_limit || pool_hopeless(t) || pbh_stopping))
+		(t->nwaiting[cls] >= pbh_config.queue_limit || pool_hopeless(t, cls) || pbh_stopping))
 	{
 		job->failed = 1;
 		job->conn_lost = 1;
 		job_finish(job);
 		return;
 	}
-	h2o_linklist_insert(&t->waiting, &job->link);
-	t->nwaiting++;
+	h2o_linklist_insert(&t->waiting[cls], &job->link);
+	t->nwaiting[cls]++;
 	if (best != NULL)
 		conn_dispatch(best);
 }
@@ -556,7 +593,7 @@ pbh_pool_submit(pbh_job_t *job)
 int
 pbh_pool_ready(pbh_thread_t *t)
 {
-	for (int i = 0; i < pbh_config.connections; i++)
+	for (int i = 0; i < pool_size(); i++)
 		if (t->conns[i].state == CONN_READY)
 			return 1;
 	return 0;
@@ -565,15 +602,17 @@ pbh_pool_ready(pbh_thread_t *t)
 void
 pbh_pool_init(pbh_thread_t *t)
 {
-	h2o_linklist_init_anchor(&t->waiting);
+	for (int cls = 0; cls < PBH_POOL_CLASSES; cls++)
+		h2o_linklist_init_anchor(&t->waiting[cls]);
 	h2o_timeout_init(t->ctx.loop, &t->retry_timeout, 1000);
-	t->conns = calloc(pbh_config.connections, sizeof(pbh_conn_t));
-	for (int i = 0; i < pbh_config.connections; i++)
+	t->conns = calloc(pool_size(), sizeof(pbh_conn_t));
+	for (int i = 0; i < pool_size(); i++)
 	{
 		pbh_conn_t *c = &t->conns[i];
 
 		c->thread = t;
 		c->index = i;
+		c->cls = i < pbh_config.connections ? PBH_POOL_WRITE : PBH_POOL_READ;
 		c->state = CONN_DOWN;
 		c->prepared = calloc(pbh_nstmts(), 1);
 		h2o_linklist_init_anchor(&c->inflight);
@@ -585,7 +624,7 @@ pbh_pool_init(pbh_thread_t *t)
 void
 pbh_pool_close(pbh_thread_t *t)
 {
-	for (int i = 0; i < pbh_config.connections; i++)
+	for (int i = 0; i < pool_size(); i++)
 	{
 		pbh_conn_t *c = &t->conns[i];
 

@@ -13,6 +13,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes ();
+use HTTP::Tiny;
+use POSIX ();
 use PgbankTest;
 use PgbankHttp;
 
@@ -58,5 +61,61 @@ is($st, 401, 'an anonymous login after a failed customer request is denied norma
 is($st, 200, 'and the customer still reads the account');
 
 is($h->stop_server, 0, 'the server stops cleanly on SIGTERM');
+
+# A read never waits in a pipeline behind a write that waits for a lock:
+# read-only routes have their own connections (--read-connections).  A
+# session holds the customer's account FOR UPDATE for two seconds; a transfer
+# from it waits on the one general connection; a read meanwhile is answered
+# at once.  With no read connections it queues behind the transfer (the
+# behaviour the split exists to avoid, measured here so that the test
+# above would fail without it).
+my $acct2;
+for my $reads (1, 0)
+{
+	$h->start_server('--threads', '1', '--connections', '1', '--pipeline-depth', '4',
+		'--read-connections', $reads, '--lock-timeout', '10000');
+	if (!defined $acct2)
+	{
+		($st, $d) = $h->request('POST', '/v1/accounts', headers => PgbankHttp::bearer($a->{token}),
+			body => { type => 'checking', name => 'b', currency => 'USD' });
+		$acct2 = $d->{id} // die "open a second account: $st";
+	}
+	my $locker = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
+		  "BEGIN; SELECT 1 FROM bank.accounts WHERE id = $acct FOR UPDATE; SELECT pg_sleep(2); COMMIT;" ],
+		'>', \my $lout, '2>', \my $lerr);
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE; SELECT pg_sleep(2)%' AND pid <> pg_backend_pid()")
+	  or die 'the locking session did not start';
+	my $writer = fork();
+	if ($writer == 0)
+	{
+		my $r = HTTP::Tiny->new(timeout => 30)->request('POST', $h->url . '/v1/transfers',
+			{ headers => { Authorization => "Bearer $a->{token}", 'Idempotency-Key' => "hol-$reads",
+				'Content-Type' => 'application/json' },
+			  content => qq({"from_account": $acct, "to_account": $acct2, "amount": "1.00"}) });
+		POSIX::_exit($r->{status} == 422 ? 0 : 1);    # no END blocks: they stop the node
+	}
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = 'bank_gateway'")
+	  or die 'the transfer did not wait for the lock';
+	my $t0 = [ Time::HiRes::gettimeofday() ];
+	($st, $d) = $h->request('GET', '/v1/accounts', headers => PgbankHttp::bearer($a->{token}));
+	my $took = Time::HiRes::tv_interval($t0);
+	is($st, 200, "read-connections $reads: the read is answered");
+	if ($reads)
+	{
+		cmp_ok($took, '<', 1.0, "read-connections 1: the read does not wait for the blocked transfer (${took}s)");
+	}
+	else
+	{
+		cmp_ok($took, '>', 0.5, "read-connections 0: the read queues behind the blocked transfer (${took}s)");
+	}
+	waitpid($writer, 0);
+	is($? >> 8, 0, "read-connections $reads: the transfer ends once the lock is gone (declined: no funds)");
+	$locker->finish;
+	is($h->stop_server, 0, "read-connections $reads: the server stops cleanly");
+}
+
 $node->stop;
 done_testing();
