@@ -46,7 +46,8 @@
 #   * HTTP (when shim/pgbank-http is built and wrk is installed): 100 more
 #     customers register and log in through the API (bench/http_setup.sql),
 #     each with a funded account and an access token; pgbank-http runs with
-#     2 threads and HTTP_CONNS database connections per thread; wrk (-t 2,
+#     2 threads, HTTP_CONNS database connections per thread and
+#     HTTP_READ_CONNS more for the read-only route; wrk (-t 2,
 #     --latency, $BENCH_SECONDS s) at 16 and 64 connections runs
 #     POST /v1/transfers (bench/http_transfer.lua: a random customer's
 #     token, 1.00 to another random customer, a unique Idempotency-Key) and
@@ -345,6 +346,7 @@ done
 declare -A HREQ HP50 HP99 HNON2XX
 HORDER=()
 HTTP_CONNS=${BENCH_HTTP_CONNS:-8}
+HTTP_READ_CONNS=${BENCH_HTTP_READ_CONNS:-2}
 SHIM=$ROOT/shim/pgbank-http
 HTTP_PID=""
 
@@ -398,6 +400,7 @@ if [[ -x $SHIM ]] && command -v wrk >/dev/null 2>&1; then
     chmod 600 "$WORK/jwt_secret"
     HTTP_PORT=$(pgb_free_port)
     "$SHIM" --listen 127.0.0.1 --port "$HTTP_PORT" --threads "$THREADS" --connections "$HTTP_CONNS" \
+        --read-connections "$HTTP_READ_CONNS" \
         --dsn "host=127.0.0.1 port=$PORT user=bank_gateway dbname=bank" \
         --jwt-secret-file "$WORK/jwt_secret" >"$WORK/pgbank-http.log" 2>&1 &
     HTTP_PID=$!
@@ -494,7 +497,7 @@ EOF
 
 if [[ $HTTP_RAN = 1 ]]; then
     echo
-    echo "=== pgbank-http: wrk -t $THREADS --latency, ${T}s per run, server: $THREADS threads x $HTTP_CONNS database connections"
+    echo "=== pgbank-http: wrk -t $THREADS --latency, ${T}s per run, server: $THREADS threads x ($HTTP_CONNS + $HTTP_READ_CONNS read-only) database connections"
     printf '%-24s %7s %9s %7s %7s %8s %8s\n' workload conns "req/s" "p50 ms" "p99 ms" non-2xx "/SQL16"
     printf '%s\n' "$(printf '%.0s-' {1..78})"
     for key in "${HORDER[@]}"; do
