@@ -397,9 +397,8 @@ pgbank_transfer_batch(PG_FUNCTION_ARGS)
 		AuditWrite(&who, 0, "transfer.batch", "batch", NULL,
 				   psprintf("{\"items\": %d, \"posted\": %d, \"declined\": %d, \"refused\": %d}",
 							n, posted, declined, refused));
-	SPI_finish();
 
-	/* one row per item, in item order */
+	/* one row per item, in item order (their outcomes live in SPI memory) */
 	InitMaterializedSRF(fcinfo, 0);
 	for (i = 0; i < n; i++)
 	{
@@ -423,5 +422,6 @@ pgbank_transfer_batch(PG_FUNCTION_ARGS)
 		v[6] = BoolGetDatum(it->replayed);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 	}
+	SPI_finish();
 	return (Datum) 0;
 }
