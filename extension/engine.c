@@ -371,9 +371,22 @@ MovePayload(MoveRequest *req, const char *currency, int64 amount, const char *me
 					req->description ? req->description : "", metadata);
 }
 
+/* the metadata of a decline's audit row */
+static char *
+DeclineAuditMetadata(const TransferRow *t)
+{
+	return psprintf("{\"kind\": \"%s\", \"status\": \"failed\", \"from\": %lld,"
+					" \"to\": %lld, \"amount\": %lld, \"currency\": \"%s\","
+					" \"code\": \"%s\"}",
+					t->kind, (long long) t->from_account, (long long) t->to_account,
+					(long long) t->amount, t->currency, t->failure_code);
+}
+
 /*
  * Decline: record the request as a failed transfer outside this transaction,
- * then raise the decline.  Nothing was written by this transaction.
+ * then raise the decline.  Nothing was written by this transaction.  With
+ * req->decline_to set, keep it there instead and raise: the caller rolls
+ * back its subtransaction and records it with EngineRecordDecline.
  */
 void
 EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
@@ -391,17 +404,35 @@ EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 	t->failure_code = code;
 	t->failure_message = buf;
 	strlcpy(t->status, "failed", sizeof(t->status));
+	if (req->decline_to != NULL)
+	{
+		/* kept for the caller, who rolls back, then records it (a batch) */
+		MoveDecline *d = req->decline_to;
+		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(d));
+
+		d->t = *t;
+		d->t.description = t->description ? pstrdup(t->description) : NULL;
+		d->t.failure_code = pstrdup(code);
+		d->t.failure_message = pstrdup(buf);
+		d->t.metadata = (Datum) 0;
+		d->idem.scope = pstrdup(idem->scope);
+		d->idem.key = pstrdup(idem->key);
+		d->idem.fingerprint = DatumGetByteaPCopy(PointerGetDatum(idem->fingerprint));
+		d->metadata = DatumGetCString(DirectFunctionCall1(jsonb_out, req->metadata));
+		d->declined = true;
+		MemoryContextSwitchTo(old);
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("%s", buf),
+				 errdetail("Declined; recorded with the batch.")));
+	}
 	if (!req->record_decline)
 		ereport(ERROR,
 				(errcode(sqlstate),
 				 errmsg("%s", buf),
 				 errdetail("Declined; not recorded, because this transaction had written before the call.")));
 	AuditRecordInit(&audit, &req->who, 0, "transfer.declined", "transfer", NULL,
-					psprintf("{\"kind\": \"%s\", \"status\": \"failed\", \"from\": %lld,"
-							 " \"to\": %lld, \"amount\": %lld, \"currency\": \"%s\","
-							 " \"code\": \"%s\"}",
-							 t->kind, (long long) t->from_account, (long long) t->to_account,
-							 (long long) t->amount, t->currency, code));
+					DeclineAuditMetadata(t));
 	t->id = IdemRecordDecline(t, idem,
 							  DatumGetCString(DirectFunctionCall1(jsonb_out, req->metadata)),
 							  pgb_audit ? &audit : NULL);
@@ -409,6 +440,24 @@ EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 			(errcode(sqlstate),
 			 errmsg("%s", buf),
 			 errdetail("Declined; recorded as failed transfer %lld.", (long long) t->id)));
+}
+
+/*
+ * Record a decline kept by EngineDecline in this transaction: the failed
+ * transfer and its audit row, as a decline recorded outside would have.
+ * The key's lock must be held.  Returns the failed transfer's id (that of
+ * the key's transfer if one was committed meanwhile).
+ */
+int64
+EngineRecordDecline(const Principal *who, MoveDecline *d)
+{
+	bool		inserted;
+
+	d->t.id = IdemRecordDeclineHere(&d->t, &d->idem, d->metadata, &inserted);
+	if (inserted)
+		AuditWrite(who, 0, "transfer.declined", "transfer", psprintf("%lld", (long long) d->t.id),
+				   DeclineAuditMetadata(&d->t));
+	return d->t.id;
 }
 
 /* raise the decline recorded in a failed transfer (an idempotent replay) */
@@ -739,7 +788,7 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	{
 		/* the key's transfer was read with the accounts: compare, then replay */
 		CheckFingerprint(&idem, stored_fingerprint);
-		if (strcmp(out->status, "failed") == 0)
+		if (strcmp(out->status, "failed") == 0 && req->decline_to == NULL)
 			EngineRaiseRecorded(out);
 		req->replayed = true;
 		return;

@@ -142,21 +142,32 @@ copy_text(char *dst, size_t size, const char *src)
 }
 
 /*
- * Record a declined request as a failed transfer, durably and outside the
- * caller's transaction.  Returns the failed transfer's id.  Errors with
- * PB090 when no worker could record it.
+ * The failed transfer row of a decline, inserted unless its key exists:
+ * then the existing row wins.  Returns (id, inserted).
  */
-int64
-IdemRecordDecline(const TransferRow *t, const IdemKey *idem, const char *metadata,
-				  const AuditRecord *audit)
-{
-	dsm_segment *seg;
-	DeclineShared *d;
-	size_t		mlen = strlen(metadata) + 1;
-	int64		id;
+#define DECLINE_INSERT_SQL \
+	"WITH ins AS (" \
+	" INSERT INTO bank.transfers (kind, status, from_account, to_account, currency," \
+	"  amount, idempotency_scope, idempotency_key, fingerprint, description," \
+	"  metadata, reverses, failure_code, failure_message, created_at, resolved_at)" \
+	" VALUES ($1::bank.transfer_kind, 'failed', $2, $3, $4, $5, $6, $7, $8, $9," \
+	"  $10::jsonb, $11, $12, $13, $14, $14)" \
+	" ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING" \
+	" RETURNING id)" \
+	" SELECT id, true FROM ins UNION ALL" \
+	" SELECT id, false FROM bank.transfers WHERE idempotency_scope = $6" \
+	"  AND idempotency_key = $7"
+#define DECLINE_NARGS 14
+#define DECLINE_TYPES {TEXTOID, INT8OID, INT8OID, BPCHAROID, INT8OID, TEXTOID, \
+		TEXTOID, BYTEAOID, TEXTOID, TEXTOID, INT8OID, BPCHAROID, TEXTOID, TIMESTAMPTZOID}
 
-	seg = dsm_create(sizeof(DeclineShared) + mlen, 0);
-	d = dsm_segment_address(seg);
+static PgbQuery q_record_decline = {DECLINE_INSERT_SQL, DECLINE_NARGS, DECLINE_TYPES};
+
+/* a decline as it crosses to the worker (metadata follows d, mlen bytes) */
+static void
+DeclineFill(DeclineShared *d, const TransferRow *t, const IdemKey *idem,
+			const char *metadata, size_t mlen)
+{
 	memset(d, 0, sizeof(DeclineShared));
 	d->from_account = t->from_account;
 	d->to_account = t->to_account;
@@ -172,6 +183,52 @@ IdemRecordDecline(const TransferRow *t, const IdemKey *idem, const char *metadat
 	copy_text(d->failure_message, sizeof(d->failure_message), t->failure_message);
 	copy_text(d->description, sizeof(d->description), t->description);
 	memcpy((char *) (d + 1), metadata, mlen);
+}
+
+/* the parameters of DECLINE_INSERT_SQL */
+static void
+DeclineParams(const DeclineShared *d, Datum *values, char *nulls)
+{
+	memset(nulls, ' ', DECLINE_NARGS);
+	values[0] = CStringGetTextDatum(d->kind);
+	values[1] = Int64GetDatum(d->from_account);
+	values[2] = Int64GetDatum(d->to_account);
+	values[3] = DirectFunctionCall3(bpcharin, CStringGetDatum(d->currency),
+									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	values[4] = Int64GetDatum(d->amount);
+	values[5] = CStringGetTextDatum(d->scope);
+	values[6] = CStringGetTextDatum(d->key);
+	values[7] = PointerGetDatum(PgbBytea(d->fingerprint, PG_SHA256_DIGEST_LENGTH));
+	values[8] = CStringGetTextDatum(d->description);
+	if (d->description[0] == '\0')
+		nulls[8] = 'n';
+	values[9] = CStringGetTextDatum((char *) (d + 1));
+	values[10] = Int64GetDatum(d->reverses);
+	if (d->reverses == 0)
+		nulls[10] = 'n';
+	values[11] = DirectFunctionCall3(bpcharin, CStringGetDatum(d->failure_code),
+									 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	values[12] = CStringGetTextDatum(d->failure_message);
+	values[13] = TimestampTzGetDatum(d->created_at);
+}
+
+/*
+ * Record a declined request as a failed transfer, durably and outside the
+ * caller's transaction.  Returns the failed transfer's id.  Errors with
+ * PB090 when no worker could record it.
+ */
+int64
+IdemRecordDecline(const TransferRow *t, const IdemKey *idem, const char *metadata,
+				  const AuditRecord *audit)
+{
+	dsm_segment *seg;
+	DeclineShared *d;
+	size_t		mlen = strlen(metadata) + 1;
+	int64		id;
+
+	seg = dsm_create(sizeof(DeclineShared) + mlen, 0);
+	d = dsm_segment_address(seg);
+	DeclineFill(d, t, idem, metadata, mlen);
 	if (audit)
 	{
 		d->audit = true;
@@ -193,6 +250,30 @@ IdemRecordDecline(const TransferRow *t, const IdemKey *idem, const char *metadat
 }
 
 /*
+ * Record a declined request as a failed transfer in the caller's own
+ * transaction (a batch item, whose decline rests on the batch's writes and
+ * so must commit or roll back with them).  Returns the failed transfer's
+ * id; *inserted is false when the key had a transfer already (it wins).
+ * SPI must be connected.
+ */
+int64
+IdemRecordDeclineHere(const TransferRow *t, const IdemKey *idem, const char *metadata,
+					  bool *inserted)
+{
+	size_t		mlen = strlen(metadata) + 1;
+	DeclineShared *d = palloc(sizeof(DeclineShared) + mlen);
+	Datum		values[DECLINE_NARGS];
+	char		nulls[DECLINE_NARGS];
+
+	DeclineFill(d, t, idem, metadata, mlen);
+	DeclineParams(d, values, nulls);
+	if (EngineExec(&q_record_decline, values, nulls) != 1)
+		elog(ERROR, "pgbank: could not record a declined request");
+	*inserted = DatumGetBool(PgbGet(0, 2, &(bool) {false}));
+	return PgbGetInt64(0, 1);
+}
+
+/*
  * The worker: insert the failed transfer in its own transaction and commit.
  * ON CONFLICT DO NOTHING: if the key exists after all, the existing row wins
  * and its id is reported.
@@ -202,51 +283,16 @@ pgbank_decline_worker(Datum main_arg)
 {
 	dsm_segment *seg;
 	DeclineShared *d;
-	Datum		values[14];
-	char		nulls[14];
-	Oid			types[14] = {TEXTOID, INT8OID, INT8OID, BPCHAROID, INT8OID, TEXTOID,
-		TEXTOID, BYTEAOID, TEXTOID, TEXTOID, INT8OID, BPCHAROID, TEXTOID, TIMESTAMPTZOID};
-	bytea	   *fp;
+	Datum		values[DECLINE_NARGS];
+	char		nulls[DECLINE_NARGS];
+	Oid			types[DECLINE_NARGS] = DECLINE_TYPES;
 	int			rc;
 
 	d = PgbWorkerBegin(main_arg, &seg, "pgbank: recording a declined request");
-	fp = PgbBytea(d->fingerprint, PG_SHA256_DIGEST_LENGTH);
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = CStringGetTextDatum(d->kind);
-	values[1] = Int64GetDatum(d->from_account);
-	values[2] = Int64GetDatum(d->to_account);
-	values[3] = DirectFunctionCall3(bpcharin, CStringGetDatum(d->currency),
-									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-	values[4] = Int64GetDatum(d->amount);
-	values[5] = CStringGetTextDatum(d->scope);
-	values[6] = CStringGetTextDatum(d->key);
-	values[7] = PointerGetDatum(fp);
-	values[8] = CStringGetTextDatum(d->description);
-	if (d->description[0] == '\0')
-		nulls[8] = 'n';
-	values[9] = CStringGetTextDatum((char *) (d + 1));
-	values[10] = Int64GetDatum(d->reverses);
-	if (d->reverses == 0)
-		nulls[10] = 'n';
-	values[11] = DirectFunctionCall3(bpcharin, CStringGetDatum(d->failure_code),
-									 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-	values[12] = CStringGetTextDatum(d->failure_message);
-	values[13] = TimestampTzGetDatum(d->created_at);
-
+	DeclineParams(d, values, nulls);
 	engine_active = true;
-	rc = SPI_execute_with_args(
-							   "WITH ins AS ("
-							   " INSERT INTO bank.transfers (kind, status, from_account, to_account, currency,"
-							   "  amount, idempotency_scope, idempotency_key, fingerprint, description,"
-							   "  metadata, reverses, failure_code, failure_message, created_at, resolved_at)"
-							   " VALUES ($1::bank.transfer_kind, 'failed', $2, $3, $4, $5, $6, $7, $8, $9,"
-							   "  $10::jsonb, $11, $12, $13, $14, $14)"
-							   " ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING"
-							   " RETURNING id)"
-							   " SELECT id, true FROM ins UNION ALL"
-							   " SELECT id, false FROM bank.transfers WHERE idempotency_scope = $6"
-							   "  AND idempotency_key = $7",
-							   14, types, values, nulls, false, 1);
+	rc = SPI_execute_with_args(DECLINE_INSERT_SQL, DECLINE_NARGS, types, values, nulls,
+							   false, 1);
 	engine_active = false;
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pgbank: could not record a declined request");

@@ -659,31 +659,43 @@ pgbank_authenticate(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(customer);
 }
 
-PG_FUNCTION_INFO_V1(pgbank_authenticate_api_key);
-Datum
-pgbank_authenticate_api_key(PG_FUNCTION_ARGS)
+/*
+ * Find the valid API key of argument 0 (known, not revoked, not expired):
+ * its id, role and scopes in SPI_tuptable row 0, else PB043.  SPI must be
+ * connected.
+ */
+static void
+ApiKeyLookup(FunctionCallInfo fcinfo)
 {
 	char	   *key;
 	Datum		arg;
-	int64		id;
-	char	   *role;
-	char	   *scopes;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_API_KEY), errmsg("invalid API key")));
-	require_no_identity();
 	key = TextDatumGetCString(PG_GETARG_DATUM(0));
 	if (strlen(key) > 200)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_API_KEY), errmsg("invalid API key")));
-	SPI_connect();
 	arg = PointerGetDatum(AuthSha256Bytea(key));
 	if (PgbExec(&q_api_key, &arg, NULL, true, 1) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_API_KEY),
 				 errmsg("invalid API key"),
 				 errdetail("The key is unknown, revoked or expired.")));
+}
+
+PG_FUNCTION_INFO_V1(pgbank_authenticate_api_key);
+Datum
+pgbank_authenticate_api_key(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	char	   *role;
+	char	   *scopes;
+
+	require_no_identity();
+	SPI_connect();
+	ApiKeyLookup(fcinfo);
 	id = PgbGetInt64(0, 1);
 	role = PgbGetText(0, 2);
 	scopes = PgbGetText(0, 3);
@@ -701,6 +713,30 @@ pgbank_authenticate_api_key(PG_FUNCTION_ARGS)
 	snprintf(identity.scopes, sizeof(identity.scopes), ",%s,", scopes);
 	SPI_finish();
 	PG_RETURN_INT64(id);
+}
+
+/*
+ * bank.api_key_role(key): the key's id and role, for the HTTP gateway to
+ * choose the role to switch to.  It verifies like authenticate_api_key but
+ * sets no identity: the request's own transaction must still call
+ * bank.authenticate_api_key, which sees a revocation at once.
+ */
+PG_FUNCTION_INFO_V1(pgbank_api_key_role);
+Datum
+pgbank_api_key_role(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pgbank: api_key_role must return a composite type");
+	SPI_connect();
+	ApiKeyLookup(fcinfo);
+	values[0] = Int64GetDatum(PgbGetInt64(0, 1));
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(PgbGetText(0, 2)));
+	tupdesc = BlessTupleDesc(tupdesc);
+	return PgbFinishWithTuple(heap_form_tuple(tupdesc, values, nulls), tupdesc);
 }
 
 /* the customer for row-level security: NULL unless a customer token applies */

@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "common/int.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -199,4 +200,62 @@ pgbank_amount_to_minor(PG_FUNCTION_ARGS)
 	exponent = MoneyExponent(currency);
 	SPI_finish();
 	PG_RETURN_INT64(MoneyToMinor(amount, exponent));
+}
+
+/*
+ * An amount given as an integer of minor units (JSON input): positive
+ * (PB006) and at most 10^15 (PB007), like a decimal amount.
+ */
+int64
+MoneyCheckMinor(int64 minor)
+{
+	if (minor <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_AMOUNT),
+				 errmsg("amount must be positive"),
+				 errdetail("The amount was %lld minor units.", (long long) minor)));
+	if (minor > PGB_MAX_AMOUNT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_AMOUNT_OUT_OF_RANGE),
+				 errmsg("amount is out of range"),
+				 errdetail("An amount must be at most 10^15 minor units of its currency.")));
+	return minor;
+}
+
+/* the account's currency, read as the caller: under row-level security */
+static PgbQuery q_account_currency = {
+	"SELECT currency FROM bank.accounts WHERE id = $1",
+	1, {INT8OID}, NULL, true
+};
+
+/*
+ * bank.account_amount(account, minor): an integer of minor units of the
+ * account's currency as its exact amount (1050 in a USD account is 10.50),
+ * for JSON clients that send minor units to functions taking numeric.  NULL
+ * minor units give NULL.  The account is read as the caller, so an account
+ * they may not see is PB009, exactly like one that does not exist; it takes
+ * no lock and records nothing (the function the amount is for does).
+ */
+PG_FUNCTION_INFO_V1(pgbank_account_amount);
+Datum
+pgbank_account_amount(PG_FUNCTION_ARGS)
+{
+	int64		minor;
+	Datum		arg;
+	int			exponent;
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	minor = MoneyCheckMinor(PG_GETARG_INT64(1));
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_ACCOUNT_NOT_FOUND),
+				 errmsg("the account of the amount does not exist")));
+	arg = PG_GETARG_DATUM(0);
+	SPI_connect();
+	if (PgbExec(&q_account_currency, &arg, NULL, true, 1) != 1)
+		AccountNotFound(PG_GETARG_INT64(0));
+	exponent = MoneyExponent(PgbGetText(0, 1));
+	SPI_finish();
+	PG_RETURN_NUMERIC(MoneyFromMinor(minor, exponent));
 }

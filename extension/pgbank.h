@@ -18,6 +18,7 @@
  *	credentials.c	registration, logins, TOTP, refresh tokens, API keys, KYC
  *	pii.c			personal data: per-customer keys, masking, erasure, export
  *	audit.c			the one way to write an audit row
+ *	batch.c			transfer batches: one subtransaction per item
  *
  * Locking rules (kept by engine.c, relied on everywhere):
  *	- An account row is locked FOR NO KEY UPDATE only by a leg that checks
@@ -43,6 +44,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "common/cryptohash.h"
+#include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -129,6 +131,7 @@ extern int64 MoneySettlementAccount(const char *currency);
 extern int64 MoneyToMinor(Numeric amount, int exponent);
 extern Numeric MoneyFromMinor(int64 minor, int exponent);
 extern Datum MoneyDatum(int64 minor, int exponent);
+extern int64 MoneyCheckMinor(int64 minor);
 
 /* idempotency.c */
 typedef struct IdemKey
@@ -145,6 +148,8 @@ struct TransferRow;
 struct AuditRecord;
 extern int64 IdemRecordDecline(const struct TransferRow *t, const IdemKey *idem,
 							   const char *metadata, const struct AuditRecord *audit);
+extern int64 IdemRecordDeclineHere(const struct TransferRow *t, const IdemKey *idem,
+								   const char *metadata, bool *inserted);
 
 /* engine.c */
 typedef struct TransferRow
@@ -169,6 +174,20 @@ typedef struct TransferRow
 	TimestampTz resolved_at;	/* 0 when NULL */
 } TransferRow;
 
+/*
+ * A decline kept for the caller to record in its own transaction, after
+ * rolling back the subtransaction it happened in (bank.transfer_batch): the
+ * failed transfer as it would be recorded, its key and metadata, copied
+ * into the memory context the struct was allocated in.
+ */
+typedef struct MoveDecline
+{
+	bool		declined;
+	TransferRow t;
+	IdemKey		idem;
+	char	   *metadata;
+} MoveDecline;
+
 /* what a transfer request asks for, before any row exists */
 typedef struct MoveRequest
 {
@@ -187,6 +206,8 @@ typedef struct MoveRequest
 	bool		record_decline; /* set by the engine */
 	bool		replayed;		/* set by the engine: the key's transfer returned */
 	Principal	who;			/* who asks (AuthCaller) */
+	MoveDecline *decline_to;	/* set: a decline is kept here, not recorded, and a
+								 * replayed decline is returned, not raised */
 } MoveRequest;
 
 /* an account locked FOR NO KEY UPDATE and folded by EngineLockFold */
@@ -226,6 +247,7 @@ extern void EngineForgetQueued(void);
 extern void EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 						  int sqlstate, const char *fmt,...) pg_attribute_printf(5, 6);
 extern void EngineRaiseRecorded(const TransferRow *t);
+extern int64 EngineRecordDecline(const Principal *who, MoveDecline *d);
 
 
 extern void AuthCaller(const char *action, Principal *p);
@@ -296,5 +318,9 @@ extern void CustomerNotFound(int64 id) pg_attribute_noreturn();
 extern void AccountRequireVisible(int64 id);
 extern int64 CustomerArg(const Principal *who, FunctionCallInfo fcinfo, int arg);
 extern Datum AccountInfoDatum(FunctionCallInfo fcinfo, int64 account);
+
+/* transfer.c */
+extern void AuditTransfer(const Principal *who, const char *action, const TransferRow *t);
+extern Datum TransferMetadata(Jsonb *jb);
 
 #endif							/* PGBANK_H */

@@ -44,6 +44,8 @@
 #define ERRCODE_PGB_INVALID_ARGUMENT		PGB_SQLSTATE('0', '2', '3')
 #define ERRCODE_PGB_EMAIL_TAKEN				PGB_SQLSTATE('0', '2', '4')
 #define ERRCODE_PGB_ISOLATION				PGB_SQLSTATE('0', '2', '5')
+#define ERRCODE_PGB_INVALID_BATCH			PGB_SQLSTATE('0', '2', '6')
+#define ERRCODE_PGB_BATCH_TOO_LARGE			PGB_SQLSTATE('0', '2', '7')
 /* the database refusing a write that breaks an invariant */
 #define ERRCODE_PGB_IMMUTABLE				PGB_SQLSTATE('0', '3', '0')
 #define ERRCODE_PGB_INVALID_TRANSITION		PGB_SQLSTATE('0', '3', '1')

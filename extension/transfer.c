@@ -75,22 +75,25 @@ MoveFromArgs(FunctionCallInfo fcinfo, MoveRequest *req, int amount_arg, int key_
 		req->description = TextDatumGetCString(PG_GETARG_DATUM(description_arg));
 		PgbCheckLength("description", req->description, 0, PGB_MAX_TEXT_CHARS);
 	}
-	if (!PG_ARGISNULL(metadata_arg))
-	{
-		Jsonb	   *jb = PG_GETARG_JSONB_P(metadata_arg);
+	req->metadata = TransferMetadata(PG_ARGISNULL(metadata_arg) ? NULL :
+									 PG_GETARG_JSONB_P(metadata_arg));
+}
 
-		if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
-			ereport(ERROR,
-					(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
-					 errmsg("metadata must be a JSON object")));
-		if (VARSIZE(jb) > 8192)
-			ereport(ERROR,
-					(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
-					 errmsg("metadata must be at most 8 kB")));
-		req->metadata = JsonbPGetDatum(jb);
-	}
-	else
-		req->metadata = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+/* a transfer's metadata: a JSON object of at most 8 kB (PB023); NULL is {} */
+Datum
+TransferMetadata(Jsonb *jb)
+{
+	if (jb == NULL)
+		return DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
+				 errmsg("metadata must be a JSON object")));
+	if (VARSIZE(jb) > 8192)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
+				 errmsg("metadata must be at most 8 kB")));
+	return JsonbPGetDatum(jb);
 }
 
 static int64
@@ -106,7 +109,7 @@ AccountArg(FunctionCallInfo fcinfo, int arg, const char *name)
  * The audit row of a money movement: the transfer as it now stands (kind,
  * status, accounts, amount in minor units, currency).
  */
-static void
+void
 AuditTransfer(const Principal *who, const char *action, const TransferRow *t)
 {
 	AuditWrite(who, 0, action, "transfer", psprintf("%lld", (long long) t->id),
@@ -431,4 +434,98 @@ pgbank_fold_account(PG_FUNCTION_ARGS)
 	EngineAssertSettled();
 	SPI_finish();
 	PG_RETURN_BOOL(folded);
+}
+
+/* ---------------------------------------------------------------------
+ * Reads: a transfer, an account's transfers (as the caller, under RLS)
+ * ---------------------------------------------------------------------
+ */
+
+/* a transfer as bank.transfer_info, from the table as the caller sees it */
+#define TRANSFER_INFO_SELECT \
+	"SELECT t.id, t.kind, t.status, t.from_account, t.to_account, t.currency," \
+	" bank.minor_to_amount(t.amount, c.exponent), bank.minor_to_amount(t.posted_amount, c.exponent)," \
+	" t.description::text, t.metadata::jsonb, t.reverses, t.failure_code::text, t.failure_message," \
+	" t.created_at, t.posted_at, t.expires_at, t.resolved_at" \
+	" FROM bank.transfers t JOIN bank.currencies c ON c.code = t.currency"
+
+static PgbQuery q_get_transfer = {
+	TRANSFER_INFO_SELECT " WHERE t.id = $1",
+	1, {INT8OID}, NULL, true
+};
+
+/*
+ * The transfers that touch an account, newest first, below a keyset bound:
+ * posted ones through their legs (entries and pending legs, both indexed by
+ * account), holds through their own indexes, and declines (failed, no legs)
+ * through the partial indexes on failed transfers, for the account that
+ * attempted them and the one they were for.
+ */
+static PgbQuery q_list_transfers = {
+	TRANSFER_INFO_SELECT
+	" WHERE t.id IN ("
+	"  SELECT e.transfer_id FROM bank.entries e WHERE e.account_id = $1 AND e.transfer_id < $2"
+	"  UNION SELECT l.transfer_id FROM bank.pending_legs l WHERE l.account_id = $1 AND l.transfer_id < $2"
+	"  UNION SELECT h.id FROM bank.transfers h"
+	"   WHERE h.from_account = $1 AND h.expires_at IS NOT NULL AND h.id < $2"
+	"  UNION SELECT h.id FROM bank.transfers h"
+	"   WHERE h.to_account = $1 AND h.expires_at IS NOT NULL AND h.id < $2"
+	"  UNION SELECT f.id FROM bank.transfers f"
+	"   WHERE f.from_account = $1 AND f.status = 'failed' AND f.id < $2"
+	"  UNION SELECT f.id FROM bank.transfers f"
+	"   WHERE f.to_account = $1 AND f.status = 'failed' AND f.id < $2)"
+	" ORDER BY t.id DESC LIMIT $3",
+	3, {INT8OID, INT8OID, INT4OID}, NULL, true
+};
+
+/*
+ * bank.get_transfer(id): read as the caller, so a customer sees a transfer
+ * only when it touches one of their accounts, and another customer's is
+ * PB010 exactly like one that does not exist.
+ */
+PG_FUNCTION_INFO_V1(pgbank_get_transfer);
+Datum
+pgbank_get_transfer(PG_FUNCTION_ARGS)
+{
+	Datum		arg = PG_GETARG_DATUM(0);
+	Principal	who;
+
+	AuthCaller("get_transfer", &who);
+	SPI_connect();
+	if (PgbExec(&q_get_transfer, &arg, NULL, true, 1) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_TRANSFER_NOT_FOUND),
+				 errmsg("transfer %lld does not exist", (long long) PG_GETARG_INT64(0))));
+	return PgbReturnRow(fcinfo);
+}
+
+/*
+ * bank.list_transfers(account, before_id, limit): the account's transfers
+ * with id below before_id (all when NULL), newest first, at most limit
+ * (1 to 1000).  The account must be visible to the caller (PB009); the
+ * transfers are read as the caller too.
+ */
+PG_FUNCTION_INFO_V1(pgbank_list_transfers);
+Datum
+pgbank_list_transfers(PG_FUNCTION_ARGS)
+{
+	static const char *const names[] = {"account"};
+	int32		limit = PG_ARGISNULL(2) ? 50 : PG_GETARG_INT32(2);
+	Datum		v[3];
+	Principal	who;
+
+	PgbRequireArgs(fcinfo, 1, names);
+	AuthCaller("list_transfers", &who);
+	if (limit < 1 || limit > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("limit must be between 1 and 1000")));
+	v[0] = PG_GETARG_DATUM(0);
+	v[1] = Int64GetDatum(PG_ARGISNULL(1) ? PG_INT64_MAX : PG_GETARG_INT64(1));
+	v[2] = Int32GetDatum(limit);
+	SPI_connect();
+	AccountRequireVisible(PG_GETARG_INT64(0));
+	PgbExec(&q_list_transfers, v, NULL, true, 0);
+	PgbMaterialize(fcinfo);
+	SPI_finish();
+	return (Datum) 0;
 }

@@ -22,6 +22,14 @@
  *	  400 naming it; so is a missing or mistyped one.
  *	- Serialization failures and deadlocks are retried (the whole pipeline,
  *	  which rolled back) at most pbh_config.retries times, then 503.
+ *	- An API key acts as its own role.  The role comes from a per-thread
+ *	  cache (key's SHA-256 -> role, for --api-key-cache seconds), so the
+ *	  common request is still one round trip; on a miss, one statement
+ *	  first asks bank.api_key_role (as the gateway, before any role
+ *	  switch), then the request's pipeline follows: two round trips.  The
+ *	  cache decides only which role to switch to: every request's own
+ *	  transaction still runs bank.authenticate_api_key, so a revoked or
+ *	  expired key is refused at once (401), and its entry is dropped.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +40,7 @@
 #include <sys/time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/sha.h>
 
 #include "pgbank_http.h"
 
@@ -45,7 +54,6 @@ static const struct
 }			role_names[] = {
 	{PBH_ROLE_ANON, "bank_anon"},
 	{PBH_ROLE_CUSTOMER, "bank_customer"},
-	/* staff, in the order an API key tries them */
 	{PBH_ROLE_SERVICE, "bank_service"},
 	{PBH_ROLE_TELLER, "bank_teller"},
 	{PBH_ROLE_AUDITOR, "bank_auditor"},
@@ -59,9 +67,87 @@ typedef struct st_pbh_request_t
 	h2o_req_t  *req;
 	const pbh_route_t *route;
 	int			api_key;
-	unsigned	roles_left;		/* staff roles an API key may still try */
+	int			key_lookup;		/* the job is bank.api_key_role, not the request */
+	unsigned char key_hash[SHA256_DIGEST_LENGTH];
 	const char **begin_params;
+	int			ctx_stmt;		/* PBH_STMT_AUTH_TOKEN, _AUTH_KEY or _CONTEXT */
+	const char **ctx_params;	/* the credential first, if any */
+	int			nctx_params;
+	const char **args;
 } pbh_request_t;
+
+/* ---------------------------------------------------------------------
+ * API keys: their roles, cached per thread
+ * ---------------------------------------------------------------------
+ */
+#define KEY_CACHE_SIZE 256
+
+typedef struct st_pbh_key_cache_entry_t
+{
+	unsigned char hash[SHA256_DIGEST_LENGTH];
+	unsigned	role;			/* PBH_ROLE_*; 0: empty */
+	time_t		expires;
+} pbh_key_cache_entry_t;
+
+/* direct-mapped on the hash's first bytes; a thread's own, no locking */
+static __thread pbh_key_cache_entry_t key_cache[KEY_CACHE_SIZE];
+
+static pbh_key_cache_entry_t *
+key_cache_slot(const unsigned char *hash)
+{
+	return &key_cache[(hash[0] | (hash[1] << 8)) % KEY_CACHE_SIZE];
+}
+
+/* the cached role of a key's hash, 0 when unknown or stale */
+static unsigned
+key_cache_get(const unsigned char *hash)
+{
+	pbh_key_cache_entry_t *e = key_cache_slot(hash);
+
+	if (e->role != 0 && e->expires > time(NULL) &&
+		memcmp(e->hash, hash, SHA256_DIGEST_LENGTH) == 0)
+		return e->role;
+	return 0;
+}
+
+static void
+key_cache_put(const unsigned char *hash, unsigned role)
+{
+	pbh_key_cache_entry_t *e = key_cache_slot(hash);
+
+	if (pbh_config.api_key_cache <= 0)
+		return;
+	memcpy(e->hash, hash, SHA256_DIGEST_LENGTH);
+	e->role = role;
+	e->expires = time(NULL) + pbh_config.api_key_cache;
+}
+
+static void
+key_cache_drop(const unsigned char *hash)
+{
+	pbh_key_cache_entry_t *e = key_cache_slot(hash);
+
+	if (memcmp(e->hash, hash, SHA256_DIGEST_LENGTH) == 0)
+		e->role = 0;
+}
+
+static unsigned
+role_bit(const char *name)
+{
+	for (size_t i = 0; i < NROLES; i++)
+		if (strcmp(role_names[i].name, name) == 0)
+			return role_names[i].bit;
+	return 0;
+}
+
+static const char *
+role_name(unsigned bit)
+{
+	for (size_t i = 0; i < NROLES; i++)
+		if (role_names[i].bit == bit)
+			return role_names[i].name;
+	return NULL;
+}
 
 static char stmt_timeout_text[16];
 static char lock_timeout_text[16];
@@ -96,6 +182,8 @@ reason(int status)
 			return "Conflict";
 		case 410:
 			return "Gone";
+		case 413:
+			return "Content Too Large";
 		case 415:
 			return "Unsupported Media Type";
 		case 422:
@@ -432,6 +520,32 @@ arg_value(h2o_req_t *req, const pbh_arg_t *a, const char *text, const pbh_json_m
 				if (m->type != PBH_JSON_ARRAY || !m->all_strings)
 					goto wrong_type;
 				return h2o_strdup(&req->pool, m->raw, m->raw_len).base;
+			case PBH_T_ARRAY:
+				if (m->type != PBH_JSON_ARRAY)
+					goto wrong_type;
+				/* the database would read 1e3 as 1000: no exponents in amounts */
+				if (m->exponent)
+				{
+					*sent = 1;
+					bad_request(req, "invalid_amount",
+								"%s holds a number in exponent form; amounts are decimal strings or integers of minor units",
+								a->name);
+					return NULL;
+				}
+				return h2o_strdup(&req->pool, m->raw, m->raw_len).base;
+			case PBH_T_AMOUNT:
+				/* an integer is minor units: the PBH_T_MINOR argument takes it */
+				if (m->type == PBH_JSON_NUMBER && m->is_integer)
+					return NULL;
+				if (m->type != PBH_JSON_STRING)
+					goto wrong_type;
+				v = m->str;
+				break;
+			case PBH_T_MINOR:
+				if (m->type != PBH_JSON_NUMBER || !m->is_integer)
+					return NULL;
+				v = h2o_strdup(&req->pool, m->raw, m->raw_len).base;
+				break;
 			default:
 				if (m->type != PBH_JSON_STRING)
 					goto wrong_type;
@@ -457,11 +571,21 @@ arg_value(h2o_req_t *req, const pbh_arg_t *a, const char *text, const pbh_json_m
 			break;
 		case PBH_T_AMOUNT:
 			if (!amount_ok(v))
+				goto wrong_type;
+			break;
+		case PBH_T_MINOR:
+			/* exact: the text goes to the database as a bigint */
+			if (v[0] == '-' || strcmp(v, "0") == 0)
 			{
 				*sent = 1;
-				bad_request(req, "invalid_amount",
-							"%s must be a decimal string of the currency's units, such as \"10.50\"",
-							a->name);
+				bad_request(req, "invalid_amount", "%s must be positive", a->name);
+				return NULL;
+			}
+			if (strlen(v) > 16)
+			{
+				*sent = 1;
+				bad_request(req, "amount_out_of_range",
+							"%s must be at most 10^15 minor units", a->name);
 				return NULL;
 			}
 			break;
@@ -497,7 +621,8 @@ wrong_type:
 	if (a->type == PBH_T_AMOUNT)
 	{
 		bad_request(req, "invalid_amount",
-					"%s must be a decimal string of the currency's units, such as \"10.50\"", a->name);
+					"%s must be a decimal string of the currency's units, such as \"10.50\", "
+					"or an integer of minor units, such as 1050", a->name);
 		return NULL;
 	}
 	{
@@ -505,6 +630,7 @@ wrong_type:
 			a->type == PBH_T_INT ? "an integer" :
 			a->type == PBH_T_OBJECT ? "a JSON object" :
 			a->type == PBH_T_STRINGS ? "an array of strings" :
+			a->type == PBH_T_ARRAY ? "an array" :
 			a->type == PBH_T_ENUM ? "one of the allowed values" : "a string";
 		char	   *msg = h2o_mem_alloc_pool(&req->pool, 256);
 
@@ -519,6 +645,41 @@ wrong_type:
  * ---------------------------------------------------------------------
  */
 
+/* the request's pipeline: role switch, credential and context, the route */
+static void
+submit_request(pbh_request_t *r)
+{
+	pbh_job_t  *job = &r->job;
+
+	r->key_lookup = 0;
+	job->tries = 0;
+	job->stmts[0] = PBH_STMT_BEGIN;
+	job->nparams[0] = 4;
+	job->params[0] = r->begin_params;
+	job->stmts[1] = r->ctx_stmt;
+	job->nparams[1] = r->nctx_params;
+	job->params[1] = r->ctx_params;
+	job->stmts[2] = PBH_STMT_FIXED + r->route->index;
+	job->nparams[2] = r->route->nargs;
+	job->params[2] = r->args;
+	job->nstmts = 3;
+	pbh_pool_submit(job);
+}
+
+/* an API key not in the cache: ask the database for its role first */
+static void
+submit_key_lookup(pbh_request_t *r)
+{
+	pbh_job_t  *job = &r->job;
+
+	r->key_lookup = 1;
+	job->stmts[0] = PBH_STMT_KEY_ROLE;
+	job->nparams[0] = 1;
+	job->params[0] = &r->ctx_params[0];
+	job->nstmts = 1;
+	pbh_pool_submit(job);
+}
+
 static void
 on_done(pbh_job_t *job)
 {
@@ -527,6 +688,25 @@ on_done(pbh_job_t *job)
 	const pbh_route_t *route = r->route;
 	const pbh_error_t *e;
 
+	if (r->key_lookup && !job->failed)
+	{
+		unsigned	bit = job->value[0] ? role_bit(job->value[0]) : 0;
+
+		if (bit == 0)
+		{
+			pbh_problem_send(req, 500, "internal", "Internal error", NULL);
+			return;
+		}
+		key_cache_put(r->key_hash, bit);
+		if (!(route->roles & bit))
+		{
+			forbidden(req, "This API key's role may not use this route.");
+			return;
+		}
+		r->begin_params[0] = role_name(bit);
+		submit_request(r);
+		return;
+	}
 	if (job->failed)
 	{
 		if (job->conn_lost)
@@ -541,19 +721,10 @@ on_done(pbh_job_t *job)
 			pbh_pool_submit(job);
 			return;
 		}
-		/* an API key bound to another staff role: try the route's next one */
-		if (r->api_key && strcmp(job->sqlstate, "PB042") == 0 && job->failed_stmt == 1 &&
-			r->roles_left != 0)
-		{
-			for (size_t i = 0; i < NROLES; i++)
-				if (r->roles_left & role_names[i].bit)
-				{
-					r->roles_left &= ~role_names[i].bit;
-					r->begin_params[0] = role_names[i].name;
-					pbh_pool_submit(job);
-					return;
-				}
-		}
+		/* a key the database refused (revoked, expired) is forgotten */
+		if (r->api_key && (strcmp(job->sqlstate, "PB043") == 0 ||
+						   strcmp(job->sqlstate, "PB042") == 0))
+			key_cache_drop(r->key_hash);
 		e = pbh_error_for_sqlstate(job->sqlstate);
 		if (e->status == 401)
 			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
@@ -692,8 +863,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	pbh_job_t  *job;
 	const char *credential = NULL;
 	const char *role = NULL;
-	unsigned	staff = 0;
 	int			api_key = 0;
+	unsigned char key_hash[SHA256_DIGEST_LENGTH];
 	pbh_qparam_t qp[MAX_QUERY_PARAMS];
 	int			nq = 0;
 	pbh_json_member_t *members = NULL;
@@ -768,27 +939,18 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		else if (ki != -1)
 		{
 			h2o_iovec_t v = req->headers.entries[ki].value;
-			const char *want = header_text(req, "x-pgbank-role");
+			unsigned	bit;
 
 			if (!pbh_api_key_shape_ok(v.base, v.len))
 				return unauthorized(req, "ApiKey", "invalid_api_key", "The API key is malformed.");
-			staff = route->roles & PBH_ROLES_STAFF;
-			if (staff == 0)
+			if (!(route->roles & PBH_ROLES_STAFF))
 				return forbidden(req, "API keys may not use this route.");
-			for (size_t i = 0; i < NROLES; i++)
-			{
-				if (!(staff & role_names[i].bit))
-					continue;
-				if (want == NULL ? role == NULL : strcmp(want, role_names[i].name) == 0)
-				{
-					role = role_names[i].name;
-					staff &= ~role_names[i].bit;
-				}
-			}
-			if (role == NULL)
-				return forbidden(req, "X-Pgbank-Role names a role this route does not allow.");
-			if (want != NULL)
-				staff = 0;		/* the client chose: no other role is tried */
+			SHA256((const unsigned char *) v.base, v.len, key_hash);
+			/* a cached role: checked here; unknown: asked below (role NULL) */
+			bit = key_cache_get(key_hash);
+			if (bit != 0 && !(route->roles & bit))
+				return forbidden(req, "This API key's role may not use this route.");
+			role = bit ? role_name(bit) : NULL;
 			credential = h2o_strdup(&req->pool, v.base, v.len).base;
 			api_key = 1;
 		}
@@ -868,7 +1030,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->req = req;
 	r->route = route;
 	r->api_key = api_key;
-	r->roles_left = staff;
+	if (api_key)
+		memcpy(r->key_hash, key_hash, sizeof(key_hash));
 	job = &r->job;
 	job->thread = t;
 	job->read_only = route->read_only;
@@ -880,9 +1043,6 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->begin_params[1] = stmt_timeout_text;
 	r->begin_params[2] = lock_timeout_text;
 	r->begin_params[3] = route->read_only ? "on" : "off";
-	job->stmts[0] = PBH_STMT_BEGIN;
-	job->nparams[0] = 4;
-	job->params[0] = r->begin_params;
 
 	ctx_params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * 4);
 	{
@@ -894,16 +1054,16 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		ctx_params[n++] = rid;
 		ctx_params[n++] = client_addr(req);
 		ctx_params[n++] = user_agent(req);
-		job->stmts[1] = credential == NULL ? PBH_STMT_CONTEXT :
+		r->ctx_stmt = credential == NULL ? PBH_STMT_CONTEXT :
 			api_key ? PBH_STMT_AUTH_KEY : PBH_STMT_AUTH_TOKEN;
-		job->nparams[1] = n;
-		job->params[1] = ctx_params;
+		r->ctx_params = ctx_params;
+		r->nctx_params = n;
 	}
-	job->stmts[2] = PBH_STMT_FIXED + route->index;
-	job->nparams[2] = route->nargs;
-	job->params[2] = args;
-	job->nstmts = 3;
-	pbh_pool_submit(job);
+	r->args = args;
+	if (role == NULL)
+		submit_key_lookup(r);
+	else
+		submit_request(r);
 	return 0;
 }
 

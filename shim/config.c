@@ -73,6 +73,8 @@ static const pbh_option_t options[] = {
 	"comma-separated origins allowed by CORS (exact match; none by default)"},
 	{"access-log", "PGBANK_HTTP_ACCESS_LOG", OPT_BOOL, "0", 0, 1,
 	"1: one JSON line per request on stdout"},
+	{"api-key-cache", "PGBANK_HTTP_API_KEY_CACHE", OPT_INT, "30", 0, 3600,
+	"seconds an API key's role is remembered (0: ask the database every time)"},
 	{"read-connections", "PGBANK_HTTP_READ_CONNECTIONS", OPT_INT, "2", 0, 256,
 	"more database connections per thread, for read-only routes only"},
 };
@@ -235,6 +237,9 @@ apply(size_t i, const char *value, char *err, size_t errlen)
 			pbh_config.access_log = (int) v;
 			break;
 		case 18:
+			pbh_config.api_key_cache = (int) v;
+			break;
+		case 19:
 			pbh_config.read_connections = (int) v;
 			break;
 	}

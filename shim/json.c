@@ -28,6 +28,7 @@ typedef struct st_pbh_json_parser_t
 	const char *p;
 	const char *end;
 	const char *err;
+	int			exponents;		/* numbers with an exponent seen so far */
 } pbh_json_parser_t;
 
 static void
@@ -202,6 +203,7 @@ parse_number(pbh_json_parser_t *ps, int *is_integer)
 	if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E'))
 	{
 		*is_integer = 0;
+		ps->exponents++;
 		ps->p++;
 		if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
 			ps->p++;
@@ -348,7 +350,7 @@ int
 pbh_json_parse_object(h2o_mem_pool_t *pool, const char *s, size_t len,
 					  pbh_json_member_t **members, size_t *count, const char **err)
 {
-	pbh_json_parser_t ps = {pool, s, s + len, NULL};
+	pbh_json_parser_t ps = {pool, s, s + len, NULL, 0};
 	pbh_json_member_t *out = h2o_mem_alloc_pool(pool, sizeof(*out) * MAX_MEMBERS);
 	size_t		n = 0,
 				i;
@@ -391,8 +393,13 @@ pbh_json_parse_object(h2o_mem_pool_t *pool, const char *s, size_t len,
 				fail(&ps, "too many members");
 				break;
 			}
-			if (parse_value(&ps, 1, &out[n]) != 0)
-				break;
+			{
+				int			before = ps.exponents;
+
+				if (parse_value(&ps, 1, &out[n]) != 0)
+					break;
+				out[n].exponent = ps.exponents != before;
+			}
 			out[n].name = name;
 			for (i = 0; i < n; i++)
 				if (strcmp(out[i].name, name) == 0)
@@ -489,7 +496,7 @@ pbh_json_escape(char *buf, const char *s, size_t len)
 int
 pbh_json_array_has_string(h2o_mem_pool_t *pool, const char *raw, size_t len, const char *want)
 {
-	pbh_json_parser_t ps = {pool, raw, raw + len, NULL};
+	pbh_json_parser_t ps = {pool, raw, raw + len, NULL, 0};
 
 	skip_ws(&ps);
 	if (ps.p >= ps.end || *ps.p != '[')

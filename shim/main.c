@@ -8,6 +8,9 @@
  *	- Every listener is bound (SO_REUSEPORT, one per thread, the kernel
  *	  spreading connections among them) before any thread starts, so a bad
  *	  address or a port in use stops the server at once with a message.
+ *	- A second pgbank-http on the same address and port refuses to start
+ *	  (see claim_port), instead of joining the first one's SO_REUSEPORT
+ *	  group and taking half its connections.
  *	- SIGTERM or SIGINT: the listeners close, requests in flight finish and
  *	  are answered, then the threads end and the process exits 0.
  *	- HTTP/1.1 only (this h2o lacks the HTTP/2 rapid-reset fix).
@@ -24,6 +27,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "pgbank_http.h"
 
@@ -39,28 +43,92 @@ on_signal(int sig)
 	pbh_stopping = 1;
 }
 
+/* the listening address as a sockaddr */
+static socklen_t
+listen_sockaddr(struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, pbh_config.listen_addr, &((struct sockaddr_in *) ss)->sin_addr) == 1)
+	{
+		((struct sockaddr_in *) ss)->sin_family = AF_INET;
+		((struct sockaddr_in *) ss)->sin_port = htons(pbh_config.port);
+		return sizeof(struct sockaddr_in);
+	}
+	inet_pton(AF_INET6, pbh_config.listen_addr, &((struct sockaddr_in6 *) ss)->sin6_addr);
+	((struct sockaddr_in6 *) ss)->sin6_family = AF_INET6;
+	((struct sockaddr_in6 *) ss)->sin6_port = htons(pbh_config.port);
+	return sizeof(struct sockaddr_in6);
+}
+
+/*
+ * Make sure nobody listens on our address and port, and that no other
+ * pgbank-http starts on them while we run.
+ *
+ * SO_REUSEPORT lets any process of the same user bind a port whose sockets
+ * all have it, and the kernel then spreads connections over all of them: a
+ * second pgbank-http would silently take half the first one's connections.
+ * Two steps keep it out, without giving up the per-thread SO_REUSEPORT
+ * listeners:
+ *
+ *	1. A lock that lives exactly as long as this process: a Unix socket
+ *	   bound in the abstract namespace under a name made of the address and
+ *	   port.  The kernel lets one socket hold a name and frees it when the
+ *	   process ends, however it ends (no file to go stale, no cleanup); the
+ *	   namespace is the network namespace's, like the port.  A second
+ *	   pgbank-http finds the name taken (EADDRINUSE) and stops.
+ *	2. A probe: a socket bound to the address and port WITHOUT SO_REUSEPORT
+ *	   (SO_REUSEADDR only, which ignores TIME_WAIT leftovers) fails while any
+ *	   socket listens there, whoever owns it (another server, or a
+ *	   pgbank-http of an older version, or one on a wildcard address that
+ *	   covers ours).  It is closed at once, before our listeners bind;
+ *	   between the two, step 1 keeps other pgbank-http processes out.
+ *
+ * The lock's descriptor stays open until exit (CLOEXEC: not inherited).
+ */
+static int
+claim_port(char *err, size_t errlen)
+{
+	struct sockaddr_un un;
+	struct sockaddr_storage ss;
+	socklen_t	sslen = listen_sockaddr(&ss);
+	int			lock,
+				probe,
+				on = 1,
+				n;
+
+	memset(&un, 0, sizeof(un));
+	un.sun_family = AF_UNIX;
+	n = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "pgbank-http %s port %d",
+				 pbh_config.listen_addr, pbh_config.port);
+	if ((lock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+		bind(lock, (struct sockaddr *) &un, offsetof(struct sockaddr_un, sun_path) + 1 + n) != 0)
+	{
+		snprintf(err, errlen, "%s port %d: %s", pbh_config.listen_addr, pbh_config.port,
+				 errno == EADDRINUSE ? "another pgbank-http is already listening there" :
+				 strerror(errno));
+		return -1;
+	}
+	if ((probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+		setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+		bind(probe, (struct sockaddr *) &ss, sslen) != 0)
+	{
+		snprintf(err, errlen, "%s port %d: %s", pbh_config.listen_addr, pbh_config.port,
+				 errno == EADDRINUSE ? "the address is already in use (another server listens there)" :
+				 strerror(errno));
+		return -1;
+	}
+	close(probe);
+	return 0;
+}
+
 static int
 open_listener(char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
-	socklen_t	sslen;
+	socklen_t	sslen = listen_sockaddr(&ss);
 	int			fd,
 				on = 1;
 
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, pbh_config.listen_addr, &((struct sockaddr_in *) &ss)->sin_addr) == 1)
-	{
-		((struct sockaddr_in *) &ss)->sin_family = AF_INET;
-		((struct sockaddr_in *) &ss)->sin_port = htons(pbh_config.port);
-		sslen = sizeof(struct sockaddr_in);
-	}
-	else
-	{
-		inet_pton(AF_INET6, pbh_config.listen_addr, &((struct sockaddr_in6 *) &ss)->sin6_addr);
-		((struct sockaddr_in6 *) &ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *) &ss)->sin6_port = htons(pbh_config.port);
-		sslen = sizeof(struct sockaddr_in6);
-	}
 	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
 		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
@@ -159,6 +227,11 @@ main(int argc, char **argv)
 	handler = h2o_create_handler(pathconf, sizeof(*handler));
 	handler->on_req = pbh_api_on_req;
 
+	if (claim_port(err, sizeof(err)) != 0)
+	{
+		fprintf(stderr, "pgbank-http: error: %s\n", err);
+		return 1;
+	}
 	listen_fds = calloc(pbh_config.threads, sizeof(int));
 	for (i = 0; i < pbh_config.threads; i++)
 		if ((listen_fds[i] = open_listener(err, sizeof(err))) < 0)

@@ -56,6 +56,7 @@ typedef struct st_pbh_config_t
 	int			retries;		/* serialization failures and deadlocks */
 	char	  **cors_origins;	/* NULL-terminated */
 	int			access_log;
+	int			api_key_cache;	/* seconds a key's role is cached; 0: never */
 } pbh_config_t;
 
 extern pbh_config_t pbh_config;
@@ -87,6 +88,7 @@ typedef struct st_pbh_json_member_t
 	const char *str;			/* STRING: decoded, NUL-terminated */
 	int			is_integer;		/* NUMBER: no fraction, no exponent */
 	int			all_strings;	/* ARRAY: every element a string */
+	int			exponent;		/* a number in it has an exponent (1e3) */
 	int			boolean;		/* BOOL */
 	int			used;			/* set by the caller */
 } pbh_json_member_t;
@@ -155,11 +157,14 @@ typedef enum
 	PBH_T_ID,					/* a positive bigint */
 	PBH_T_INT,					/* an integer */
 	PBH_T_TEXT,
-	PBH_T_AMOUNT,				/* a decimal string: "10.50" */
+	PBH_T_AMOUNT,				/* a decimal string ("10.50"); NULL for an integer */
+	PBH_T_MINOR,				/* the same member as an integer of minor units;
+								 * NULL for a string */
 	PBH_T_TIME,					/* a timestamp string, checked by the database */
 	PBH_T_INTERVAL,				/* an interval string, checked by the database */
 	PBH_T_OBJECT,				/* a JSON object, passed as its text */
 	PBH_T_STRINGS,				/* a JSON array of strings, passed as its text */
+	PBH_T_ARRAY,				/* a JSON array, passed as its text */
 	PBH_T_ENUM					/* one of the route argument's choices */
 } pbh_arg_type_t;
 
@@ -173,7 +178,7 @@ typedef struct st_pbh_arg_t
 	size_t		max_len;		/* 0: the default limit */
 } pbh_arg_t;
 
-#define PBH_MAX_ARGS 10
+#define PBH_MAX_ARGS 12
 
 typedef enum
 {
@@ -229,6 +234,7 @@ enum
 	PBH_STMT_AUTH_TOKEN,		/* bank.authenticate + request context */
 	PBH_STMT_AUTH_KEY,			/* bank.authenticate_api_key + request context */
 	PBH_STMT_CONTEXT,			/* request context only (anonymous) */
+	PBH_STMT_KEY_ROLE,			/* bank.api_key_role, as the gateway itself */
 	PBH_STMT_FIXED
 };
 

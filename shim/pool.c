@@ -65,6 +65,7 @@ static const char *const fixed_sql[PBH_STMT_FIXED] = {
 	"SELECT bank.authenticate($1), bank.set_request_context($2, $3, $4)",
 	"SELECT bank.authenticate_api_key($1), bank.set_request_context($2, $3, $4)",
 	"SELECT bank.set_request_context($1, $2, $3)",
+	"SELECT r.role::text, r.id FROM bank.api_key_role($1) r",
 };
 
 int

@@ -46,6 +46,8 @@ static const pbh_error_t errors[] = {
 	{"PB023", 400, "invalid_argument", "Invalid argument", 1},
 	{"PB024", 409, "email_taken", "The e-mail is already registered", 1},
 	{"PB025", 409, "isolation_level", "Money moves only in READ COMMITTED transactions", 1},
+	{"PB026", 400, "invalid_batch", "Invalid batch", 1},
+	{"PB027", 413, "batch_too_large", "The batch has too many items", 1},
 	{"PB030", 403, "immutable", "Write refused", 1},
 	{"PB031", 409, "invalid_transition", "Transfer status transition not allowed", 1},
 	{"PB032", 500, "internal", "Internal error", 0},

@@ -9,14 +9,15 @@
  *
  * Invariants:
  *	- A route's SQL calls the extension's functions, which decide
- *	  everything about money and access; reads the extension has no
- *	  function for (transfers by id, by account) read its tables as the
- *	  caller, under row-level security.
- *	- Staff roles are listed most specific first: an API key acts as the
- *	  first staff role of its route unless the client names another one
- *	  (X-Pgbank-Role), since the server cannot read a key's role before
- *	  the database has verified it.
+ *	  everything about money and access.
+ *	- An API key acts as its own role (bank.api_key_role, see api.c); a
+ *	  route lists the roles it allows.
  *	- Arguments not in the route are refused (no mass assignment).
+ *	- An amount is a decimal string of the currency's units or an integer
+ *	  of minor units: AMOUNT() makes it two parameters, the decimal (NULL
+ *	  for an integer) and the minor units (NULL for a decimal), and the SQL
+ *	  takes coalesce(decimal, bank.account_amount(account, minor)), which
+ *	  scales the integer exactly by the account's currency.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,15 +41,11 @@ static const char *const key_roles[] = {"bank_teller", "bank_auditor", "bank_ser
 #define BODY(name, type, req) {name, PBH_ARG_BODY, type, req, NULL, 0}
 #define QUERY(name, type, req) {name, PBH_ARG_QUERY, type, req, NULL, 0}
 #define IDEMPOTENCY_KEY {"Idempotency-Key", PBH_ARG_HEADER, PBH_T_TEXT, 1, NULL, 255}
-
-/* a transfer as the API shows it (the extension's bank.transfer_info) */
-#define TRANSFER_COLUMNS \
-	"t.id, t.kind, t.status, t.from_account, t.to_account, t.currency," \
-	" bank.minor_to_amount(t.amount, c.exponent) AS amount," \
-	" bank.minor_to_amount(t.posted_amount, c.exponent) AS posted_amount," \
-	" t.description, t.metadata, t.reverses, t.failure_code, t.failure_message," \
-	" t.created_at, t.posted_at, t.expires_at, t.resolved_at" \
-	" FROM bank.transfers t JOIN bank.currencies c ON c.code = t.currency"
+/* two parameters: the decimal string, then the integer of minor units */
+#define AMOUNT(name, req) {name, PBH_ARG_BODY, PBH_T_AMOUNT, req, NULL, 0}, \
+	{name, PBH_ARG_BODY, PBH_T_MINOR, 0, NULL, 0}
+/* the amount of parameters $d (decimal) and $m (minor) in the account of $a */
+#define AMOUNT_SQL(d, m, a) "coalesce($" d "::numeric, bank.account_amount(" a ", $" m "::bigint))"
 
 pbh_route_t pbh_routes[] = {
 	/* customers and sessions */
@@ -122,49 +119,51 @@ pbh_route_t pbh_routes[] = {
 
 	/* money movement */
 	{"POST", "/v1/transfers", R_CUST, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.transfer($1, $2, $3::numeric, $4, $5, coalesce($6::jsonb, '{}')) r",
-		{BODY("from_account", PBH_T_ID, 1), BODY("to_account", PBH_T_ID, 1),
-			BODY("amount", PBH_T_AMOUNT, 1), IDEMPOTENCY_KEY, BODY("description", PBH_T_TEXT, 0),
-		BODY("metadata", PBH_T_OBJECT, 0)}},
-	{"GET", "/v1/transfers/{id}", R_ALL, 1, PBH_RESULT_JSON, 200, "transfer_not_found",
-		"SELECT to_jsonb(x) FROM (SELECT " TRANSFER_COLUMNS " WHERE t.id = $1) x",
-		{PATH_ID("id")}},
-	{"GET", "/v1/transfers", R_ALL, 1, PBH_RESULT_JSON, 200, "account_not_found",
-		"SELECT CASE WHEN EXISTS (SELECT 1 FROM bank.accounts a WHERE a.id = $1) THEN"
-		" (SELECT jsonb_build_object('data', coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.id DESC), '[]'),"
-		"  'next_after', CASE WHEN count(*) = coalesce($3::int, 50) THEN min(x.id) END)"
-		"  FROM (SELECT " TRANSFER_COLUMNS
-		"   WHERE t.id IN (SELECT e.transfer_id FROM bank.entries e WHERE e.account_id = $1"
-		"     UNION ALL SELECT l.transfer_id FROM bank.pending_legs l WHERE l.account_id = $1"
-		"     UNION ALL SELECT h.id FROM bank.transfers h WHERE h.from_account = $1 AND h.expires_at IS NOT NULL"
-		"     UNION ALL SELECT h.id FROM bank.transfers h WHERE h.to_account = $1 AND h.expires_at IS NOT NULL)"
-		"   AND t.id < coalesce($2, 9223372036854775807)"
-		"   ORDER BY t.id DESC LIMIT coalesce($3::int, 50)) x) END",
-		{QUERY("account", PBH_T_ID, 1), QUERY("after", PBH_T_ID, 0), QUERY("limit", PBH_T_INT, 0)}},
-	{"POST", "/v1/holds", R_CUST, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.hold($1, $2, $3::numeric, $4, $5::interval, $6,"
+		"SELECT to_jsonb(r) FROM bank.transfer($1, $2, " AMOUNT_SQL("3", "4", "$1") ", $5, $6,"
 		" coalesce($7::jsonb, '{}')) r",
 		{BODY("from_account", PBH_T_ID, 1), BODY("to_account", PBH_T_ID, 1),
-			BODY("amount", PBH_T_AMOUNT, 1), IDEMPOTENCY_KEY, BODY("expires_in", PBH_T_INTERVAL, 0),
+			AMOUNT("amount", 1), IDEMPOTENCY_KEY, BODY("description", PBH_T_TEXT, 0),
+		BODY("metadata", PBH_T_OBJECT, 0)}},
+
+	/*
+	 * A payment rail's batch (service): one result per item, in item order,
+	 * 200 whatever the items' outcomes (see bank.transfer_batch).  Before
+	 * /v1/transfers/{id}, which would match its path.
+	 */
+	{"POST", "/v1/transfers/batch", R_SERV, 0, PBH_RESULT_JSON, 200, NULL,
+		"SELECT jsonb_build_object('data', jsonb_agg(to_jsonb(r) ORDER BY r.item))"
+		" FROM bank.transfer_batch($1::jsonb) r",
+		{BODY("items", PBH_T_ARRAY, 1)}},
+	{"GET", "/v1/transfers/{id}", R_ALL, 1, PBH_RESULT_JSON, 200, "transfer_not_found",
+		"SELECT to_jsonb(r) FROM bank.get_transfer($1) r", {PATH_ID("id")}},
+	{"GET", "/v1/transfers", R_ALL, 1, PBH_RESULT_JSON, 200, NULL,
+		"SELECT jsonb_build_object('data', coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]'),"
+		" 'next_after', CASE WHEN count(*) = coalesce($3::int, 50) THEN min(r.id) END)"
+		" FROM bank.list_transfers($1, $2, coalesce($3::int, 50)) r",
+		{QUERY("account", PBH_T_ID, 1), QUERY("after", PBH_T_ID, 0), QUERY("limit", PBH_T_INT, 0)}},
+	{"POST", "/v1/holds", R_CUST, 0, PBH_RESULT_JSON, 201, NULL,
+		"SELECT to_jsonb(r) FROM bank.hold($1, $2, " AMOUNT_SQL("3", "4", "$1") ", $5, $6::interval,"
+		" $7, coalesce($8::jsonb, '{}')) r",
+		{BODY("from_account", PBH_T_ID, 1), BODY("to_account", PBH_T_ID, 1),
+			AMOUNT("amount", 1), IDEMPOTENCY_KEY, BODY("expires_in", PBH_T_INTERVAL, 0),
 		BODY("description", PBH_T_TEXT, 0), BODY("metadata", PBH_T_OBJECT, 0)}},
+	/* minor units of a hold's currency: a hold the caller cannot see is PB009 */
 	{"POST", "/v1/holds/{id}/capture", R_CUST | R_SERV | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.capture($1, $2::numeric) r",
-		{PATH_ID("id"), BODY("amount", PBH_T_AMOUNT, 0)}},
+		"SELECT to_jsonb(r) FROM bank.capture($1, " AMOUNT_SQL("2", "3",
+			"coalesce((SELECT t.from_account FROM bank.transfers t WHERE t.id = $1), 0)") ") r",
+		{PATH_ID("id"), AMOUNT("amount", 0)}},
 	{"POST", "/v1/holds/{id}/void", R_CUST | R_SERV | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
 		"SELECT to_jsonb(r) FROM bank.void($1) r", {PATH_ID("id")}},
 	{"POST", "/v1/deposits", R_SERV | R_ADMN, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.deposit($1, $2::numeric, $3, $4, coalesce($5::jsonb, '{}')) r",
-		{BODY("account", PBH_T_ID, 1), BODY("amount", PBH_T_AMOUNT, 1), IDEMPOTENCY_KEY,
+		"SELECT to_jsonb(r) FROM bank.deposit($1, " AMOUNT_SQL("2", "3", "$1") ", $4, $5,"
+		" coalesce($6::jsonb, '{}')) r",
+		{BODY("account", PBH_T_ID, 1), AMOUNT("amount", 1), IDEMPOTENCY_KEY,
 		BODY("description", PBH_T_TEXT, 0), BODY("metadata", PBH_T_OBJECT, 0)}},
 	{"POST", "/v1/withdrawals", R_SERV | R_ADMN, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.withdraw($1, $2::numeric, $3, $4, coalesce($5::jsonb, '{}')) r",
-		{BODY("account", PBH_T_ID, 1), BODY("amount", PBH_T_AMOUNT, 1), IDEMPOTENCY_KEY,
+		"SELECT to_jsonb(r) FROM bank.withdraw($1, " AMOUNT_SQL("2", "3", "$1") ", $4, $5,"
+		" coalesce($6::jsonb, '{}')) r",
+		{BODY("account", PBH_T_ID, 1), AMOUNT("amount", 1), IDEMPOTENCY_KEY,
 		BODY("description", PBH_T_TEXT, 0), BODY("metadata", PBH_T_OBJECT, 0)}},
-
-	/*
-	 * POST /v1/transfer-batches (service): waits for bank.transfer_batch(jsonb)
-	 * in the extension; bank_service may not call bank.transfer itself.
-	 */
 
 	/* staff */
 	{"POST", "/v1/transfers/{id}/reverse", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 201, NULL,

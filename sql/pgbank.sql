@@ -434,6 +434,10 @@ CREATE UNIQUE INDEX transfers_one_reversal ON bank.transfers (reverses)
 CREATE INDEX transfers_holds_out_idx ON bank.transfers (from_account, id) WHERE expires_at IS NOT NULL;
 CREATE INDEX transfers_holds_in_idx ON bank.transfers (to_account, id) WHERE expires_at IS NOT NULL;
 CREATE INDEX transfers_hold_expiry_idx ON bank.transfers (expires_at) WHERE status = 'pending';
+-- Declines have no legs: bank.list_transfers finds them here.  Only failed
+-- rows (inserted failed, never changed) are in these indexes.
+CREATE INDEX transfers_failed_from_idx ON bank.transfers (from_account, id) WHERE status = 'failed';
+CREATE INDEX transfers_failed_to_idx ON bank.transfers (to_account, id) WHERE status = 'failed';
 
 COMMENT ON TABLE bank.transfers IS
 'One row per money movement or attempt: its kind, status, accounts, amount in minor units, idempotency key (unique per scope) and the SHA-256 fingerprint of the request that created it';
@@ -498,6 +502,12 @@ CREATE FUNCTION bank.amount_to_minor(amount numeric, currency char(3)) RETURNS b
 	LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION bank.amount_to_minor(numeric, char) IS
 'An exact amount in minor units of the currency; error PB006 when it is not positive or has more fraction digits than the currency allows, PB007 on overflow, PB008 for an unknown currency';
+
+CREATE FUNCTION bank.account_amount(account bigint, minor bigint) RETURNS numeric
+	AS 'MODULE_PATHNAME', 'pgbank_account_amount'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION bank.account_amount(bigint, bigint) IS
+'An integer of minor units of the account''s currency as its exact amount (1050 in a USD account is 10.50), for JSON clients that send minor units; NULL minor units give NULL. PB006 when not positive, PB007 above 10^15; the account is read as the caller under row-level security, so one the caller may not see is PB009 like one that does not exist. Takes no lock';
 
 CREATE FUNCTION bank.account_number_valid(number text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'pgbank_account_number_valid'
@@ -683,6 +693,42 @@ CREATE FUNCTION bank.fold_account(account bigint) RETURNS boolean
 COMMENT ON FUNCTION bank.fold_account(bigint) IS
 'Folds the account''s pending legs into entries under its lock (FOR NO KEY UPDATE) and returns whether there were any; the posted balance does not change';
 
+CREATE TYPE bank.batch_item_result AS (
+	item		integer,
+	idempotency_key text,
+	transfer_id bigint,
+	status		bank.transfer_status,
+	code		text,
+	message		text,
+	replayed	boolean
+);
+COMMENT ON TYPE bank.batch_item_result IS
+'The outcome of one item of bank.transfer_batch: item is its 1-based position; posted (transfer_id set, code NULL), declined (status failed, the failed transfer''s id, code PB001/PB002/PB003), or refused without a record (status and transfer_id NULL, code the SQLSTATE, e.g. PB009, PB005, PB006); replayed when the item''s key already had its transfer';
+
+CREATE FUNCTION bank.transfer_batch(items jsonb) RETURNS SETOF bank.batch_item_result
+	AS 'MODULE_PATHNAME', 'pgbank_transfer_batch'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+COMMENT ON FUNCTION bank.transfer_batch(jsonb) IS
+'Moves money between customer accounts for a payment rail: items is a JSON array of 1 to 1000 objects {from_account, to_account, amount (a decimal string, or an integer of minor units), idempotency_key, description?, metadata?}; one result per item, in item order. A malformed batch (PB026: not an array of objects, an unknown, missing or mistyped field, a bad amount, a key twice) or one too large (PB027) writes nothing. Each item is a bank.transfer in a subtransaction of its own: a decline is recorded as a failed transfer (with its audit row) in the batch''s transaction and does not undo the others; another pgbank error refuses that item only; any other error fails the batch. Keys are locked first in key order, then items run in ascending from_account order, so concurrent batches cannot deadlock on accounts. Idempotent per item key (the same key and item replays its result). Needs READ COMMITTED (PB025)';
+
+--
+-- Reads of transfers
+--
+
+CREATE FUNCTION bank.get_transfer(id bigint) RETURNS bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_get_transfer'
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION bank.get_transfer(bigint) IS
+'A transfer, read as the caller under row-level security: a customer sees one touching their accounts; PB010 otherwise, exactly like one that does not exist';
+
+CREATE FUNCTION bank.list_transfers(account bigint, before_id bigint DEFAULT NULL,
+									"limit" integer DEFAULT 50)
+	RETURNS SETOF bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_list_transfers'
+	LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 50;
+COMMENT ON FUNCTION bank.list_transfers(bigint, bigint, integer) IS
+'The transfers touching an account (posted, holds, reversals, and declines for the account that attempted them or was to be credited), newest first; keyset pagination: pass the last id seen as before_id; limit 1 to 1000. Read as the caller: the account must be visible (PB009)';
+
 --
 -- Reads and reports
 --
@@ -764,6 +810,11 @@ CREATE FUNCTION bank.authenticate_api_key(api_key text) RETURNS bigint
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.authenticate_api_key(text) IS
 'Verifies an API key (known, not revoked, not expired) for this transaction only; the current role must be the key''s role, and the key''s scopes limit the functions the transaction may call. Returns the key id; PB043 for an invalid key, PB042 from another role';
+CREATE FUNCTION bank.api_key_role(api_key text, OUT id bigint, OUT role name)
+	AS 'MODULE_PATHNAME', 'pgbank_api_key_role'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION bank.api_key_role(text) IS
+'For the HTTP gateway, before it switches role: the id and role of a valid API key (known, not revoked, not expired), PB043 otherwise. Verifies only: it grants nothing, and each request still calls bank.authenticate_api_key in its own transaction. Executable by bank_gateway alone';
 CREATE FUNCTION bank.current_customer_id() RETURNS bigint
 	AS 'MODULE_PATHNAME', 'pgbank_current_customer_id'
 	LANGUAGE C STABLE LEAKPROOF PARALLEL RESTRICTED;
@@ -1080,6 +1131,7 @@ ALTER FUNCTION bank.hold(bigint, bigint, numeric, text, interval, text, jsonb) S
 ALTER FUNCTION bank.capture(bigint, numeric) SET enable_seqscan = off;
 ALTER FUNCTION bank.void(bigint) SET enable_seqscan = off;
 ALTER FUNCTION bank.reverse(bigint, text, text) SET enable_seqscan = off;
+ALTER FUNCTION bank.transfer_batch(jsonb) SET enable_seqscan = off;
 ALTER FUNCTION bank.fold_account(bigint) SET enable_seqscan = off;
 ALTER FUNCTION bank.close_account(bigint) SET enable_seqscan = off;
 
@@ -1202,6 +1254,8 @@ GRANT EXECUTE ON FUNCTION bank.register(text, text, text, text, text),
 GRANT EXECUTE ON FUNCTION bank.authenticate(text) TO bank_customer;
 GRANT EXECUTE ON FUNCTION bank.authenticate_api_key(text)
 	TO bank_teller, bank_auditor, bank_service, bank_admin;
+-- the gateway's own login learns a key's role before it switches to it
+GRANT EXECUTE ON FUNCTION bank.api_key_role(text) TO bank_gateway;
 
 -- customers
 GRANT EXECUTE ON FUNCTION bank.logout(), bank.change_password(text, text), bank.mfa_enroll(),
@@ -1215,8 +1269,12 @@ GRANT EXECUTE ON FUNCTION bank.logout(), bank.change_password(text, text), bank.
 GRANT EXECUTE ON FUNCTION bank.get_customer(bigint),
 	bank.get_account(bigint), bank.list_accounts(bigint, bank.account_type, bigint, integer),
 	bank.balance(bigint, timestamptz), bank.entries(bigint, bigint, integer),
-	bank.statement(bigint, timestamptz, timestamptz)
+	bank.statement(bigint, timestamptz, timestamptz),
+	bank.get_transfer(bigint), bank.list_transfers(bigint, bigint, integer)
 	TO bank_customer, bank_teller, bank_auditor, bank_service, bank_admin;
+-- amounts in minor units, for the roles that move money
+GRANT EXECUTE ON FUNCTION bank.account_amount(bigint, bigint)
+	TO bank_customer, bank_service, bank_admin;
 GRANT EXECUTE ON FUNCTION bank.open_account(bank.account_type, text, char, bigint),
 	bank.update_profile(text, text, text, bigint)
 	TO bank_customer, bank_teller, bank_admin;
@@ -1234,6 +1292,7 @@ GRANT EXECUTE ON FUNCTION bank.deposit(bigint, numeric, text, text, jsonb),
 	bank.withdraw(bigint, numeric, text, text, jsonb), bank.expire_holds(),
 	bank.fold_account(bigint)
 	TO bank_service, bank_admin;
+GRANT EXECUTE ON FUNCTION bank.transfer_batch(jsonb) TO bank_service;
 
 -- reports and the audit trail
 GRANT EXECUTE ON FUNCTION bank.trial_balance(), bank.check_ledger(),

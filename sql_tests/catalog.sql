@@ -56,7 +56,8 @@ SELECT r.rolname AS gateway_member_of
 SELECT count(*) AS engine_members FROM pg_auth_members WHERE roleid = 'bank_engine'::regrole;
 
 -- who may execute what: the whole matrix, so that any change of a grant
--- shows here (c customer, a anon, t teller, u auditor, s service, d admin)
+-- shows here (c customer, a anon, t teller, u auditor, s service, d admin,
+-- g the gateway's own login, which inherits nothing)
 SELECT p.proname,
 	   concat_ws('',
 		 CASE WHEN has_function_privilege('bank_anon', p.oid, 'EXECUTE') THEN 'a' END,
@@ -64,7 +65,8 @@ SELECT p.proname,
 		 CASE WHEN has_function_privilege('bank_teller', p.oid, 'EXECUTE') THEN 't' END,
 		 CASE WHEN has_function_privilege('bank_auditor', p.oid, 'EXECUTE') THEN 'u' END,
 		 CASE WHEN has_function_privilege('bank_service', p.oid, 'EXECUTE') THEN 's' END,
-		 CASE WHEN has_function_privilege('bank_admin', p.oid, 'EXECUTE') THEN 'd' END) AS roles
+		 CASE WHEN has_function_privilege('bank_admin', p.oid, 'EXECUTE') THEN 'd' END,
+		 CASE WHEN has_function_privilege('bank_gateway', p.oid, 'EXECUTE') THEN 'g' END) AS roles
   FROM pg_proc p
  WHERE p.pronamespace = 'bank'::regnamespace
  ORDER BY p.proname, p.oid::regprocedure::text;
