@@ -5,11 +5,14 @@
  *		credential, turn path, query and body into the route's arguments,
  *		and send the request to the database as one pipeline:
  *
- *		  1. role switch, statement_timeout, lock_timeout, read-only
- *		  2. bank.authenticate(token) or bank.authenticate_api_key(key),
- *		     with bank.set_request_context(request id, client, user agent)
- *		  3. the route's statement
+ *		  1. role switch, read-only or not, bank.authenticate(token) or
+ *		     bank.authenticate_api_key(key), and bank.set_request_context(
+ *		     request id, client, user agent), in one statement
+ *		  2. the route's statement
  *		  Sync
+ *
+ *		(statement_timeout and lock_timeout are the connection's, set when
+ *		it opens: see pool.c)
  *
  *		one implicit transaction: an error anywhere rolls back all of it.
  *
@@ -69,10 +72,9 @@ typedef struct st_pbh_request_t
 	int			api_key;
 	int			key_lookup;		/* the job is bank.api_key_role, not the request */
 	unsigned char key_hash[SHA256_DIGEST_LENGTH];
-	const char **begin_params;
-	int			ctx_stmt;		/* PBH_STMT_AUTH_TOKEN, _AUTH_KEY or _CONTEXT */
-	const char **ctx_params;	/* the credential first, if any */
-	int			nctx_params;
+	int			begin_stmt;		/* PBH_STMT_AUTH_TOKEN, _AUTH_KEY or _CONTEXT */
+	const char **begin_params;	/* role, read-only, the credential if any, ... */
+	int			nbegin_params;
 	const char **args;
 } pbh_request_t;
 
@@ -149,8 +151,6 @@ role_name(unsigned bit)
 	return NULL;
 }
 
-static char stmt_timeout_text[16];
-static char lock_timeout_text[16];
 
 /* ---------------------------------------------------------------------
  * Responses
@@ -653,16 +653,13 @@ submit_request(pbh_request_t *r)
 
 	r->key_lookup = 0;
 	job->tries = 0;
-	job->stmts[0] = PBH_STMT_BEGIN;
-	job->nparams[0] = 4;
+	job->stmts[0] = r->begin_stmt;
+	job->nparams[0] = r->nbegin_params;
 	job->params[0] = r->begin_params;
-	job->stmts[1] = r->ctx_stmt;
-	job->nparams[1] = r->nctx_params;
-	job->params[1] = r->ctx_params;
-	job->stmts[2] = PBH_STMT_FIXED + r->route->index;
-	job->nparams[2] = r->route->nargs;
-	job->params[2] = r->args;
-	job->nstmts = 3;
+	job->stmts[1] = PBH_STMT_FIXED + r->route->index;
+	job->nparams[1] = r->route->nargs;
+	job->params[1] = r->args;
+	job->nstmts = 2;
 	pbh_pool_submit(job);
 }
 
@@ -675,7 +672,7 @@ submit_key_lookup(pbh_request_t *r)
 	r->key_lookup = 1;
 	job->stmts[0] = PBH_STMT_KEY_ROLE;
 	job->nparams[0] = 1;
-	job->params[0] = &r->ctx_params[0];
+	job->params[0] = &r->begin_params[2];	/* the key */
 	job->nstmts = 1;
 	pbh_pool_submit(job);
 }
@@ -870,7 +867,6 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	pbh_json_member_t *members = NULL;
 	size_t		nmembers = 0;
 	const char **args;
-	const char **ctx_params;
 	int			path_i = 0;
 	const char *bad = NULL;
 	int			rc;
@@ -1038,26 +1034,22 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	job->pool = &req->pool;
 	job->on_done = on_done;
 
-	r->begin_params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * 4);
-	r->begin_params[0] = role;
-	r->begin_params[1] = stmt_timeout_text;
-	r->begin_params[2] = lock_timeout_text;
-	r->begin_params[3] = route->read_only ? "on" : "off";
-
-	ctx_params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * 4);
+	/* role, read-only, the credential if any, request id, client, user agent */
+	r->begin_params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * 6);
 	{
 		int			n = 0;
 		const char *rid = req->env.size == 2 ? req->env.entries[1].base : NULL;
 
+		r->begin_params[n++] = role;
+		r->begin_params[n++] = route->read_only ? "on" : "off";
 		if (credential != NULL)
-			ctx_params[n++] = credential;
-		ctx_params[n++] = rid;
-		ctx_params[n++] = client_addr(req);
-		ctx_params[n++] = user_agent(req);
-		r->ctx_stmt = credential == NULL ? PBH_STMT_CONTEXT :
+			r->begin_params[n++] = credential;
+		r->begin_params[n++] = rid;
+		r->begin_params[n++] = client_addr(req);
+		r->begin_params[n++] = user_agent(req);
+		r->begin_stmt = credential == NULL ? PBH_STMT_CONTEXT :
 			api_key ? PBH_STMT_AUTH_KEY : PBH_STMT_AUTH_TOKEN;
-		r->ctx_params = ctx_params;
-		r->nctx_params = n;
+		r->nbegin_params = n;
 	}
 	r->args = args;
 	if (role == NULL)
@@ -1070,6 +1062,4 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 void
 pbh_api_init(void)
 {
-	snprintf(stmt_timeout_text, sizeof(stmt_timeout_text), "%d", pbh_config.statement_timeout);
-	snprintf(lock_timeout_text, sizeof(lock_timeout_text), "%d", pbh_config.lock_timeout);
 }

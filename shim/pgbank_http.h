@@ -221,7 +221,7 @@ const pbh_route_t *pbh_route_match(const char *method, size_t mlen, const char *
  * pool.c: per-thread libpq connections in pipeline mode
  * ---------------------------------------------------------------------
  */
-#define PBH_MAX_STMTS 3
+#define PBH_MAX_STMTS 2
 
 typedef struct st_pbh_thread_t pbh_thread_t;
 typedef struct st_pbh_conn_t pbh_conn_t;
@@ -230,10 +230,9 @@ typedef struct st_pbh_job_t pbh_job_t;
 /* statements prepared on every connection: fixed ones, then one per route */
 enum
 {
-	PBH_STMT_BEGIN,				/* role, timeouts, read-only */
-	PBH_STMT_AUTH_TOKEN,		/* bank.authenticate + request context */
-	PBH_STMT_AUTH_KEY,			/* bank.authenticate_api_key + request context */
-	PBH_STMT_CONTEXT,			/* request context only (anonymous) */
+	PBH_STMT_AUTH_TOKEN,		/* role, read-only, bank.authenticate, request context */
+	PBH_STMT_AUTH_KEY,			/* the same with bank.authenticate_api_key */
+	PBH_STMT_CONTEXT,			/* role, read-only, request context (anonymous) */
 	PBH_STMT_KEY_ROLE,			/* bank.api_key_role, as the gateway itself */
 	PBH_STMT_FIXED
 };

@@ -58,15 +58,33 @@ struct st_pbh_conn_t
 	h2o_timeout_entry_t reopen;
 };
 
-/* the fixed statements; the routes' follow (see pbh_stmt_sql) */
+/*
+ * The fixed statements; the routes' follow (see pbh_stmt_sql).  Each request
+ * starts with one of them: the role switch, read-only or not, the credential
+ * and the request context in one statement.  Its select list is evaluated
+ * left to right, so the role is switched before bank.authenticate runs and
+ * binds the identity to it (were it not, every token would be refused with
+ * PB042 and the HTTP tests would fail).  The gateway may execute these
+ * functions itself, since EXECUTE is checked when the statement starts, still
+ * as bank_gateway; they give it nothing (sql/pgbank.sql).
+ */
 static const char *const fixed_sql[PBH_STMT_FIXED] = {
-	"SELECT set_config('role', $1, true), set_config('statement_timeout', $2, true),"
-	" set_config('lock_timeout', $3, true), set_config('transaction_read_only', $4, true)",
-	"SELECT bank.authenticate($1), bank.set_request_context($2, $3, $4)",
-	"SELECT bank.authenticate_api_key($1), bank.set_request_context($2, $3, $4)",
-	"SELECT bank.set_request_context($1, $2, $3)",
+	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true),"
+	" bank.authenticate($3), bank.set_request_context($4, $5, $6)",
+	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true),"
+	" bank.authenticate_api_key($3), bank.set_request_context($4, $5, $6)",
+	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true),"
+	" bank.set_request_context($3, $4, $5)",
 	"SELECT r.role::text, r.id FROM bank.api_key_role($1) r",
 };
+
+/*
+ * Run once per connection, before the statements are prepared: the timeouts
+ * of every statement of every request (session settings: a role switch does
+ * not change them, and no route sets them).
+ */
+#define SESSION_SQL \
+	"SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false)"
 
 int
 pbh_nstmts(void)
@@ -161,7 +179,20 @@ connect_step(pbh_conn_t *conn, PostgresPollingStatusType st)
 		return;
 	}
 	conn->state = CONN_PREPARING;
-	conn->prepares_left = pbh_nstmts();
+	conn->prepares_left = pbh_nstmts() + 1;
+	{
+		char		timeouts[2][16];
+		const char *values[2] = {timeouts[0], timeouts[1]};
+
+		snprintf(timeouts[0], sizeof(timeouts[0]), "%d", pbh_config.statement_timeout);
+		snprintf(timeouts[1], sizeof(timeouts[1]), "%d", pbh_config.lock_timeout);
+		if (PQsendQueryParams(conn->pg, SESSION_SQL, 2, NULL, values, NULL, NULL, 0) != 1 ||
+			PQpipelineSync(conn->pg) != 1)
+		{
+			conn_fail(conn, PQerrorMessage(conn->pg));
+			return;
+		}
+	}
 	for (int i = 0; i < pbh_nstmts(); i++)
 	{
 		char		name[16];
@@ -433,6 +464,7 @@ conn_process(pbh_conn_t *conn)
 		nulls = 0;
 		if (conn->state == CONN_PREPARING)
 		{
+			/* the session settings (-1), then each statement */
 			int			stmt = pbh_nstmts() - conn->prepares_left;
 
 			if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
@@ -444,8 +476,17 @@ conn_process(pbh_conn_t *conn)
 						log_conn(conn, "ready", NULL);
 				}
 			}
-			else if (PQresultStatus(res) == PGRES_COMMAND_OK)
+			else if (stmt >= 0 && PQresultStatus(res) == PGRES_COMMAND_OK)
 				conn->prepared[stmt] = 1;
+			else if (stmt < 0 && PQresultStatus(res) == PGRES_TUPLES_OK)
+				;
+			else if (stmt < 0)
+			{
+				/* no timeouts: not a connection to serve requests on */
+				conn_fail(conn, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+				PQclear(res);
+				return;
+			}
 			else if (!pbh_stopping)
 			{
 				char		name[64];

@@ -1256,6 +1256,14 @@ GRANT EXECUTE ON FUNCTION bank.authenticate_api_key(text)
 	TO bank_teller, bank_auditor, bank_service, bank_admin;
 -- the gateway's own login learns a key's role before it switches to it
 GRANT EXECUTE ON FUNCTION bank.api_key_role(text) TO bank_gateway;
+-- pgbank-http switches the role, verifies the credential and sets the request
+-- context in one statement, whose EXECUTE checks are made when it starts,
+-- still as bank_gateway.  This gives the gateway nothing: it may SET ROLE to
+-- any bank role anyway, and as itself these refuse (PB042: not a customer
+-- role, not the key's role) or only describe the request.
+GRANT EXECUTE ON FUNCTION bank.authenticate(text), bank.authenticate_api_key(text),
+	bank.set_request_context(text, text, text)
+	TO bank_gateway;
 
 -- customers
 GRANT EXECUTE ON FUNCTION bank.logout(), bank.change_password(text, text), bank.mfa_enroll(),

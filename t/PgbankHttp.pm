@@ -155,14 +155,14 @@ sub api_key
 }
 
 # how many requests the server has sent to the database, counted by the
-# database itself: executions of the role-switch statement every request
-# starts with
+# database itself: executions of the statement every request starts with
+# (role switch, credential, request context)
 sub db_requests
 {
 	my ($self) = @_;
 	return $self->{node}->safe_psql('postgres',
 		"SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
-		  . " WHERE query ~ '^SELECT set_config\\(.*set_config\\(.*set_config\\(.*set_config\\('");
+		  . " WHERE query ~ '^SELECT set_config\\(.*bank.set_request_context\\('");
 }
 
 sub b64url
