@@ -44,6 +44,21 @@ shim/pgbank-http: $(sort $(wildcard shim/*.c)) $(wildcard shim/*.h)
 shim/test/pipeline: shim/test/pipeline.c
 	$(CC) $(SHIM_CFLAGS) -o $@ $< $(SHIM_LIBS)
 
+# libFuzzer targets of pgbank-http's parsers (shim/fuzz/fuzz_*.c), built with
+# clang, AddressSanitizer and UndefinedBehaviorSanitizer into build/fuzz;
+# `scripts/test fuzz` runs each for a bounded time from its seed corpus.
+FUZZ_CC = clang
+FUZZ_SRCS = shim/args.c shim/config.c shim/json.c shim/jwt.c shim/routes.c
+FUZZ_TARGETS = $(patsubst shim/fuzz/%.c,build/fuzz/%,$(wildcard shim/fuzz/fuzz_*.c))
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -pthread -DH2O_USE_LIBUV=0 $(shell pkg-config --cflags $(SHIM_PKGS)) \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+fuzz: $(FUZZ_TARGETS)
+
+build/fuzz/%: shim/fuzz/%.c shim/fuzz/fuzz_common.h $(FUZZ_SRCS) $(wildcard shim/*.h)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRCS) $(SHIM_LIBS)
+
 # every object depends on the module headers
 $(OBJS): $(wildcard extension/*.h)
 
@@ -63,7 +78,7 @@ installcheck: test-links
 bench: shim/pgbank-http
 	bench/run.sh
 
-.PHONY: bench test-links
+.PHONY: bench test-links fuzz
 
 # the TAP tests' shared module (t/PgbankTest.pm)
 PG_PROVE_FLAGS += -I $(srcdir)/t

@@ -49,6 +49,7 @@ PGB_DEPS=(
     libipc-run-perl
     libh2o-evloop-dev libssl-dev libpq-dev
     wrk curl
+    clang libclang-rt-14-dev
 )
 
 pgb_log() {

@@ -47,8 +47,6 @@
 
 #include "pgbank_http.h"
 
-#define MAX_TEXT_BYTES 4096
-#define MAX_QUERY_PARAMS 16
 
 static const struct
 {
@@ -345,300 +343,6 @@ forbidden(h2o_req_t *req, const char *detail)
  * ---------------------------------------------------------------------
  */
 
-typedef struct st_pbh_qparam_t
-{
-	char	   *name;
-	char	   *value;
-	int			used;
-} pbh_qparam_t;
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* percent-decode (and + as blank) into a NUL-terminated copy; NULL if bad */
-static char *
-url_decode(h2o_mem_pool_t *pool, const char *s, size_t len)
-{
-	char	   *out = h2o_mem_alloc_pool(pool, len + 1),
-			   *w = out;
-
-	for (size_t i = 0; i < len; i++)
-	{
-		if (s[i] == '%')
-		{
-			int			h,
-						l;
-
-			if (i + 2 >= len)
-				return NULL;
-			h = hexval(s[i + 1]);
-			l = hexval(s[i + 2]);
-			if (h < 0 || l < 0 || (h == 0 && l == 0))
-				return NULL;
-			*w++ = (char) (h * 16 + l);
-			i += 2;
-		}
-		else if (s[i] == '+')
-			*w++ = ' ';
-		else
-			*w++ = s[i];
-	}
-	*w = '\0';
-	return out;
-}
-
-/* split the query string; -1 with *bad set on a malformed or repeated one */
-static int
-parse_query(h2o_req_t *req, pbh_qparam_t *out, int *n, const char **bad)
-{
-	const char *q,
-			   *end;
-
-	*n = 0;
-	if (req->query_at == SIZE_MAX)
-		return 0;
-	q = req->path.base + req->query_at + 1;
-	end = req->path.base + req->path.len;
-	while (q < end)
-	{
-		const char *amp = memchr(q, '&', end - q),
-				   *eq;
-
-		if (amp == NULL)
-			amp = end;
-		if (amp > q)
-		{
-			eq = memchr(q, '=', amp - q);
-			if (*n == MAX_QUERY_PARAMS)
-			{
-				*bad = "too many query parameters";
-				return -1;
-			}
-			out[*n].name = url_decode(&req->pool, q, (eq ? eq : amp) - q);
-			out[*n].value = eq ? url_decode(&req->pool, eq + 1, amp - eq - 1) : "";
-			out[*n].used = 0;
-			if (out[*n].name == NULL || out[*n].value == NULL)
-			{
-				*bad = "a query parameter is not well encoded";
-				return -1;
-			}
-			for (int i = 0; i < *n; i++)
-				if (strcmp(out[i].name, out[*n].name) == 0)
-				{
-					*bad = out[*n].name;
-					return -2;
-				}
-			(*n)++;
-		}
-		q = amp + 1;
-	}
-	return 0;
-}
-
-static int
-digits_ok(const char *s, int allow_minus, int positive)
-{
-	const char *p = s;
-
-	if (allow_minus && *p == '-')
-		p++;
-	if (*p == '\0' || strlen(p) > 18 || (p[0] == '0' && p[1] != '\0'))
-		return 0;
-	for (const char *c = p; *c; c++)
-		if (*c < '0' || *c > '9')
-			return 0;
-	if (positive && (p != s || strcmp(p, "0") == 0))
-		return 0;
-	return 1;
-}
-
-static int
-amount_ok(const char *s)
-{
-	const char *p = s;
-	int			digits = 0;
-
-	while (*p >= '0' && *p <= '9')
-		p++, digits++;
-	if (digits == 0 || digits > 20)
-		return 0;
-	if (*p == '.')
-	{
-		const char *f = ++p;
-
-		while (*p >= '0' && *p <= '9')
-			p++;
-		if (p == f || p - f > 20)
-			return 0;
-	}
-	return *p == '\0';
-}
-
-/*
- * Check one argument's text (from the path, query or a header) or JSON
- * member and return its parameter text, NULL for SQL NULL; on a bad value,
- * send the 400 and set *sent.
- */
-static const char *
-arg_value(h2o_req_t *req, const pbh_arg_t *a, const char *text, const pbh_json_member_t *m,
-		  int *sent)
-{
-	const char *v = text;
-	size_t		max = a->max_len ? a->max_len : MAX_TEXT_BYTES;
-
-	*sent = 0;
-	if (m != NULL)
-	{
-		if (m->type == PBH_JSON_NULL)
-		{
-			if (a->required)
-				goto missing;
-			return NULL;
-		}
-		switch (a->type)
-		{
-			case PBH_T_ID:
-			case PBH_T_INT:
-				if (m->type != PBH_JSON_NUMBER || !m->is_integer)
-					goto wrong_type;
-				v = h2o_strdup(&req->pool, m->raw, m->raw_len).base;
-				break;
-			case PBH_T_OBJECT:
-				if (m->type != PBH_JSON_OBJECT)
-					goto wrong_type;
-				return h2o_strdup(&req->pool, m->raw, m->raw_len).base;
-			case PBH_T_STRINGS:
-				if (m->type != PBH_JSON_ARRAY || !m->all_strings)
-					goto wrong_type;
-				return h2o_strdup(&req->pool, m->raw, m->raw_len).base;
-			case PBH_T_ARRAY:
-				if (m->type != PBH_JSON_ARRAY)
-					goto wrong_type;
-				/* the database would read 1e3 as 1000: no exponents in amounts */
-				if (m->exponent)
-				{
-					*sent = 1;
-					bad_request(req, "invalid_amount",
-								"%s holds a number in exponent form; amounts are decimal strings or integers of minor units",
-								a->name);
-					return NULL;
-				}
-				return h2o_strdup(&req->pool, m->raw, m->raw_len).base;
-			case PBH_T_AMOUNT:
-				/* an integer is minor units: the PBH_T_MINOR argument takes it */
-				if (m->type == PBH_JSON_NUMBER && m->is_integer)
-					return NULL;
-				if (m->type != PBH_JSON_STRING)
-					goto wrong_type;
-				v = m->str;
-				break;
-			case PBH_T_MINOR:
-				if (m->type != PBH_JSON_NUMBER || !m->is_integer)
-					return NULL;
-				v = h2o_strdup(&req->pool, m->raw, m->raw_len).base;
-				break;
-			default:
-				if (m->type != PBH_JSON_STRING)
-					goto wrong_type;
-				v = m->str;
-				break;
-		}
-	}
-	if (v == NULL)
-	{
-		if (a->required)
-			goto missing;
-		return NULL;
-	}
-	switch (a->type)
-	{
-		case PBH_T_ID:
-			if (!digits_ok(v, 0, 1))
-				goto wrong_type;
-			break;
-		case PBH_T_INT:
-			if (!digits_ok(v, 1, 0))
-				goto wrong_type;
-			break;
-		case PBH_T_AMOUNT:
-			if (!amount_ok(v))
-				goto wrong_type;
-			break;
-		case PBH_T_MINOR:
-			/* exact: the text goes to the database as a bigint */
-			if (v[0] == '-' || strcmp(v, "0") == 0)
-			{
-				*sent = 1;
-				bad_request(req, "invalid_amount", "%s must be positive", a->name);
-				return NULL;
-			}
-			if (strlen(v) > 16)
-			{
-				*sent = 1;
-				bad_request(req, "amount_out_of_range",
-							"%s must be at most 10^15 minor units", a->name);
-				return NULL;
-			}
-			break;
-		case PBH_T_ENUM:
-			for (const char *const *c = a->choices; *c != NULL; c++)
-				if (strcmp(*c, v) == 0)
-					return v;
-			goto wrong_type;
-		case PBH_T_TIME:
-		case PBH_T_INTERVAL:
-			max = 64;
-			/* fall through */
-		default:
-			if (strlen(v) > max)
-			{
-				*sent = 1;
-				bad_request(req, "invalid_argument", "%s is too long", a->name);
-				return NULL;
-			}
-			break;
-	}
-	return v;
-
-missing:
-	*sent = 1;
-	if (a->source == PBH_ARG_HEADER)
-		bad_request(req, "missing_argument", "the %s header is required", a->name);
-	else
-		bad_request(req, "missing_argument", "%s is required", a->name);
-	return NULL;
-wrong_type:
-	*sent = 1;
-	if (a->type == PBH_T_AMOUNT)
-	{
-		bad_request(req, "invalid_amount",
-					"%s must be a decimal string of the currency's units, such as \"10.50\", "
-					"or an integer of minor units, such as 1050", a->name);
-		return NULL;
-	}
-	{
-		const char *what = a->type == PBH_T_ID ? "a positive integer id" :
-			a->type == PBH_T_INT ? "an integer" :
-			a->type == PBH_T_OBJECT ? "a JSON object" :
-			a->type == PBH_T_STRINGS ? "an array of strings" :
-			a->type == PBH_T_ARRAY ? "an array" :
-			a->type == PBH_T_ENUM ? "one of the allowed values" : "a string";
-		char	   *msg = h2o_mem_alloc_pool(&req->pool, 256);
-
-		snprintf(msg, 256, "%%s must be %s", what);
-		bad_request(req, "invalid_argument", msg, a->name);
-	}
-	return NULL;
-}
 
 /* ---------------------------------------------------------------------
  * The database round trip
@@ -862,7 +566,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	const char *role = NULL;
 	int			api_key = 0;
 	unsigned char key_hash[SHA256_DIGEST_LENGTH];
-	pbh_qparam_t qp[MAX_QUERY_PARAMS];
+	pbh_qparam_t qp[PBH_MAX_QUERY_PARAMS];
 	int			nq = 0;
 	pbh_json_member_t *members = NULL;
 	size_t		nmembers = 0;
@@ -955,7 +659,9 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	}
 
 	/* the arguments: query, body, path, headers */
-	rc = parse_query(req, qp, &nq, &bad);
+	rc = req->query_at == SIZE_MAX ? 0 :
+		pbh_parse_query(&req->pool, req->path.base + req->query_at + 1,
+						req->path.len - req->query_at - 1, qp, &nq, &bad);
 	if (rc == -2)
 		return bad_request(req, "invalid_argument", "query parameter %s is given twice", bad);
 	if (rc != 0)
@@ -981,7 +687,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		const pbh_arg_t *a = &route->args[i];
 		const char *text = NULL;
 		const pbh_json_member_t *m = NULL;
-		int			sent;
+		pbh_arg_error_t aerr;
 
 		switch (a->source)
 		{
@@ -1009,9 +715,9 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 				text = header_text(req, a->name);
 				break;
 		}
-		args[i] = arg_value(req, a, text, m, &sent);
-		if (sent)
-			return 0;
+		args[i] = pbh_arg_value(&req->pool, a, text, m, &aerr);
+		if (aerr.code != NULL)
+			return bad_request(req, aerr.code, aerr.format, a->name);
 	}
 	for (int k = 0; k < nq; k++)
 		if (!qp[k].used)

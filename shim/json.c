@@ -548,7 +548,8 @@ pbh_json_quote_amounts(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *
 
 			while (p < end && *p != '"')
 			{
-				if (*p == '\\')
+				/* an escape, unless the text ends with its backslash */
+				if (*p == '\\' && p + 1 < end)
 					p++;
 				p++;
 			}

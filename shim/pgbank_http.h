@@ -218,6 +218,32 @@ const pbh_route_t *pbh_route_match(const char *method, size_t mlen, const char *
 								   int *status, char *allow, size_t allowlen);
 
 /* ---------------------------------------------------------------------
+ * args.c: request text to route arguments
+ * ---------------------------------------------------------------------
+ */
+#define PBH_MAX_QUERY_PARAMS 16
+
+typedef struct st_pbh_qparam_t
+{
+	char	   *name;			/* decoded, NUL-terminated */
+	char	   *value;
+	int			used;
+} pbh_qparam_t;
+
+typedef struct st_pbh_arg_error_t
+{
+	const char *code;			/* the problem's code; NULL: no error */
+	const char *format;			/* its detail, %s for the argument's name */
+} pbh_arg_error_t;
+
+int			pbh_parse_query(h2o_mem_pool_t *pool, const char *q, size_t len,
+							pbh_qparam_t *out, int *n, const char **bad);
+int			pbh_digits_ok(const char *s, int allow_minus, int positive);
+int			pbh_amount_ok(const char *s);
+const char *pbh_arg_value(h2o_mem_pool_t *pool, const pbh_arg_t *a, const char *text,
+						  const pbh_json_member_t *m, pbh_arg_error_t *err);
+
+/* ---------------------------------------------------------------------
  * pool.c: per-thread libpq connections in pipeline mode
  * ---------------------------------------------------------------------
  */
