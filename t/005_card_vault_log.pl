@@ -72,23 +72,8 @@ log_connections = on
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION pgbank CASCADE');
 
-my $n = 0;
-
-# one pgbench transaction with -M extended: :variables are bind parameters
-sub call
-{
-	my ($script, %vars) = @_;
-	my $file = $node->basedir . '/call' . ++$n . '.sql';
-	open(my $fh, '>', $file) or die $!;
-	print $fh $script;
-	close $fh;
-	my @cmd = ('pgbench', '-n', '-t', '1', '-M', 'extended', '-f', $file,
-		(map { ('-D', "$_=$vars{$_}") } sort keys %vars),
-		'-h', $node->host, '-p', $node->port, 'postgres');
-	my ($out, $err);
-	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
-	return $err;
-}
+# one transaction of pgbench -M extended: :variables are bind parameters
+sub call { return PgbankTest::pgbench_call($node, @_); }
 
 my $expiry = $node->safe_psql('postgres',
 	"SELECT to_char(bank.business_date() + interval '2 years', 'MM/YY')");
