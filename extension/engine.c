@@ -746,8 +746,11 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	if (req->credit_account && other_currency[0] == '\0')
 		AccountNotFound(req->credit_account);
 
-	/* accounts named by the caller are customer accounts (reversals excepted) */
-	if (strcmp(req->kind, "reversal") != 0)
+	/*
+	 * accounts named by the caller are customer accounts (reversals and the
+	 * bank's own postings, interest and fees, excepted)
+	 */
+	if (strcmp(req->kind, "reversal") != 0 && !req->bank_posting)
 	{
 		if (req->debit_account && debit_system)
 			AccountNotFound(req->debit_account);
@@ -795,7 +798,7 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	}
 
 	/* large amounts out of a customer account need KYC approval */
-	if (!debit_system && strcmp(req->kind, "reversal") != 0)
+	if (!debit_system && strcmp(req->kind, "reversal") != 0 && !req->bank_posting)
 		EngineCheckKyc(req->debit_account, amount, exponent, currency);
 
 	/* the transfer as it would be recorded, for a decline */

@@ -4,8 +4,10 @@
  *		Module entry point: the GUCs of pgbank, defined in one place.
  *
  * The library is loaded on first use.  Secrets (pgbank.jwt_secret,
- * pgbank.master_key) need it in shared_preload_libraries: only then are the
- * settings defined, superuser-only, before any session can read them.
+ * pgbank.master_key, pgbank.card_key) need it in shared_preload_libraries:
+ * only then are the settings defined, superuser-only, before any session can
+ * read them, and only then does every backend remove card numbers from its
+ * server log lines (vault.c) from its first statement on.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,6 +16,7 @@
 #include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "pgtime.h"
 #include "utils/guc.h"
 
 #include "pgbank.h"
@@ -36,8 +39,22 @@ int			pgb_max_failed_logins = 10;
 int			pgb_lockout_duration = 1800;
 int			pgb_kyc_transfer_limit = 1000;
 char	   *pgb_master_key = NULL;
+char	   *pgb_card_key = NULL;
+char	   *pgb_business_timezone = NULL;
 
 void		_PG_init(void);
+
+/* pgbank.business_timezone must name a time zone PostgreSQL knows */
+static bool
+check_business_timezone(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || pg_tzset(*newval) == NULL)
+	{
+		GUC_check_errdetail("\"%s\" is not a time zone name.", *newval ? *newval : "");
+		return false;
+	}
+	return true;
+}
 
 /*
  * An error caught by a savepoint or an EXCEPTION block rolls back what the
@@ -110,6 +127,20 @@ _PG_init(void)
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbank.card_key",
+							   "Key that encrypts the card numbers of the card vault (at least 32 bytes); superuser-only.",
+							   NULL,
+							   &pgb_card_key,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbank.business_timezone",
+							   "Time zone of the bank's calendar: interest days, fee months, statements, daily trial balances.",
+							   NULL,
+							   &pgb_business_timezone,
+							   "UTC",
+							   PGC_SUSET, 0,
+							   check_business_timezone, NULL, NULL);
 	DefineCustomStringVariable("pgbank.jwt_issuer",
 							   "The iss claim of access tokens issued and accepted.",
 							   NULL,
@@ -195,6 +226,7 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgbank");
+	VaultInstallLogFilter();
 	RegisterXactCallback(pgbank_xact_callback, NULL);
 	RegisterSubXactCallback(pgbank_subxact_callback, NULL);
 }

@@ -19,6 +19,8 @@
  *	pii.c			personal data: per-customer keys, masking, erasure, export
  *	audit.c			the one way to write an audit row
  *	batch.c			transfer batches: one subtransaction per item
+ *	products.c		interest rates, fee schedule, daily accrual, monthly posting
+ *	vault.c			the card vault, and card numbers kept out of the server log
  *
  * Locking rules (kept by engine.c, relied on everywhere):
  *	- An account row is locked FOR NO KEY UPDATE only by a leg that checks
@@ -72,6 +74,8 @@ extern int	pgb_max_failed_logins;
 extern int	pgb_lockout_duration;
 extern int	pgb_kyc_transfer_limit;
 extern char *pgb_master_key;
+extern char *pgb_card_key;
+extern char *pgb_business_timezone;
 
 /* spi.c */
 
@@ -201,7 +205,9 @@ typedef struct MoveRequest
 	const char *description;
 	Datum		metadata;
 	int64		reverses;
-	bool		allow_frozen_debit; /* staff reversal */
+	bool		allow_frozen_debit; /* staff reversal, bank fees */
+	bool		bank_posting;	/* interest or fee: the bank's own system account
+								 * is named, and no KYC check applies */
 	const char *idempotency_key;
 	bool		record_decline; /* set by the engine */
 	bool		replayed;		/* set by the engine: the key's transfer returned */
@@ -310,7 +316,17 @@ extern char *CustomerCheckedEmail(const char *email);
 extern void PiiStore(int64 customer, const char *phone, const char *national_id,
 					 const char *address);
 extern Datum PiiWrap(bytea *plain, const char *what, int64 customer);
+extern Datum PiiCrypt(const char *fname, Oid datatype, Datum data, Datum password,
+					  int errcode_on_failure, const char *what, const char *key_setting);
 extern bytea *PiiUnwrap(Datum wrapped, const char *what, int64 customer);
+
+/* products.c */
+#define PRODUCT_CARRY_UNITS 133590	/* 365 * 366: carries are in 1/133590 minor units */
+extern Datum ProductBusinessTimezone(void);
+extern int32 ProductBusinessToday(void);	/* a DateADT */
+
+/* vault.c */
+extern void VaultInstallLogFilter(void);
 
 /* account.c */
 extern void AccountNotFound(int64 id) pg_attribute_noreturn();

@@ -63,6 +63,14 @@
 #define ERRCODE_PGB_DATA_ERASED				PGB_SQLSTATE('0', '4', '9')
 #define ERRCODE_PGB_API_KEY_NOT_FOUND		PGB_SQLSTATE('0', '5', '0')
 #define ERRCODE_PGB_AUDIT_BROKEN			PGB_SQLSTATE('0', '5', '2')
+/* the card vault: messages never carry the card number */
+#define ERRCODE_PGB_INVALID_CARD_NUMBER		PGB_SQLSTATE('0', '6', '0')
+#define ERRCODE_PGB_INVALID_CARD_EXPIRY		PGB_SQLSTATE('0', '6', '1')
+#define ERRCODE_PGB_CARD_EXPIRED			PGB_SQLSTATE('0', '6', '2')
+#define ERRCODE_PGB_CARD_NOT_FOUND			PGB_SQLSTATE('0', '6', '3')
+/* interest and fee runs */
+#define ERRCODE_PGB_PERIOD_NOT_ENDED		PGB_SQLSTATE('0', '6', '4')
+#define ERRCODE_PGB_PERIOD_CLOSED			PGB_SQLSTATE('0', '6', '5')
 #define ERRCODE_PGB_DECLINE_NOT_RECORDED	PGB_SQLSTATE('0', '9', '0')
 
 #endif							/* PGBANK_ERRCODES_H */

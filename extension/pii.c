@@ -163,12 +163,15 @@ static PgbQuery q_export = {
 
 /*
  * Call a two-argument pgcrypto function (data, password).  pgcrypto's own
- * failure (a wrong key or corrupt data, SQLSTATE 39000) becomes errcode with
- * a message that names what was being decrypted and nothing else.
+ * failure (a wrong key or corrupt data, SQLSTATE 39000) becomes
+ * errcode_on_failure with a message that names what was being decrypted
+ * ("the phone of customer 7") and nothing else; a wrong key
+ * (errcode_on_failure 55000) hints at the setting that holds it.  The card
+ * vault uses it too.
  */
-static Datum
-crypto_call(const char *fname, Oid datatype, Datum data, Datum password,
-			int errcode_on_failure, const char *what, int64 customer)
+Datum
+PiiCrypt(const char *fname, Oid datatype, Datum data, Datum password,
+		 int errcode_on_failure, const char *what, const char *key_setting)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Oid			types[2];
@@ -196,20 +199,27 @@ crypto_call(const char *fname, Oid datatype, Datum data, Datum password,
 		if (errcode_on_failure == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
 			ereport(ERROR,
 					(errcode(errcode_on_failure),
-					 errmsg("could not decrypt the %s of customer %lld", what,
-							(long long) customer),
+					 errmsg("could not decrypt %s", what),
 					 errdetail("pgcrypto: %s.", edata->message),
-					 errhint("Is pgbank.master_key the key the data keys were wrapped with?")));
+					 errhint("Is %s the key it was encrypted with?", key_setting)));
 		ereport(ERROR,
 				(errcode(errcode_on_failure),
-				 errmsg("could not decrypt the %s of customer %lld", what,
-						(long long) customer),
+				 errmsg("could not decrypt %s", what),
 				 errdetail("pgcrypto: %s.", edata->message)));
 	}
 	PG_END_TRY();
 	if (isnull)
 		elog(ERROR, "pgbank: %s returned NULL", fname);
 	return result;
+}
+
+static Datum
+crypto_call(const char *fname, Oid datatype, Datum data, Datum password,
+			int errcode_on_failure, const char *what, int64 customer)
+{
+	return PiiCrypt(fname, datatype, data, password, errcode_on_failure,
+					psprintf("the %s of customer %lld", what, (long long) customer),
+					"pgbank.master_key");
 }
 
 static Datum

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * report.c
- *		Reads: balance (now or as of a time), entries, statement,
- *		trial_balance, check_ledger.
+ *		Reads: balance (now or as of a time), entries, statement (of a period
+ *		or of a calendar month), trial_balance (now or at the end of a day),
+ *		check_ledger.
  *
  * Every read is one SQL statement, so it sees one snapshot: a transfer is
  * either wholly in it or wholly out of it (no torn reads), even while legs
@@ -17,6 +18,7 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 
 #include "pgbank.h"
 
@@ -121,20 +123,68 @@ static PgbQuery q_statement = {
 	3, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID}, NULL, true
 };
 
+/*
+ * The trial balance over b (currency, type, bal: each account's posted
+ * balance), the same now and as of the end of a day.
+ */
+#define TRIAL_BALANCE_SQL(balances) \
+	"WITH b AS (" balances ")" \
+	" SELECT b.currency, b.type, count(*)," \
+	"  bank.minor_to_amount(sum(CASE WHEN bal < 0 THEN -bal ELSE 0 END)::bigint, c.exponent)," \
+	"  bank.minor_to_amount(sum(CASE WHEN bal > 0 THEN bal ELSE 0 END)::bigint, c.exponent)" \
+	"  FROM b JOIN bank.currencies c ON c.code = b.currency" \
+	" GROUP BY GROUPING SETS ((b.currency, c.exponent, b.type), (b.currency, c.exponent))" \
+	" HAVING sum(abs(bal)) <> 0" \
+	" ORDER BY b.currency, b.type NULLS LAST"
+
 static PgbQuery q_trial_balance = {
-	"WITH b AS ("
-	"  SELECT a.currency, a.type, (a.balance + coalesce(l.s, 0))::numeric AS bal"
-	"    FROM bank.accounts a"
-	"    LEFT JOIN (SELECT account_id, sum(amount) AS s FROM bank.pending_legs"
-	"               GROUP BY account_id) l ON l.account_id = a.id)"
-	" SELECT b.currency, b.type, count(*),"
-	"  bank.minor_to_amount(sum(CASE WHEN bal < 0 THEN -bal ELSE 0 END)::bigint, c.exponent),"
-	"  bank.minor_to_amount(sum(CASE WHEN bal > 0 THEN bal ELSE 0 END)::bigint, c.exponent)"
-	"  FROM b JOIN bank.currencies c ON c.code = b.currency"
-	" GROUP BY GROUPING SETS ((b.currency, c.exponent, b.type), (b.currency, c.exponent))"
-	" HAVING sum(abs(bal)) <> 0"
-	" ORDER BY b.currency, b.type NULLS LAST",
+	TRIAL_BALANCE_SQL(
+					  "  SELECT a.currency, a.type, (a.balance + coalesce(l.s, 0))::numeric AS bal"
+					  "    FROM bank.accounts a"
+					  "    LEFT JOIN (SELECT account_id, sum(amount) AS s FROM bank.pending_legs"
+					  "               GROUP BY account_id) l ON l.account_id = a.id"),
 	0, {}
+};
+
+/* $1 a day, $2 the business time zone: the legs posted before the day ended */
+static PgbQuery q_trial_balance_at = {
+	TRIAL_BALANCE_SQL(
+					  "  SELECT a.currency, a.type, (coalesce(e.s, 0) + coalesce(l.s, 0))::numeric AS bal"
+					  "    FROM bank.accounts a"
+					  "    LEFT JOIN (SELECT account_id, sum(amount) AS s FROM bank.entries"
+					  "               WHERE posted_at < (($1 + 1)::timestamp AT TIME ZONE $2)"
+					  "               GROUP BY account_id) e ON e.account_id = a.id"
+					  "    LEFT JOIN (SELECT account_id, sum(amount) AS s FROM bank.pending_legs"
+					  "               WHERE posted_at < (($1 + 1)::timestamp AT TIME ZONE $2)"
+					  "               GROUP BY account_id) l ON l.account_id = a.id"),
+	2, {DATEOID, TEXTOID}
+};
+
+/* $1 a date, $2 the business time zone: its month's first and next month's first instant */
+static PgbQuery q_month_bounds = {
+	"SELECT date_trunc('month', $1::timestamp) AT TIME ZONE $2,"
+	" (date_trunc('month', $1::timestamp) + interval '1 month') AT TIME ZONE $2",
+	2, {DATEOID, TEXTOID}
+};
+
+/* the interest and fee totals of [from, to), as statement lines */
+static PgbQuery q_statement_totals = {
+	"WITH legs AS ("
+	"  SELECT e.transfer_id, e.amount FROM bank.entries e"
+	"   WHERE e.account_id = $1 AND e.posted_at >= $2 AND e.posted_at < $3"
+	"  UNION ALL"
+	"  SELECT l.transfer_id, l.amount FROM bank.pending_legs l"
+	"   WHERE l.account_id = $1 AND l.posted_at >= $2 AND l.posted_at < $3),"
+	" x AS (SELECT exponent FROM bank.currencies c JOIN bank.accounts a ON a.currency = c.code"
+	"       WHERE a.id = $1)"
+	" SELECT k.line, NULL::timestamptz, NULL::bigint, NULL::bigint, k.kind, NULL::text,"
+	"  bank.minor_to_amount(coalesce((SELECT sum(legs.amount) FROM legs"
+	"   JOIN bank.transfers t ON t.id = legs.transfer_id WHERE t.kind = k.kind), 0)::bigint,"
+	"   x.exponent), NULL::numeric"
+	" FROM x, (VALUES (1, 'interest', 'interest'::bank.transfer_kind),"
+	"                 (2, 'fees', 'fee'::bank.transfer_kind)) k(n, line, kind)"
+	" ORDER BY k.n",
+	3, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID}, NULL, true
 };
 
 /*
@@ -321,6 +371,55 @@ pgbank_trial_balance(PG_FUNCTION_ARGS)
 	AuthCaller("trial_balance", &(Principal) {0});
 	SPI_connect();
 	PgbExec(&q_trial_balance, NULL, NULL, true, 0);
+	PgbMaterialize(fcinfo);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(pgbank_daily_trial_balance);
+Datum
+pgbank_daily_trial_balance(PG_FUNCTION_ARGS)
+{
+	Datum		v[2];
+
+	v[0] = PG_GETARG_DATUM(0);
+	v[1] = ProductBusinessTimezone();
+	AuthCaller("daily_trial_balance", &(Principal) {0});
+	SPI_connect();
+	PgbExec(&q_trial_balance_at, v, NULL, true, 0);
+	PgbMaterialize(fcinfo);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * The statement of a calendar month: bank.statement's lines for the month,
+ * then the interest and fee totals, all from one snapshot (read-only SPI
+ * reuses the caller's).
+ */
+PG_FUNCTION_INFO_V1(pgbank_monthly_statement);
+Datum
+pgbank_monthly_statement(PG_FUNCTION_ARGS)
+{
+	Datum		v[3];
+	static const char *const names[] = {"account", "month"};
+
+	PgbRequireArgs(fcinfo, 2, names);
+	if (DATE_NOT_FINITE(PG_GETARG_DATEADT(1)))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("month must be a finite date")));
+	AuthCaller("monthly_statement", &(Principal) {0});
+	SPI_connect();
+	RequireAccount(PG_GETARG_INT64(0));
+	v[0] = PG_GETARG_DATUM(1);
+	v[1] = ProductBusinessTimezone();
+	PgbExec(&q_month_bounds, v, NULL, true, 1);
+	v[0] = PG_GETARG_DATUM(0);
+	v[1] = PgbGet(0, 1, &(bool) {false});
+	v[2] = PgbGet(0, 2, &(bool) {false});
+	PgbExec(&q_statement, v, NULL, true, 0);
+	PgbMaterialize(fcinfo);
+	PgbExec(&q_statement_totals, v, NULL, true, 0);
 	PgbMaterialize(fcinfo);
 	SPI_finish();
 	return (Datum) 0;

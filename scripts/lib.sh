@@ -254,19 +254,23 @@ pgb_cluster_start() {
     fi
 
     # The cluster's own secrets, made once (clusters made before them get them
-    # now): the access-token signing key and the master key of personal data,
-    # readable by the server's OS user only, like the rest of the data
-    # directory.
+    # now): the access-token signing key, the master key of personal data and
+    # the key of the card vault, readable by the server's OS user only, like
+    # the rest of the data directory.  A secret added in a later version is
+    # appended to an existing file.
     if [[ ! -f "$datadir/pgbank-secrets.conf" ]]; then
-        {
-            echo "# Written once by scripts/lib.sh: keep it secret, keep it safe."
-            echo "pgbank.jwt_secret = '$(pgb_random_secret)'"
-            echo "pgbank.master_key = '$(pgb_random_secret)'"
-        } | pgb_pg tee "$datadir/pgbank-secrets.conf" >/dev/null
+        echo "# Written once by scripts/lib.sh: keep it secret, keep it safe." |
+            pgb_pg tee "$datadir/pgbank-secrets.conf" >/dev/null
         pgb_pg chmod 600 "$datadir/pgbank-secrets.conf"
         printf "include_if_exists = 'pgbank-secrets.conf'\n" |
             pgb_pg tee -a "$datadir/postgresql.conf" >/dev/null
     fi
+    for line in jwt_secret master_key card_key; do
+        if ! pgb_pg grep -q "^pgbank\.$line = " "$datadir/pgbank-secrets.conf"; then
+            echo "pgbank.$line = '$(pgb_random_secret)'" |
+                pgb_pg tee -a "$datadir/pgbank-secrets.conf" >/dev/null
+        fi
+    done
 
     {
         echo "# Written by scripts/lib.sh at every start: edits here are lost."
@@ -280,6 +284,8 @@ pgb_cluster_start() {
         echo "max_parallel_workers = 2"
         echo "max_parallel_workers_per_gather = 1"
         echo "log_line_prefix = '%m [%p] %q%u@%d '"
+        # bind parameters (a card number, a password) stay out of the log
+        echo "log_parameter_max_length = 0"
         # pgbank defines its secret settings (superuser-only) at preload
         echo "shared_preload_libraries = 'pgbank'"
         for line in "$@"; do

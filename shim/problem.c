@@ -63,6 +63,12 @@ static const pbh_error_t errors[] = {
 	{"PB049", 410, "data_erased", "The customer's personal data was erased", 1},
 	{"PB050", 404, "api_key_not_found", "API key not found", 1},
 	{"PB052", 409, "audit_broken", "The audit trail does not verify; nothing was purged", 1},
+	{"PB060", 422, "invalid_card_number", "Invalid card number", 1},
+	{"PB061", 422, "invalid_card_expiry", "Invalid card expiry", 1},
+	{"PB062", 422, "card_expired", "The card has expired", 1},
+	{"PB063", 404, "card_not_found", "Card token not found", 1},
+	{"PB064", 409, "period_not_ended", "The day or month has not ended", 1},
+	{"PB065", 409, "period_closed", "The day or month was already run", 1},
 	{"PB090", 503, "decline_not_recorded", "The decline could not be recorded; retry with the same key", 1},
 	/* standard SQLSTATEs: exact codes first, then classes (two characters) */
 	{"40001", 503, "serialization_failure", "Too much contention; retry", 0},

@@ -1017,6 +1017,211 @@ COMMENT ON FUNCTION bank.audit_ddl() IS
 'Event trigger: DDL on objects of the bank schema (by anyone, superusers included) is recorded as a dba.ddl audit row naming the command and the objects';
 
 --
+-- Interest and fees (products.c).  Rates and fees are dated: the row in
+-- effect on a day is the one of the account's type and currency with the
+-- latest effective_from on or before that day.  Days and months are those of
+-- pgbank.business_timezone.  Interest accrues daily on the end-of-day posted
+-- balance, actual/actual: balance * annual_rate / (366 in a leap year, else
+-- 365).  Each day's exact amount plus the carry of the account's previous
+-- accrual is rounded half-even to the minor unit, and the rest is carried.
+-- Carries are kept exactly, in units of 1/133590 of a minor unit (133590 =
+-- 365 * 366, so a day's share of either year length is a whole number of
+-- them).  bank.post_month posts a month's accruals from the interest-expense
+-- account of the currency and charges the month's fees to fee income, once
+-- per account, month and kind.
+--
+
+CREATE TABLE bank.interest_rates (
+	account_type bank.account_type NOT NULL
+				CHECK (account_type IN ('checking', 'savings', 'investment')),
+	currency	char(3) NOT NULL REFERENCES bank.currencies (code),
+	effective_from date NOT NULL,
+	annual_rate numeric NOT NULL CHECK (annual_rate >= 0 AND annual_rate <= 1 AND scale(annual_rate) <= 12),
+	set_by		name NOT NULL,
+	set_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_type, currency, effective_from)
+);
+COMMENT ON TABLE bank.interest_rates IS
+'Annual interest rates per account type and currency, from a day on (the latest effective_from on or before a day applies; no row: no interest). Set by admins with bank.set_interest_rate';
+COMMENT ON COLUMN bank.interest_rates.annual_rate IS 'A fraction: 0.0365 is 3.65 % a year';
+
+CREATE TABLE bank.fee_schedule (
+	account_type bank.account_type NOT NULL
+				CHECK (account_type IN ('checking', 'savings', 'investment')),
+	currency	char(3) NOT NULL REFERENCES bank.currencies (code),
+	fee			text NOT NULL CHECK (fee IN ('monthly_maintenance', 'withdrawal')),
+	effective_from date NOT NULL,
+	amount		bank.minor_nonneg NOT NULL,
+	set_by		name NOT NULL,
+	set_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_type, currency, fee, effective_from)
+);
+COMMENT ON TABLE bank.fee_schedule IS
+'Fees per account type and currency, from a day on, in minor units: monthly_maintenance (charged for each month the account is open at its end) and withdrawal (charged per posted withdrawal, at the fee in effect on the day it posted). 0 turns a fee off. Set by admins with bank.set_fee; charged by bank.post_month';
+
+CREATE TABLE bank.interest_accruals (
+	account_id	bigint NOT NULL REFERENCES bank.accounts (id),
+	day			date NOT NULL,
+	balance		bigint NOT NULL CHECK (balance > 0),
+	annual_rate numeric NOT NULL,
+	days_in_year smallint NOT NULL CHECK (days_in_year IN (365, 366)),
+	carry_in	numeric NOT NULL,
+	amount		bigint NOT NULL CHECK (amount >= 0),
+	carry		numeric NOT NULL CHECK (carry * 2 BETWEEN -133590 AND 133590),
+	accrued_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_id, day),
+	-- nothing is lost: the day's exact interest plus the carry in is the
+	-- amount accrued plus the carry out, in 1/133590 minor units
+	CONSTRAINT interest_accruals_exact
+		CHECK (balance * annual_rate * (133590 / days_in_year) + carry_in = amount * 133590 + carry)
+);
+COMMENT ON TABLE bank.interest_accruals IS
+'One row per account and day that earned interest (bank.accrue_interest): the end-of-day posted balance, the rate and year length used, the carry in and out (in 1/133590 of a minor unit) and the amount accrued in minor units, rounded half-even. The primary key makes a day accrue once; rows never change';
+COMMENT ON COLUMN bank.interest_accruals.carry IS
+'What rounding left over, in 1/133590 of a minor unit (between minus and plus one half of a minor unit), carried into the account''s next accrual';
+
+CREATE TABLE bank.month_postings (
+	account_id	bigint NOT NULL REFERENCES bank.accounts (id),
+	month		date NOT NULL CHECK (extract(day FROM month) = 1),
+	kind		text NOT NULL CHECK (kind IN ('interest', 'monthly_maintenance', 'withdrawal')),
+	currency	char(3) NOT NULL,
+	amount		bank.minor_amount NOT NULL,
+	units		integer NOT NULL CHECK (units > 0),
+	transfer_id bigint REFERENCES bank.transfers (id),
+	failure_code char(5),
+	posted_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_id, month, kind),
+	CONSTRAINT month_postings_outcome CHECK ((transfer_id IS NULL) <> (failure_code IS NULL))
+);
+COMMENT ON TABLE bank.month_postings IS
+'What bank.post_month did for an account, month and kind (interest, monthly_maintenance fee, withdrawal fees): the amount in minor units, how many days or withdrawals it covers, and the transfer that posted it, or the SQLSTATE that declined it (a fee beyond the available funds is not charged). The primary key makes each post once; rows never change';
+
+CREATE FUNCTION bank.div_round_half_even(numerator numeric, denominator numeric) RETURNS numeric
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN (SELECT q + CASE WHEN 2 * r > abs(denominator) THEN 1
+						   WHEN 2 * r = abs(denominator) AND mod(q, 2) <> 0 THEN 1
+						   ELSE 0 END
+			  FROM (SELECT t - CASE WHEN m < 0 THEN 1 ELSE 0 END AS q,
+						   m + CASE WHEN m < 0 THEN abs(denominator) ELSE 0 END AS r
+					  FROM (SELECT div(n, d) AS t, mod(n, d) AS m
+							  FROM (SELECT numerator * sign(denominator) AS n,
+										   abs(denominator) AS d) s0) s1) s2);
+COMMENT ON FUNCTION bank.div_round_half_even(numeric, numeric) IS
+'numerator / denominator rounded to an integer, halves to the even neighbour (banker''s rounding), computed exactly (no rounded division): 5/2 = 2, 7/2 = 4, -5/2 = -2';
+
+CREATE FUNCTION bank.business_date(at timestamptz DEFAULT now()) RETURNS date
+	AS 'MODULE_PATHNAME', 'pgbank_business_date'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION bank.business_date(timestamptz) IS
+'The date of a moment (default now) in pgbank.business_timezone: the calendar that interest days, fee months, statements and daily trial balances follow';
+
+CREATE FUNCTION bank.set_interest_rate(account_type bank.account_type, currency char(3),
+									   annual_rate numeric, effective_from date)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_set_interest_rate'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.set_interest_rate(bank.account_type, char, numeric, date) IS
+'Admin: the annual rate (a fraction, 0 to 1) of an account type and currency from a day on; setting the same day again replaces it (audited). PB023 for a system account type or a rate out of range, PB065 when that type and currency already accrued interest on or after the day';
+
+CREATE FUNCTION bank.set_fee(account_type bank.account_type, currency char(3), fee text,
+							 amount numeric, effective_from date)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_set_fee'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.set_fee(bank.account_type, char, text, numeric, date) IS
+'Admin: a fee (monthly_maintenance or withdrawal) of an account type and currency from a day on, in the currency (0 turns it off); setting the same day again replaces it (audited). PB023 for an unknown fee or a system account type, PB006 for an amount with too many fraction digits, PB065 when that fee was already charged for the day''s month or a later one';
+
+CREATE FUNCTION bank.accrue_interest(day date) RETURNS integer
+	AS 'MODULE_PATHNAME', 'pgbank_accrue_interest'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.accrue_interest(date) IS
+'Accrues one day''s interest on every customer account with a positive rate and a positive end-of-day posted balance, and returns how many accounts accrued. Each (account, day) accrues once: running a day again accrues nothing. Runs one at a time (a transaction-level advisory lock shared with bank.post_month). PB064 when the day has not ended in pgbank.business_timezone, PB065 when a later day was accrued already or the day''s month was posted';
+
+CREATE FUNCTION bank.post_month(month date)
+	RETURNS TABLE (account_id bigint, kind text, currency char(3), amount numeric,
+				   units integer, transfer_id bigint, failure_code text)
+	AS 'MODULE_PATHNAME', 'pgbank_post_month'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE ROWS 100;
+COMMENT ON FUNCTION bank.post_month(date) IS
+'For the calendar month of the date given: posts each account''s accrued interest (kind interest, from the currency''s interest_expense account), then charges its monthly maintenance fee and its withdrawal fees (kind fee, to fee_income), one transfer per account and kind, and returns what it did. A fee the account cannot pay (funds, closed) is recorded as declined, not charged. Each (account, month, kind) posts once: running a month again posts nothing. Runs one at a time with bank.accrue_interest. PB064 when the month has not ended';
+
+--
+-- The card vault (vault.c): card numbers (PAN) stored encrypted under
+-- pgbank.card_key, handed back only to bank_service
+--
+
+CREATE TABLE bank.cards (
+	token		text PRIMARY KEY CHECK (token ~ '^tok_[A-Za-z0-9_-]{32}$'),
+	pan			bytea NOT NULL,
+	masked		text NOT NULL CHECK (masked ~ '^[0-9]{0,6}\*+[0-9]{4}$'),
+	expiry_month smallint NOT NULL CHECK (expiry_month BETWEEN 1 AND 12),
+	expiry_year smallint NOT NULL CHECK (expiry_year BETWEEN 2000 AND 2999),
+	created_by	name NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE bank.cards IS
+'Tokenised payment cards: a random token, the card number encrypted (pgp_sym_encrypt under pgbank.card_key; no API role can read the column), the masked number and the expiry';
+COMMENT ON COLUMN bank.cards.masked IS
+'The card number with every digit but the last four replaced by * (the first six kept when it has 16 digits or more)';
+
+CREATE FUNCTION bank.tokenize_card(pan text, expiry text, OUT token text, OUT masked text)
+	AS 'MODULE_PATHNAME', 'pgbank_tokenize_card'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.tokenize_card(text, text) IS
+'Service: stores a card number (12 to 19 digits with a valid Luhn check digit, else PB060) and its expiry (MM/YY or MM/YYYY, else PB061; not before this month, else PB062) and returns a new random token and the masked number (audited, without the number). Errors never show the number. Pass both as bind parameters; pgbank removes card numbers from server log lines, but set log_parameter_max_length = 0 as well';
+
+CREATE FUNCTION bank.detokenize_card(token text, OUT pan text, OUT expiry text)
+	AS 'MODULE_PATHNAME', 'pgbank_detokenize_card'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.detokenize_card(text) IS
+'Service only: the card number and expiry (MM/YYYY) of a token; audited (card.detokenize, naming the token only). PB063 for an unknown token';
+
+--
+-- Reports (report.c)
+--
+
+CREATE FUNCTION bank.monthly_statement(account bigint, month date)
+	RETURNS SETOF bank.statement_line
+	AS 'MODULE_PATHNAME', 'pgbank_monthly_statement'
+	LANGUAGE C STABLE PARALLEL SAFE ROWS 100;
+COMMENT ON FUNCTION bank.monthly_statement(bigint, date) IS
+'The statement of the date''s calendar month in pgbank.business_timezone: the lines of bank.statement (opening, each leg, closing), then two totals: interest (the interest legs of the month) and fees (the fee legs); both lines are there when zero. A customer gets their own accounts only (PB009 for others)';
+
+CREATE FUNCTION bank.daily_trial_balance(day date, OUT currency char(3),
+										 OUT account_type bank.account_type, OUT accounts bigint,
+										 OUT debit numeric, OUT credit numeric)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'pgbank_daily_trial_balance'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION bank.daily_trial_balance(date) IS
+'bank.trial_balance at the end of a day in pgbank.business_timezone: per currency and account type, the accounts with a balance and the sum of debit and of credit balances from the legs posted before the day ended; a row with account_type NULL totals the currency, where debit equals credit';
+
+CREATE VIEW bank.account_exceptions WITH (security_invoker = true) AS
+SELECT a.id AS account_id, a.number, a.customer_id, a.currency,
+	   CASE WHEN p.posted < -a.overdraft_limit OR p.posted - a.pending_out < -a.overdraft_limit
+			THEN 'over_limit' ELSE 'overdrawn' END AS problem,
+	   NULL::bigint AS transfer_id,
+	   bank.minor_to_amount(p.posted, c.exponent) AS amount,
+	   bank.minor_to_amount(a.overdraft_limit, c.exponent) AS overdraft_limit,
+	   NULL::timestamptz AS expires_at
+  FROM bank.accounts a
+  JOIN bank.currencies c ON c.code = a.currency
+ CROSS JOIN LATERAL (
+	SELECT a.balance + coalesce((SELECT sum(l.amount) FROM bank.pending_legs l
+								  WHERE l.account_id = a.id), 0)::bigint AS posted) p
+ WHERE a.customer_id IS NOT NULL AND (p.posted < 0 OR p.posted - a.pending_out < -a.overdraft_limit)
+UNION ALL
+SELECT a.id, a.number, a.customer_id, a.currency, 'hold_past_expiry', t.id,
+	   bank.minor_to_amount(t.amount, c.exponent),
+	   bank.minor_to_amount(a.overdraft_limit, c.exponent), t.expires_at
+  FROM bank.transfers t
+  JOIN bank.accounts a ON a.id = t.from_account
+  JOIN bank.currencies c ON c.code = a.currency
+ WHERE t.status = 'pending' AND t.expires_at <= now();
+COMMENT ON VIEW bank.account_exceptions IS
+'Accounts that need a look: overdrawn (posted balance below zero, within the overdraft limit), over_limit (posted or available balance below minus the overdraft limit; the ledger''s constraints should make this impossible) and hold_past_expiry (a pending hold past its expiry that bank.expire_holds has not voided yet; amount is the hold''s)';
+
+--
 -- Invariants held by the database itself
 --
 
@@ -1037,6 +1242,14 @@ CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON bank.audit_events
 CREATE TRIGGER audit_checkpoints_immutable BEFORE UPDATE OR DELETE ON bank.audit_checkpoints
 	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
 CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON bank.audit_checkpoints
+	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER interest_accruals_immutable BEFORE UPDATE OR DELETE ON bank.interest_accruals
+	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER interest_accruals_no_truncate BEFORE TRUNCATE ON bank.interest_accruals
+	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER month_postings_immutable BEFORE UPDATE OR DELETE ON bank.month_postings
+	FOR EACH ROW EXECUTE FUNCTION bank.refuse_change();
+CREATE TRIGGER month_postings_no_truncate BEFORE TRUNCATE ON bank.month_postings
 	FOR EACH STATEMENT EXECUTE FUNCTION bank.refuse_change();
 
 CREATE FUNCTION bank.guard_engine_columns() RETURNS trigger
@@ -1202,12 +1415,41 @@ CREATE POLICY audit_events_staff ON bank.audit_events FOR SELECT
 	TO bank_auditor, bank_admin
 	USING (bank.acting_as_staff());
 
+-- prices are no secret; accruals and postings are the account owner's
+CREATE POLICY interest_rates_read ON bank.interest_rates FOR SELECT
+	TO bank_customer, bank_teller, bank_auditor, bank_service, bank_admin
+	USING (true);
+CREATE POLICY fee_schedule_read ON bank.fee_schedule FOR SELECT
+	TO bank_customer, bank_teller, bank_auditor, bank_service, bank_admin
+	USING (true);
+CREATE POLICY interest_accruals_own ON bank.interest_accruals FOR SELECT TO bank_customer
+	USING (account_id IN (SELECT a.id FROM bank.accounts a
+						   WHERE a.customer_id = bank.current_customer_id()));
+CREATE POLICY interest_accruals_staff ON bank.interest_accruals FOR SELECT
+	TO bank_teller, bank_auditor, bank_admin
+	USING (bank.acting_as_staff());
+CREATE POLICY month_postings_own ON bank.month_postings FOR SELECT TO bank_customer
+	USING (account_id IN (SELECT a.id FROM bank.accounts a
+						   WHERE a.customer_id = bank.current_customer_id()));
+CREATE POLICY month_postings_staff ON bank.month_postings FOR SELECT
+	TO bank_teller, bank_auditor, bank_admin
+	USING (bank.acting_as_staff());
+-- the vault: masked numbers only, for staff that handle cards or audit
+CREATE POLICY cards_staff ON bank.cards FOR SELECT
+	TO bank_auditor, bank_service, bank_admin
+	USING (bank.acting_as_staff());
+
 COMMENT ON POLICY customers_own ON bank.customers IS 'A customer sees their own row only';
 COMMENT ON POLICY accounts_own ON bank.accounts IS 'A customer sees their own accounts only';
 COMMENT ON POLICY transfers_own ON bank.transfers IS 'A customer sees transfers into or out of their own accounts';
 COMMENT ON POLICY entries_own ON bank.entries IS 'A customer sees the entries of their own accounts';
 COMMENT ON POLICY pending_legs_own ON bank.pending_legs IS 'A customer sees the unfolded legs of their own accounts';
 COMMENT ON POLICY audit_events_own ON bank.audit_events IS 'A customer sees their own session and credential events';
+COMMENT ON POLICY interest_rates_read ON bank.interest_rates IS 'Interest rates are prices: every API role but anonymous reads them';
+COMMENT ON POLICY fee_schedule_read ON bank.fee_schedule IS 'Fees are prices: every API role but anonymous reads them';
+COMMENT ON POLICY interest_accruals_own ON bank.interest_accruals IS 'A customer sees the interest accrued on their own accounts';
+COMMENT ON POLICY month_postings_own ON bank.month_postings IS 'A customer sees the interest and fees posted to their own accounts';
+COMMENT ON POLICY cards_staff ON bank.cards IS 'Staff that handle or audit cards see tokens and masked numbers (the encrypted number is granted to no API role)';
 
 --
 -- Privileges: nothing to PUBLIC; each role exactly what it needs.  Tables
@@ -1238,12 +1480,22 @@ GRANT SELECT (id, email, first_name, last_name, created_at, kyc_status, kyc_upda
 			  mfa_enabled, erased_at) ON bank.customers
 	TO bank_customer, bank_teller, bank_auditor, bank_service, bank_admin;
 GRANT SELECT ON bank.audit_events TO bank_customer, bank_auditor, bank_admin;
+GRANT SELECT ON bank.interest_rates, bank.fee_schedule
+	TO bank_customer, bank_teller, bank_auditor, bank_service, bank_admin;
+GRANT SELECT ON bank.interest_accruals, bank.month_postings
+	TO bank_customer, bank_teller, bank_auditor, bank_admin;
+GRANT SELECT (token, masked, expiry_month, expiry_year, created_by, created_at) ON bank.cards
+	TO bank_auditor, bank_service, bank_admin;
+GRANT SELECT ON bank.account_exceptions TO bank_auditor, bank_admin;
 
 -- helpers that views and policies call
 GRANT EXECUTE ON FUNCTION bank.minor_to_amount(bigint, integer), bank.current_customer_id(),
 	bank.acting_as_staff(), bank.whoami(), bank.set_request_context(text, text, text),
 	bank.amount_to_minor(numeric, char), bank.account_number_valid(text)
 	TO bank_anon, bank_customer, bank_teller, bank_auditor, bank_service, bank_admin;
+GRANT EXECUTE ON FUNCTION bank.div_round_half_even(numeric, numeric),
+	bank.business_date(timestamptz)
+	TO bank_customer, bank_teller, bank_auditor, bank_service, bank_admin;
 
 -- anonymous: become someone
 GRANT EXECUTE ON FUNCTION bank.register(text, text, text, text, text),
@@ -1310,6 +1562,20 @@ GRANT EXECUTE ON FUNCTION
 	bank.audit_search(bigint, text, text, text, timestamptz, timestamptz, timestamptz, bigint, integer)
 	TO bank_customer, bank_auditor, bank_admin;
 GRANT EXECUTE ON FUNCTION bank.purge_expired() TO bank_admin;
+GRANT EXECUTE ON FUNCTION bank.daily_trial_balance(date) TO bank_auditor, bank_admin;
+GRANT EXECUTE ON FUNCTION bank.monthly_statement(bigint, date)
+	TO bank_customer, bank_auditor, bank_admin;
+
+-- interest and fees: configured by admins, run by the job worker (bank_service) or admins
+GRANT EXECUTE ON FUNCTION bank.set_interest_rate(bank.account_type, char, numeric, date),
+	bank.set_fee(bank.account_type, char, text, numeric, date)
+	TO bank_admin;
+GRANT EXECUTE ON FUNCTION bank.accrue_interest(date), bank.post_month(date)
+	TO bank_service, bank_admin;
+
+-- the card vault: payment rails only
+GRANT EXECUTE ON FUNCTION bank.tokenize_card(text, text), bank.detokenize_card(text)
+	TO bank_service;
 
 -- administration
 GRANT EXECUTE ON FUNCTION bank.create_api_key(name, text[], timestamptz, text),

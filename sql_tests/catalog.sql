@@ -83,6 +83,8 @@ DROP ROLE regress_outsider;
 SET ROLE bank_admin;
 SHOW pgbank.jwt_secret;
 SELECT current_setting('pgbank.master_key');
-SELECT count(*) AS listed FROM pg_settings WHERE name IN ('pgbank.jwt_secret', 'pgbank.master_key');
+SELECT current_setting('pgbank.card_key');
+SELECT count(*) AS listed FROM pg_settings
+ WHERE name IN ('pgbank.jwt_secret', 'pgbank.master_key', 'pgbank.card_key');
 SET pgbank.jwt_secret = 'attacker-chosen-secret-attacker-chosen';
 RESET ROLE;

@@ -61,21 +61,8 @@ sub canary
 	return $c;
 }
 
-# run one pgbench transaction with -M extended: :variables are parameters
-sub call
-{
-	my ($script, %vars) = @_;
-	my $file = $node->basedir . "/call$n.sql";
-	open(my $fh, '>', $file) or die $!;
-	print $fh $script;
-	close $fh;
-	my @cmd = ('pgbench', '-n', '-t', '1', '-M', 'extended', '-f', $file,
-		(map { ('-D', "$_=$vars{$_}") } sort keys %vars),
-		'-h', $node->host, '-p', $node->port, 'postgres');
-	my ($out, $err);
-	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
-	return $err;
-}
+# one transaction of pgbench -M extended: :variables are bind parameters
+sub call { return PgbankTest::pgbench_call($node, @_); }
 
 # registration: a weak password, then a good one with a phone, then the
 # same email again

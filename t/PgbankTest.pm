@@ -7,6 +7,7 @@ use strict;
 use warnings;
 
 use File::Basename qw(dirname);
+use IPC::Run;
 
 # Cluster::init runs pg_regress --config-auth; PGXS's installcheck sets
 # PG_REGRESS, a bare `prove` does not.
@@ -54,6 +55,25 @@ sub pgbench_files
 		push @files, '-f', "$file\@$scripts->{$name}[0]";
 	}
 	return @files;
+}
+
+# Run one transaction of script with pgbench -M extended, so that its
+# :variables (the pairs of %vars) reach the server as bind parameters, the way
+# an application passes secrets.  Returns pgbench's standard error.
+my $calls = 0;
+sub pgbench_call
+{
+	my ($node, $script, %vars) = @_;
+	my $file = $node->basedir . '/call' . ++$calls . '.sql';
+	open(my $fh, '>', $file) or die "cannot write $file: $!";
+	print $fh $script;
+	close $fh;
+	my @cmd = ('pgbench', '-n', '-t', '1', '-M', 'extended', '-f', $file,
+		(map { ('-D', "$_=$vars{$_}") } sort keys %vars),
+		'-h', $node->host, '-p', $node->port, 'postgres');
+	my ($out, $err);
+	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
+	return $err;
 }
 
 # pgbench's summary: processed, failed, serialization, deadlock, and the
