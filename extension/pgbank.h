@@ -18,6 +18,8 @@
  *	credentials.c	registration, logins, TOTP, refresh tokens, API keys, KYC
  *	pii.c			personal data: per-customer keys, masking, erasure, export
  *	audit.c			the one way to write an audit row
+ *	jobs.c			the job queue: queuing, claiming, running, scheduling
+ *	worker.c		the background worker that runs the jobs
  *
  * Locking rules (kept by engine.c, relied on everywhere):
  *	- An account row is locked FOR NO KEY UPDATE only by a leg that checks
@@ -70,6 +72,12 @@ extern int	pgb_max_failed_logins;
 extern int	pgb_lockout_duration;
 extern int	pgb_kyc_transfer_limit;
 extern char *pgb_master_key;
+extern char *pgb_worker_database;
+extern int	pgb_job_interval;		/* milliseconds */
+extern int	pgb_job_timeout;		/* milliseconds */
+extern int	pgb_job_retention;		/* seconds */
+extern int	pgb_session_retention;	/* seconds */
+extern int	pgb_idempotency_retention;	/* seconds */
 
 /* spi.c */
 typedef struct PgbQuery
@@ -85,6 +93,9 @@ extern int	PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only
 					long count);
 extern bytea *PgbBytea(const void *data, size_t len);
 extern bool PgbRunWorker(const char *function, const char *name, struct dsm_segment *seg);
+extern void PgbWorkerConnect(Oid database, const char *dbname);
+extern void PgbWorkerXactBegin(const char *activity);
+extern void PgbWorkerXactEnd(void);
 extern void *PgbWorkerBegin(Datum main_arg, struct dsm_segment **seg, const char *activity);
 extern void PgbWorkerEnd(struct dsm_segment *seg, volatile int *result) pg_attribute_noreturn();
 extern Portal PgbCursorOpen(PgbQuery *q, Datum *values, const char *nulls);
@@ -283,6 +294,11 @@ extern void PiiStore(int64 customer, const char *phone, const char *national_id,
 					 const char *address);
 extern Datum PiiWrap(bytea *plain, const char *what, int64 customer);
 extern bytea *PiiUnwrap(Datum wrapped, const char *what, int64 customer);
+
+/* jobs.c, worker.c */
+extern void JobsAtEOXact(bool commit);
+extern void WorkerRegister(void);
+extern void WorkerWake(void);
 
 /* account.c */
 extern void AccountNotFound(int64 id) pg_attribute_noreturn();
