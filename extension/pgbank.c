@@ -203,13 +203,6 @@ _PG_init(void)
 							0, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
-	DefineCustomStringVariable("pgbank.worker_database",
-							   "Database whose background jobs the pgbank worker runs; empty: no worker.",
-							   "Needs shared_preload_libraries.",
-							   &pgb_worker_database,
-							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbank.job_interval",
 							"Longest time the worker sleeps between looks at the job queue and schedule, and the period of housekeeping jobs without their own.",
 							NULL,
@@ -245,9 +238,19 @@ _PG_init(void)
 							0, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
-	MarkGUCPrefixReserved("pgbank");
+	/* a postmaster setting can only be defined at postmaster start */
 	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomStringVariable("pgbank.worker_database",
+								   "Database whose background jobs the pgbank worker runs; empty: no worker.",
+								   "Needs shared_preload_libraries.",
+								   &pgb_worker_database,
+								   "postgres",
+								   PGC_POSTMASTER, 0,
+								   NULL, NULL, NULL);
 		WorkerRegister();
+	}
+	MarkGUCPrefixReserved("pgbank");
 	RegisterXactCallback(pgbank_xact_callback, NULL);
 	RegisterSubXactCallback(pgbank_subxact_callback, NULL);
 }

@@ -53,22 +53,33 @@ static PgbQuery q_release_keys = {
 	1, {TIMESTAMPTZOID}
 };
 
-/* the cutoff of a retention in seconds, from the transaction's start */
-static TimestampTz
-RetentionCutoff(int retention)
+/*
+ * Start a purge of what is older than retention (seconds): false when the
+ * retention is 0 (keep everything); else the cutoff, SPI connected.
+ */
+static bool
+RetentionBegin(const char *function, int retention, Principal *who, TimestampTz *cutoff)
 {
-	return GetCurrentTransactionStartTimestamp() - (TimestampTz) retention * USECS_PER_SEC;
+	AuthCaller(function, who);
+	if (retention <= 0)
+		return false;
+	EngineRequireReadCommitted();
+	*cutoff = GetCurrentTransactionStartTimestamp() - (TimestampTz) retention * USECS_PER_SEC;
+	SPI_connect();
+	return true;
 }
 
-/* one audit row for a purge that removed something */
-static void
-RetentionAudit(const Principal *who, const char *action, const char *resource_type,
-			   int64 removed, TimestampTz cutoff)
+/* end a purge: one audit row when it removed something */
+static int64
+RetentionEnd(const Principal *who, const char *action, const char *resource_type,
+			 int64 removed, TimestampTz cutoff)
 {
 	if (removed > 0)
 		AuditWrite(who, 0, action, resource_type, NULL,
 				   psprintf("{\"removed\": " INT64_FORMAT ", \"cutoff\": \"%s\"}", removed,
 							timestamptz_to_str(cutoff)));
+	SPI_finish();
+	return removed;
 }
 
 /*
@@ -82,23 +93,16 @@ pgbank_purge_sessions(PG_FUNCTION_ARGS)
 	Principal	who;
 	Datum		v[2];
 	bool		isnull;
-	int64		removed = 0;
 	TimestampTz cutoff;
 
-	AuthCaller("purge_sessions", &who);
-	if (pgb_session_retention <= 0)
+	if (!RetentionBegin("purge_sessions", pgb_session_retention, &who, &cutoff))
 		PG_RETURN_INT64(0);
-	EngineRequireReadCommitted();
-	cutoff = RetentionCutoff(pgb_session_retention);
-	SPI_connect();
 	v[0] = TimestampTzGetDatum(cutoff);
 	v[1] = Int32GetDatum(pgb_idle_timeout);
 	PgbExec(&q_purge_sessions, v, NULL, false, 0);
 	v[0] = PgbGet(0, 1, &isnull);
-	removed = PgbExec(&q_delete_sessions, v, NULL, false, 0);
-	RetentionAudit(&who, "session.purge", "session", removed, cutoff);
-	SPI_finish();
-	PG_RETURN_INT64(removed);
+	PG_RETURN_INT64(RetentionEnd(&who, "session.purge", "session",
+								 PgbExec(&q_delete_sessions, v, NULL, false, 0), cutoff));
 }
 
 /*
@@ -111,18 +115,11 @@ pgbank_purge_idempotency_keys(PG_FUNCTION_ARGS)
 {
 	Principal	who;
 	Datum		v[1];
-	int64		released;
 	TimestampTz cutoff;
 
-	AuthCaller("purge_idempotency_keys", &who);
-	if (pgb_idempotency_retention <= 0)
+	if (!RetentionBegin("purge_idempotency_keys", pgb_idempotency_retention, &who, &cutoff))
 		PG_RETURN_INT64(0);
-	EngineRequireReadCommitted();
-	cutoff = RetentionCutoff(pgb_idempotency_retention);
-	SPI_connect();
 	v[0] = TimestampTzGetDatum(cutoff);
-	released = EngineExec(&q_release_keys, v, NULL);
-	RetentionAudit(&who, "idempotency.purge", "transfer", released, cutoff);
-	SPI_finish();
-	PG_RETURN_INT64(released);
+	PG_RETURN_INT64(RetentionEnd(&who, "idempotency.purge", "transfer",
+								 EngineExec(&q_release_keys, v, NULL), cutoff));
 }

@@ -11,7 +11,9 @@
  *
  * Statements that must commit although the caller's transaction fails (a
  * declined transfer, a refused call) run in a background worker of their
- * own: PgbRunWorker, PgbWorkerBegin, PgbWorkerEnd.
+ * own: PgbRunWorker, PgbWorkerBegin, PgbWorkerEnd.  The long-lived jobs
+ * worker (worker.c) uses the same steps: PgbWorkerConnect, then
+ * PgbWorkerXactBegin and PgbWorkerXactEnd around each transaction.
  *
  * A statement runs as bank_engine (the ledger's own role, which bypasses
  * row-level security) unless it is marked as_caller: then it runs as the
