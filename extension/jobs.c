@@ -395,6 +395,55 @@ pgbank_run_next_job(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(id);
 }
 
+static PgbQuery q_retry = {
+	"UPDATE bank.job_queue q SET status = 'queued', next_run_at = now(),"
+	" max_attempts = q.attempts + k.max_attempts"
+	" FROM bank.job_kinds k WHERE k.name = q.job AND q.id = $1 AND q.status = 'dead'"
+	" RETURNING q.job",
+	1, {INT8OID}
+};
+
+static PgbQuery q_job_exists = {
+	"SELECT 1 FROM bank.job_queue WHERE id = $1",
+	1, {INT8OID}
+};
+
+/*
+ * bank.retry_job(id): queue a dead job again, now, for as many attempts more
+ * as its kind allows; its attempts so far and last error stay.
+ */
+PG_FUNCTION_INFO_V1(pgbank_retry_job);
+Datum
+pgbank_retry_job(PG_FUNCTION_ARGS)
+{
+	static const char *const names[] = {"id"};
+	Principal	who;
+	Datum		v[1];
+	char		idtext[32];
+
+	AuthCaller("retry_job", &who);
+	PgbRequireArgs(fcinfo, 1, names);
+	SPI_connect();
+	v[0] = PG_GETARG_DATUM(0);
+	snprintf(idtext, sizeof(idtext), INT64_FORMAT, PG_GETARG_INT64(0));
+	if (PgbExec(&q_retry, v, NULL, false, 0) != 1)
+	{
+		if (PgbExec(&q_job_exists, v, NULL, true, 1) != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_JOB_NOT_FOUND),
+					 errmsg("job %s does not exist", idtext)));
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_JOB_NOT_DEAD),
+				 errmsg("job %s is not dead", idtext),
+				 errhint("Only a dead job can be retried; a queued one runs by itself.")));
+	}
+	AuditWrite(&who, 0, "job.retry", "job", idtext,
+			   psprintf("{\"job\": \"%s\"}", PgbGetText(0, 1)));
+	job_queued = true;
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
 /* ---------------------------------------------------------------------
  * Scheduling
  * ---------------------------------------------------------------------

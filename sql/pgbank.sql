@@ -1057,6 +1057,12 @@ CREATE FUNCTION bank.run_next_job() RETURNS bigint
 COMMENT ON FUNCTION bank.run_next_job() IS
 'Claims the queued job due first (FOR UPDATE SKIP LOCKED: a job another transaction is running is skipped, never waited for), runs its function as the caller in a subtransaction, records the outcome (done with its result; or the error, then a retry after the kind''s backoff doubled per earlier attempt, or dead after max_attempts) and returns the job''s id; NULL when nothing is due. The job''s work and its outcome commit with the caller''s transaction. Needs READ COMMITTED (PB025)';
 
+CREATE FUNCTION bank.retry_job(id bigint) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_retry_job'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.retry_job(bigint) IS
+'Admin: queues a dead job again, due now, for as many more attempts as its kind allows (its attempts so far and last error stay until it runs); PB083 when the job does not exist, PB084 when it is not dead. Audited (job.retry)';
+
 CREATE FUNCTION bank.schedule_jobs() RETURNS integer
 	AS 'MODULE_PATHNAME', 'pgbank_schedule_jobs'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -1367,7 +1373,8 @@ GRANT EXECUTE ON FUNCTION bank.purge_expired() TO bank_admin;
 -- (the worker runs them as a superuser), auditors and admins watch them
 GRANT EXECUTE ON FUNCTION bank.enqueue_job(text, text[], text, timestamptz)
 	TO bank_service, bank_admin;
-GRANT EXECUTE ON FUNCTION bank.run_next_job(), bank.schedule_jobs(), bank.purge_sessions(),
+GRANT EXECUTE ON FUNCTION bank.run_next_job(), bank.retry_job(bigint), bank.schedule_jobs(),
+	bank.purge_sessions(),
 	bank.purge_idempotency_keys()
 	TO bank_admin;
 GRANT SELECT ON bank.job_kinds, bank.job_schedule, bank.job_queue, bank.job_runs

@@ -129,6 +129,18 @@ SELECT count(*) AS secrets_kept FROM bank.job_queue
 SELECT action, resource_type, resource_id = :'f' AS this_job, metadata
   FROM bank.audit_events WHERE action = 'job.dead';
 
+-- an admin may queue a dead job again: it runs now, for max_attempts more
+-- (its count goes on); a job that is not dead (PB084) or does not exist
+-- (PB083) cannot be; NULL is PB022
+SELECT bank.retry_job(:f);
+SELECT status, attempts, max_attempts, next_run_at <= now() AS due FROM bank.job_runs WHERE id = :f;
+SELECT bank.retry_job(:f);
+SELECT bank.retry_job(-1);
+SELECT bank.retry_job(NULL);
+SELECT * FROM pg_temp.run();
+DELETE FROM bank.job_queue WHERE id = :f;
+SELECT action, resource_id = :'f' AS this_job, metadata FROM bank.audit_events WHERE action = 'job.retry';
+
 -- a job kind whose function was dropped fails like any job
 CREATE FUNCTION test_gone() RETURNS integer LANGUAGE sql AS 'SELECT 1';
 INSERT INTO bank.job_kinds (name, function, max_attempts, description)
@@ -182,6 +194,7 @@ SET ROLE bank_service;
 SELECT bank.enqueue_job('test_daily', '{2026-02-01}', 'svc-1') AS svc \gset
 SELECT bank.enqueue_job('test_fail', '{x}');
 SELECT bank.run_next_job();
+SELECT bank.retry_job(1);
 SELECT count(*) FROM bank.job_runs;
 RESET ROLE;
 SELECT action, acting_role, resource_id = :'svc' AS this_job FROM bank.audit_events
