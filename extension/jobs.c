@@ -383,6 +383,10 @@ pgbank_run_next_job(PG_FUNCTION_ARGS)
 		v[3] = DirectFunctionCall3(bpcharin, CStringGetDatum(code),
 								   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 		v[4] = CStringGetTextDatum(message);
+		/* the server log gets the SQLSTATE; the message is in bank.job_runs */
+		ereport(LOG,
+				(errmsg("pgbank: job " INT64_FORMAT " (%s) failed with SQLSTATE %s",
+						id, job, code)));
 		if (PgbExec(&q_failed, v, NULL, false, 0) == 1 &&
 			strcmp(PgbGetText(0, 1), "dead") == 0)
 		{

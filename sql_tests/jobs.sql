@@ -189,7 +189,8 @@ DELETE FROM bank.job_schedule WHERE job = 'test_daily';
 
 -- who may do what: a service queues what its kinds allow (the audit row
 -- names it); it may not queue an admin job (42501, audited), nor run jobs;
--- a teller may not queue at all; auditors read the view but run nothing
+-- a teller may not queue at all; tellers and customers cannot read the
+-- jobs; auditors read the view but run nothing
 SET ROLE bank_service;
 SELECT bank.enqueue_job('test_daily', '{2026-02-01}', 'svc-1') AS svc \gset
 SELECT bank.enqueue_job('test_fail', '{x}');
@@ -203,6 +204,11 @@ SELECT action, acting_role, resource_id, metadata->>'code' AS code
   FROM bank.audit_events WHERE action = 'auth.denied' ORDER BY id DESC LIMIT 1;
 SET ROLE bank_teller;
 SELECT bank.enqueue_job('test_daily', '{2026-02-02}');
+SELECT count(*) FROM bank.job_runs;
+RESET ROLE;
+SET ROLE bank_customer;
+SELECT count(*) FROM bank.job_runs;
+SELECT count(*) FROM bank.job_queue;
 RESET ROLE;
 SET ROLE bank_auditor;
 SELECT count(*) > 0 AS auditor_sees_jobs FROM bank.job_runs;
