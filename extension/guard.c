@@ -16,8 +16,9 @@
  *	  is never deleted, and its id, number, owner, type and currency never
  *	  change; a new transfer's accounts exist and hold its currency (in place
  *	  of foreign keys, which would share-lock hot account rows); a transfer's
- *	  defining columns never change and its status moves only along the
- *	  allowed transitions;
+ *	  defining columns never change (except that the idempotency key of a
+ *	  settled transfer may be released: retention.c) and its status moves
+ *	  only along the allowed transitions;
  *	- bank.check_transfer_legs (deferred to commit): a posted or reversed
  *	  transfer has exactly its two legs; any other transfer has none.
  *
@@ -121,6 +122,7 @@ GuardTransferUpdate(TriggerData *td)
 	int			i;
 	char	   *from = SPI_getvalue(oldt, desc, SPI_fnumber(desc, "status"));
 	char	   *to = SPI_getvalue(newt, desc, SPI_fnumber(desc, "status"));
+	bool		key_released = false;
 
 	for (i = 1; i <= desc->natts; i++)
 	{
@@ -131,12 +133,33 @@ GuardTransferUpdate(TriggerData *td)
 		if (strcmp(name, "status") == 0 || strcmp(name, "posted_amount") == 0 ||
 			strcmp(name, "posted_at") == 0 || strcmp(name, "resolved_at") == 0)
 			continue;
-		if (ColumnChanged(oldt, newt, desc, i))
-			ereport(ERROR,
-					(errcode(ERRCODE_PGB_IMMUTABLE),
-					 errmsg("column %s of a transfer cannot change", name)));
+		if (!ColumnChanged(oldt, newt, desc, i))
+			continue;
+
+		/*
+		 * An old settled transfer's idempotency key may be released (the
+		 * table's check makes scope, key and fingerprint go together), never
+		 * set or changed.
+		 */
+		if ((strcmp(name, "idempotency_scope") == 0 || strcmp(name, "idempotency_key") == 0 ||
+			 strcmp(name, "fingerprint") == 0) &&
+			strcmp(from, to) == 0 && strcmp(from, "pending") != 0 &&
+			strcmp(from, "held_for_review") != 0)
+		{
+			bool		isnull;
+
+			(void) heap_getattr(newt, i, desc, &isnull);
+			if (isnull)
+			{
+				key_released = true;
+				continue;
+			}
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_IMMUTABLE),
+				 errmsg("column %s of a transfer cannot change", name)));
 	}
-	if (!TransitionAllowed(from, to))
+	if (!(key_released && strcmp(from, to) == 0) && !TransitionAllowed(from, to))
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_TRANSITION),
 				 errmsg("a transfer cannot go from %s to %s", from, to)));

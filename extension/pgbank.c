@@ -7,7 +7,8 @@
  * pgbank.master_key, pgbank.card_key) need it in shared_preload_libraries:
  * only then are the settings defined, superuser-only, before any session can
  * read them, and only then does every backend remove card numbers from its
- * server log lines (vault.c) from its first statement on.
+ * server log lines (vault.c) from its first statement on.  So does the
+ * background worker of jobs (worker.c), registered here.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,6 +42,12 @@ int			pgb_kyc_transfer_limit = 1000;
 char	   *pgb_master_key = NULL;
 char	   *pgb_card_key = NULL;
 char	   *pgb_business_timezone = NULL;
+char	   *pgb_worker_database = NULL;
+int			pgb_job_interval = 60000;
+int			pgb_job_timeout = 300000;
+int			pgb_job_retention = 7 * 24 * 3600;
+int			pgb_session_retention = 30 * 24 * 3600;
+int			pgb_idempotency_retention = 0;
 
 void		_PG_init(void);
 
@@ -77,7 +84,9 @@ pgbank_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_PRE_COMMIT)
 		EngineFoldQueued();
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+		JobsAtEOXact(event == XACT_EVENT_COMMIT);
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
 			 event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
 			 event == XACT_EVENT_PREPARE)
 	{
@@ -225,6 +234,53 @@ _PG_init(void)
 							0, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.job_interval",
+							"Longest time the worker sleeps between looks at the job queue and schedule, and the period of housekeeping jobs without their own.",
+							NULL,
+							&pgb_job_interval,
+							60000, 100, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.job_timeout",
+							"Longest run of one background job in the worker; 0: no limit.",
+							NULL,
+							&pgb_job_timeout,
+							300000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.job_retention",
+							"How long finished background jobs stay in bank.job_queue; 0 keeps them for ever.",
+							NULL,
+							&pgb_job_retention,
+							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.session_retention",
+							"How long ended sessions are kept before bank.purge_sessions() removes them; 0 keeps them for ever.",
+							NULL,
+							&pgb_session_retention,
+							30 * 24 * 3600, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.idempotency_retention",
+							"How long idempotency keys are kept before bank.purge_idempotency_keys() releases them; 0 keeps them for ever.",
+							NULL,
+							&pgb_idempotency_retention,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	/* a postmaster setting can only be defined at postmaster start */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomStringVariable("pgbank.worker_database",
+								   "Database whose background jobs the pgbank worker runs; empty: no worker.",
+								   "Needs shared_preload_libraries.",
+								   &pgb_worker_database,
+								   "postgres",
+								   PGC_POSTMASTER, 0,
+								   NULL, NULL, NULL);
+		WorkerRegister();
+	}
 	MarkGUCPrefixReserved("pgbank");
 	VaultInstallLogFilter();
 	RegisterXactCallback(pgbank_xact_callback, NULL);

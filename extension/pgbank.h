@@ -21,6 +21,8 @@
  *	batch.c			transfer batches: one subtransaction per item
  *	products.c		interest rates, fee schedule, daily accrual, monthly posting
  *	vault.c			the card vault, and card numbers kept out of the server log
+ *	jobs.c			the job queue: queuing, claiming, running, scheduling
+ *	worker.c		the background worker that runs the jobs
  *
  * Locking rules (kept by engine.c, relied on everywhere):
  *	- An account row is locked FOR NO KEY UPDATE only by a leg that checks
@@ -76,6 +78,12 @@ extern int	pgb_kyc_transfer_limit;
 extern char *pgb_master_key;
 extern char *pgb_card_key;
 extern char *pgb_business_timezone;
+extern char *pgb_worker_database;
+extern int	pgb_job_interval;		/* milliseconds */
+extern int	pgb_job_timeout;		/* milliseconds */
+extern int	pgb_job_retention;		/* seconds */
+extern int	pgb_session_retention;	/* seconds */
+extern int	pgb_idempotency_retention;	/* seconds */
 
 /* spi.c */
 
@@ -97,6 +105,9 @@ extern int	PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only
 					long count);
 extern bytea *PgbBytea(const void *data, size_t len);
 extern bool PgbRunWorker(const char *function, const char *name, struct dsm_segment *seg);
+extern void PgbWorkerConnect(Oid database, const char *dbname);
+extern void PgbWorkerXactBegin(const char *activity);
+extern void PgbWorkerXactEnd(void);
 extern void *PgbWorkerBegin(Datum main_arg, struct dsm_segment **seg, const char *activity);
 extern void PgbWorkerEnd(struct dsm_segment *seg, volatile int *result) pg_attribute_noreturn();
 extern Portal PgbCursorOpen(PgbQuery *q, Datum *values, const char *nulls);
@@ -327,6 +338,10 @@ extern int32 ProductBusinessToday(void);	/* a DateADT */
 
 /* vault.c */
 extern void VaultInstallLogFilter(void);
+/* jobs.c, worker.c */
+extern void JobsAtEOXact(bool commit);
+extern void WorkerRegister(void);
+extern void WorkerWake(void);
 
 /* account.c */
 extern void AccountNotFound(int64 id) pg_attribute_noreturn();

@@ -71,6 +71,12 @@
 /* interest and fee runs */
 #define ERRCODE_PGB_PERIOD_NOT_ENDED		PGB_SQLSTATE('0', '6', '4')
 #define ERRCODE_PGB_PERIOD_CLOSED			PGB_SQLSTATE('0', '6', '5')
+/* background jobs */
+#define ERRCODE_PGB_UNKNOWN_JOB				PGB_SQLSTATE('0', '8', '0')
+#define ERRCODE_PGB_INVALID_JOB_ARGUMENTS	PGB_SQLSTATE('0', '8', '1')
+#define ERRCODE_PGB_JOB_KEY_REUSED			PGB_SQLSTATE('0', '8', '2')
+#define ERRCODE_PGB_JOB_NOT_FOUND			PGB_SQLSTATE('0', '8', '3')
+#define ERRCODE_PGB_JOB_NOT_DEAD			PGB_SQLSTATE('0', '8', '4')
 #define ERRCODE_PGB_DECLINE_NOT_RECORDED	PGB_SQLSTATE('0', '9', '0')
 
 #endif							/* PGBANK_ERRCODES_H */

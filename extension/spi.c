@@ -11,7 +11,9 @@
  *
  * Statements that must commit although the caller's transaction fails (a
  * declined transfer, a refused call) run in a background worker of their
- * own: PgbRunWorker, PgbWorkerBegin, PgbWorkerEnd.
+ * own: PgbRunWorker, PgbWorkerBegin, PgbWorkerEnd.  The long-lived jobs
+ * worker (worker.c) uses the same steps: PgbWorkerConnect, then
+ * PgbWorkerXactBegin and PgbWorkerXactEnd around each transaction.
  *
  * A statement runs as bank_engine (the ledger's own role, which bypasses
  * row-level security) unless it is marked as_caller: then it runs as the
@@ -331,10 +333,51 @@ PgbRunWorker(const char *function, const char *name, dsm_segment *seg)
 }
 
 /*
- * In the worker: attach to the segment, connect to the caller's database as
- * the bootstrap superuser, and open a transaction with SPI connected, a
- * pinned search_path and short lock and statement timeouts (a lock the
- * waiting caller holds must not hang both).  Returns the segment's address.
+ * In a background worker of this library: connect to a database (by oid, or
+ * by name when database is InvalidOid) as the bootstrap superuser.  Signals
+ * must be set up and unblocked before.
+ */
+void
+PgbWorkerConnect(Oid database, const char *dbname)
+{
+	if (OidIsValid(database))
+		BackgroundWorkerInitializeConnectionByOid(database, BOOTSTRAP_SUPERUSERID, 0);
+	else
+		BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+}
+
+/*
+ * In a connected worker: open a transaction with SPI connected, a pinned
+ * search_path and short lock and statement timeouts (a lock another
+ * transaction holds must not hang the worker, nor a waiting caller).
+ */
+void
+PgbWorkerXactBegin(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	SPI_execute("SET LOCAL search_path = " PGB_SEARCH_PATH, false, 0);
+	SPI_execute("SET LOCAL lock_timeout = '5s'", false, 0);
+	SPI_execute("SET LOCAL statement_timeout = '10s'", false, 0);
+}
+
+/* commit what PgbWorkerXactBegin opened */
+void
+PgbWorkerXactEnd(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * In a one-off worker started by PgbRunWorker: attach to the segment,
+ * connect to the caller's database and open a transaction
+ * (PgbWorkerXactBegin).  Returns the segment's address.
  */
 void *
 PgbWorkerBegin(Datum main_arg, dsm_segment **seg, const char *activity)
@@ -346,16 +389,8 @@ PgbWorkerBegin(Datum main_arg, dsm_segment **seg, const char *activity)
 	if (*seg == NULL)
 		proc_exit(1);
 	memcpy(&database, MyBgworkerEntry->bgw_extra, sizeof(Oid));
-	BackgroundWorkerInitializeConnectionByOid(database, BOOTSTRAP_SUPERUSERID, 0);
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-	SPI_execute("SET LOCAL search_path = " PGB_SEARCH_PATH, false, 0);
-	SPI_execute("SET LOCAL lock_timeout = '5s'", false, 0);
-	SPI_execute("SET LOCAL statement_timeout = '10s'", false, 0);
+	PgbWorkerConnect(database, NULL);
+	PgbWorkerXactBegin(activity);
 	return dsm_segment_address(*seg);
 }
 
@@ -363,10 +398,7 @@ PgbWorkerBegin(Datum main_arg, dsm_segment **seg, const char *activity)
 void
 PgbWorkerEnd(dsm_segment *seg, volatile int *result)
 {
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
+	PgbWorkerXactEnd();
 	pg_write_barrier();
 	*result = 1;
 	dsm_detach(seg);

@@ -1220,6 +1220,138 @@ SELECT a.id, a.number, a.customer_id, a.currency, 'hold_past_expiry', t.id,
  WHERE t.status = 'pending' AND t.expires_at <= now();
 COMMENT ON VIEW bank.account_exceptions IS
 'Accounts that need a look: overdrawn (posted balance below zero, within the overdraft limit), over_limit (posted or available balance below minus the overdraft limit; the ledger''s constraints should make this impossible) and hold_past_expiry (a pending hold past its expiry that bank.expire_holds has not voided yet; amount is the hold''s)';
+-- Background jobs (jobs.c; the worker is worker.c).  A job kind names a
+-- function of the database and the roles that may queue it.  Every run,
+-- scheduled or queued by hand, is a row of bank.job_queue: claimed FOR
+-- UPDATE SKIP LOCKED by bank.run_next_job() and run in a subtransaction of
+-- the claiming transaction, so the job's work and its "done" commit
+-- together; after an error the work is rolled back, the error recorded and
+-- the job retried with exponential backoff, up to its kind's max_attempts,
+-- then dead.  A crash before the commit leaves the row queued: a job runs at
+-- least once, so every job kind must be idempotent.  bank.schedule_jobs()
+-- queues what bank.job_schedule says is due.  The worker calls both; without
+-- it (no shared_preload_libraries) an admin or cron calls them.
+--
+CREATE TABLE bank.job_kinds (
+	name		text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+	function	regprocedure NOT NULL,
+	enqueue_roles name[] NOT NULL DEFAULT '{bank_admin}',
+	max_attempts integer NOT NULL DEFAULT 5 CHECK (max_attempts BETWEEN 1 AND 100),
+	backoff		interval NOT NULL DEFAULT '10 seconds' CHECK (backoff > '0'),
+	description text NOT NULL
+);
+COMMENT ON TABLE bank.job_kinds IS
+'What a background job can be: the function it calls (with the job''s arguments, text cast to the function''s argument types), the roles that may queue it with bank.enqueue_job (superusers always may), how often it is tried and the first retry delay (doubled after each failure, at most a day). Every job kind must be idempotent: a job runs at least once. Written by superusers only';
+
+CREATE TABLE bank.job_schedule (
+	job			text PRIMARY KEY REFERENCES bank.job_kinds (name),
+	period		text CHECK (period IN ('day', 'month')),
+	every		interval CHECK (every > '0'),
+	delay		interval NOT NULL DEFAULT '0' CHECK (delay >= '0'),
+	enabled		boolean NOT NULL DEFAULT true,
+	next_period date,
+	next_run_at timestamptz NOT NULL DEFAULT now(),
+	CHECK (period IS NULL OR every IS NULL)
+);
+COMMENT ON TABLE bank.job_schedule IS
+'When bank.schedule_jobs() queues a job kind. Housekeeping (period NULL): every "every" (NULL: pgbank.job_interval), with no argument, and not while a run of the kind is still queued. Calendar (period day or month): once per period, "delay" after the period ends (days and months in the server''s TimeZone), with the period''s first day (a date) as the only argument; periods missed while nothing ran are queued too, in order, each once (job key: the date). Adding one: INSERT INTO bank.job_schedule (job, period, delay) VALUES (''accrue_interest'', ''day'', ''5 minutes''). Written by superusers only';
+COMMENT ON COLUMN bank.job_schedule.next_period IS 'Calendar jobs: the first period not yet queued (NULL until the first bank.schedule_jobs(): the current period)';
+
+CREATE TABLE bank.job_queue (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	job			text NOT NULL REFERENCES bank.job_kinds (name),
+	args		text[] NOT NULL DEFAULT '{}',
+	key			text CHECK (char_length(key) BETWEEN 1 AND 255),
+	status		text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'done', 'dead')),
+	attempts	integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+	max_attempts integer NOT NULL CHECK (max_attempts >= 1),
+	next_run_at timestamptz NOT NULL DEFAULT now(),
+	enqueued_at timestamptz NOT NULL DEFAULT now(),
+	enqueued_by name NOT NULL,
+	scheduled	boolean NOT NULL DEFAULT false,
+	started_at	timestamptz,
+	finished_at timestamptz,
+	result		text,
+	error_code	char(5),
+	error_message text,
+	UNIQUE (job, key),
+	CHECK (status <> 'queued' OR attempts < max_attempts),
+	CHECK (status <> 'dead' OR attempts >= max_attempts),
+	CHECK (status = 'queued' OR finished_at IS NOT NULL)
+);
+CREATE INDEX job_queue_due_idx ON bank.job_queue (next_run_at, id) WHERE status = 'queued';
+CREATE INDEX job_queue_finished_idx ON bank.job_queue (finished_at) WHERE status <> 'queued';
+COMMENT ON TABLE bank.job_queue IS
+'Background jobs, one row per job: queued (waiting for next_run_at: its first run or a retry), done or dead (failed max_attempts times). Claimed FOR UPDATE SKIP LOCKED, so concurrent runners never take the same job; the row lock lasts the run. key makes queuing idempotent (unique per job kind). Finished rows are removed pgbank.job_retention after they finish';
+COMMENT ON COLUMN bank.job_queue.result IS 'The first column of the first row the job''s function returned, as text (at most 200 characters)';
+COMMENT ON COLUMN bank.job_queue.error_message IS 'The primary message of the last error (at most 500 characters), never its detail, hint, context or statement, which may carry values';
+
+CREATE VIEW bank.job_runs WITH (security_invoker = true) AS
+SELECT q.id, q.job, q.args,
+	   CASE WHEN q.status = 'queued' AND q.attempts > 0 THEN 'retrying' ELSE q.status END AS status,
+	   q.attempts, q.max_attempts, q.enqueued_at, q.enqueued_by, q.scheduled,
+	   q.started_at, q.finished_at,
+	   CASE WHEN q.status = 'queued' THEN q.next_run_at END AS next_run_at,
+	   q.result, q.error_code, q.error_message
+  FROM bank.job_queue q;
+COMMENT ON VIEW bank.job_runs IS
+'Background jobs and their last run: status queued (never run), retrying (failed, next_run_at is the next try), done or dead; attempts so far; started_at and finished_at of the last attempt; its result or its error (SQLSTATE and primary message only). A job being run shows its previous state until its run commits';
+
+CREATE FUNCTION bank.enqueue_job(job text, args text[] DEFAULT '{}', key text DEFAULT NULL,
+								 run_at timestamptz DEFAULT NULL)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_enqueue_job'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.enqueue_job(text, text[], text, timestamptz) IS
+'Queues a background job of a kind in bank.job_kinds (PB080 when unknown; 42501 when the caller''s role may not queue it) with its arguments as text (PB081 when their number does not fit the kind''s function or one is NULL; a value its type does not accept fails with that type''s error), to run at run_at (default now) and returns its id. With a key, queuing is idempotent: the same kind and key return the same job (PB082 when its arguments differ)';
+
+CREATE FUNCTION bank.run_next_job() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_run_next_job'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.run_next_job() IS
+'Claims the queued job due first (FOR UPDATE SKIP LOCKED: a job another transaction is running is skipped, never waited for), runs its function as the caller in a subtransaction, records the outcome (done with its result; or the error, then a retry after the kind''s backoff doubled per earlier attempt, or dead after max_attempts) and returns the job''s id; NULL when nothing is due. The job''s work and its outcome commit with the caller''s transaction. Needs READ COMMITTED (PB025)';
+
+CREATE FUNCTION bank.retry_job(id bigint) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_retry_job'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.retry_job(bigint) IS
+'Admin: queues a dead job again, due now, for as many more attempts as its kind allows (its attempts so far and last error stay until it runs); PB083 when the job does not exist, PB084 when it is not dead. Audited (job.retry)';
+
+CREATE FUNCTION bank.schedule_jobs() RETURNS integer
+	AS 'MODULE_PATHNAME', 'pgbank_schedule_jobs'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.schedule_jobs() IS
+'Queues every job bank.job_schedule says is due and returns how many; removes finished jobs older than pgbank.job_retention. Schedule rows are locked FOR UPDATE SKIP LOCKED and calendar periods are keyed by date, so concurrent or repeated calls queue each run once';
+
+CREATE FUNCTION bank.purge_sessions() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_purge_sessions'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.purge_sessions() IS
+'Removes the sessions that ended (revoked, expired, or idle past pgbank.idle_timeout) more than pgbank.session_retention ago, with their refresh tokens, and returns how many (0 when the retention is 0: kept for ever). Sessions locked by another transaction are left for the next run (SKIP LOCKED). Audited (session.purge) when it removes any';
+
+CREATE FUNCTION bank.purge_idempotency_keys() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_purge_idempotency_keys'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.purge_idempotency_keys() IS
+'Releases the idempotency keys (key, scope and fingerprint) of settled transfers (not pending, not held for review) created more than pgbank.idempotency_retention ago, and returns how many (0 when the retention is 0, the default: keys kept for ever). A released key can be used again for a new request; the transfer stays whole. Transfers locked by another transaction are left for the next run (SKIP LOCKED). Audited (idempotency.purge) when it releases any';
+
+-- The jobs pgbank schedules itself.  A job kind more is one row here, and
+-- its schedule one row in bank.job_schedule.
+INSERT INTO bank.job_kinds (name, function, enqueue_roles, description) VALUES
+('expire_holds', 'bank.expire_holds()', '{bank_service,bank_admin}', 'Voids pending holds past their expiry'),
+('purge_sessions', 'bank.purge_sessions()', '{bank_admin}', 'Removes sessions ended more than pgbank.session_retention ago'),
+('purge_idempotency_keys', 'bank.purge_idempotency_keys()', '{bank_admin}', 'Releases idempotency keys older than pgbank.idempotency_retention'),
+('purge_audit', 'bank.purge_expired()', '{bank_admin}', 'Removes audit rows older than pgbank.audit_retention, sealing what remains');
+INSERT INTO bank.job_schedule (job, every) VALUES
+('expire_holds', NULL), ('purge_sessions', '1 hour'), ('purge_idempotency_keys', '1 hour'),
+('purge_audit', '1 hour');
+-- interest and fees (products.c): each day's accrual five minutes after the
+-- day ends, each month's posting fifteen minutes after the month ends
+INSERT INTO bank.job_kinds (name, function, description, max_attempts, backoff) VALUES
+('accrue_interest', 'bank.accrue_interest(date)', 'Accrues the interest of the day that ended', 10, '1 minute'),
+('post_month', 'bank.post_month(date)', 'Posts the interest and fees of the month that ended', 10, '1 minute');
+INSERT INTO bank.job_schedule (job, period, delay) VALUES
+('accrue_interest', 'day', '5 minutes'), ('post_month', 'month', '15 minutes');
 
 --
 -- Invariants held by the database itself
@@ -1439,6 +1571,17 @@ CREATE POLICY cards_staff ON bank.cards FOR SELECT
 	TO bank_auditor, bank_service, bank_admin
 	USING (bank.acting_as_staff());
 
+-- auditors and admins read the background jobs
+CREATE POLICY job_kinds_staff ON bank.job_kinds FOR SELECT TO bank_auditor, bank_admin
+	USING (bank.acting_as_staff());
+CREATE POLICY job_schedule_staff ON bank.job_schedule FOR SELECT TO bank_auditor, bank_admin
+	USING (bank.acting_as_staff());
+CREATE POLICY job_queue_staff ON bank.job_queue FOR SELECT TO bank_auditor, bank_admin
+	USING (bank.acting_as_staff());
+
+COMMENT ON POLICY job_kinds_staff ON bank.job_kinds IS 'Auditors and admins see the job kinds';
+COMMENT ON POLICY job_schedule_staff ON bank.job_schedule IS 'Auditors and admins see the job schedule';
+COMMENT ON POLICY job_queue_staff ON bank.job_queue IS 'Auditors and admins see the background jobs';
 COMMENT ON POLICY customers_own ON bank.customers IS 'A customer sees their own row only';
 COMMENT ON POLICY accounts_own ON bank.accounts IS 'A customer sees their own accounts only';
 COMMENT ON POLICY transfers_own ON bank.transfers IS 'A customer sees transfers into or out of their own accounts';
@@ -1576,6 +1719,17 @@ GRANT EXECUTE ON FUNCTION bank.accrue_interest(date), bank.post_month(date)
 -- the card vault: payment rails only
 GRANT EXECUTE ON FUNCTION bank.tokenize_card(text, text), bank.detokenize_card(text)
 	TO bank_service;
+
+-- background jobs: services and admins queue them, admins run them by hand
+-- (the worker runs them as a superuser), auditors and admins watch them
+GRANT EXECUTE ON FUNCTION bank.enqueue_job(text, text[], text, timestamptz)
+	TO bank_service, bank_admin;
+GRANT EXECUTE ON FUNCTION bank.run_next_job(), bank.retry_job(bigint), bank.schedule_jobs(),
+	bank.purge_sessions(),
+	bank.purge_idempotency_keys()
+	TO bank_admin;
+GRANT SELECT ON bank.job_kinds, bank.job_schedule, bank.job_queue, bank.job_runs
+	TO bank_auditor, bank_admin;
 
 -- administration
 GRANT EXECUTE ON FUNCTION bank.create_api_key(name, text[], timestamptz, text),
