@@ -18,6 +18,8 @@
  *	credentials.c	registration, logins, TOTP, refresh tokens, API keys, KYC
  *	pii.c			personal data: per-customer keys, masking, erasure, export
  *	audit.c			the one way to write an audit row
+ *	risk.c			fraud screening, outgoing limits and counters, overdraft limits
+ *	review.c		the review queue: list, approve, reject
  *
  * Locking rules (kept by engine.c, relied on everywhere):
  *	- An account row is locked FOR NO KEY UPDATE only by a leg that checks
@@ -32,6 +34,11 @@
  *	  accounts in ascending id order.
  *	- Same-key requests are serialised by a transaction-level advisory lock on
  *	  the key before anything else is locked.
+ *	- A customer's risk counters row (bank.risk_counters) is locked FOR NO KEY
+ *	  UPDATE after the key's lock and before any account: every screened move
+ *	  of the customer, and every release of screened funds (void, reject,
+ *	  expiry, partial capture), so a customer's moves are screened one at a
+ *	  time, from whichever of their accounts.
  *
  *-------------------------------------------------------------------------
  */
@@ -56,6 +63,7 @@
 /* pgbank.c */
 extern int	pgb_max_open_accounts;
 extern int	pgb_hold_expiry;		/* seconds */
+extern int	pgb_review_expiry;	/* seconds */
 extern int	pgb_fold_every;
 extern bool pgb_preloaded;
 extern char *pgb_jwt_secret;
@@ -180,6 +188,8 @@ typedef struct MoveRequest
 	const char *idempotency_key;
 	bool		record_decline; /* set by the engine */
 	bool		replayed;		/* set by the engine: the key's transfer returned */
+	char	   *flagged_rules;	/* set by the engine: held for review by these
+								 * rules (a JSON array), else NULL */
 	Principal	who;			/* who asks (AuthCaller) */
 } MoveRequest;
 
@@ -220,6 +230,39 @@ extern void EngineForgetQueued(void);
 extern void EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 						  int sqlstate, const char *fmt,...) pg_attribute_printf(5, 6);
 extern void EngineRaiseRecorded(const TransferRow *t);
+extern Datum EngineBpchar(const char *s);
+
+/* transfer.c */
+extern bool TransferResolve(int64 id, bool capture, Numeric amount_arg, bool expiring,
+							bool review, TransferRow *t);
+
+/* risk.c: screening of an outgoing move of a customer account */
+typedef struct RiskState
+{
+	int64		customer;
+	char		currency[4];
+	int64		day_total;		/* the UTC day's outgoing total so far */
+	int64		month_total;	/* the UTC month's */
+	int64		daily_limit;	/* -1: none */
+	int64		monthly_limit;	/* -1: none */
+	char	   *kyc_status;
+	bool		known_payee;	/* own account, known payee, or no payee */
+	int			nrecent;		/* times of the last moves, oldest first */
+	Datum	   *recent_at;
+	int			namounts;		/* amounts of the last accepted moves */
+	Datum	   *amounts;
+	bool		review;			/* set by RiskScreen */
+	char	   *rules_json;		/* set by RiskScreen: the review rules that fired */
+} RiskState;
+
+extern void RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee);
+extern void RiskScreen(RiskState *rs, MoveRequest *req, TransferRow *t, const IdemKey *idem);
+extern void RiskRecord(RiskState *rs, MoveRequest *req, const TransferRow *t);
+extern int64 RiskLockForRelease(int64 account);
+extern void RiskRelease(int64 customer, const TransferRow *t, int64 amount);
+extern void RiskPayeeApproved(const TransferRow *t);
+/* review.c */
+extern void ReviewClose(int64 transfer, const char *status, const char *reason);
 
 
 extern void AuthCaller(const char *action, Principal *p);
@@ -274,6 +317,7 @@ extern void AuditWriteAutonomous(const AuditRecord *r);
 extern void AuditDenied(const Principal *p, const char *function, const char *code);
 extern bool AuditPurging(void);
 extern void AuditAtEOXact(void);
+extern char *AuditJsonString(const char *s);
 
 /* credentials.c */
 extern char *CustomerCheckedEmail(const char *email);

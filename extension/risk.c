@@ -1,0 +1,637 @@
+/*-------------------------------------------------------------------------
+ *
+ * risk.c
+ *		Fraud screening, outgoing limits and their counters, overdraft limits.
+ *
+ * Every transfer, withdrawal and hold out of a customer account is screened
+ * by EngineMove in its own transaction (reversals, fees and interest, which
+ * the bank posts itself, and deposits, which bring money in, are not):
+ *
+ *	1. RiskLock, before the debited account is locked: the customer's row of
+ *	   bank.risk_counters (one per customer and currency, created on first
+ *	   use) is locked FOR NO KEY UPDATE and read with the customer's limits,
+ *	   KYC status and whether the payee is known.  The lock serialises the
+ *	   screenings of one customer whichever of their accounts they debit, so
+ *	   two moves racing past a daily limit cannot both pass (the account
+ *	   lock alone would not: they may debit two accounts).  It is taken
+ *	   after the idempotency key's advisory lock and before any account, and
+ *	   every release of screened funds takes it in the same place, so it
+ *	   adds no lock cycle; a transaction that debits several accounts of a
+ *	   customer takes it once, first.
+ *	2. RiskScreen, after the funds check: the customer's limits
+ *	   (bank.customer_limits: PB071, PB072), then every enabled rule of
+ *	   bank.risk_rules for the currency, in kind order then id.  A declining
+ *	   rule declines at once with its kind's SQLSTATE, recorded as a failed
+ *	   transfer like any decline (EngineDecline); review rules that fire are
+ *	   collected, and the move is then held for review.
+ *	3. RiskRecord, after the move is written: the counters (the UTC day's and
+ *	   month's totals, the time of the move, its amount if accepted without
+ *	   review), the payee, and for a held move its row in the review queue.
+ *
+ * What the rules measure, precisely:
+ *	- totals: the sum of the customer's transfers, withdrawals and holds in
+ *	  the currency created in the current UTC day (month) and accepted or
+ *	  held for review, this one included, less what voids, rejections,
+ *	  expiries and partial captures gave back within the same day (month);
+ *	- velocity: the number of such moves created in the last window_minutes
+ *	  (the last 100 are kept), this one included;
+ *	- new payee: a transfer to an account of another customer that none of
+ *	  the customer's transfers accepted without review (or approved) went to
+ *	  before;
+ *	- usual amount: the median of the amounts of the customer's last history
+ *	  moves in the currency accepted without review (the last 50 are kept);
+ *	  the rule fires above multiplier times it, and only once there are at
+ *	  least min_history of them.
+ *
+ * Cost per screened move: one indexed read of the rules, one keyed read and
+ * lock of the counters row (joined with the limits, the customer and the
+ * payees by their primary keys) and one update of it (the payee insert in
+ * the same statement); no aggregate over transfers or entries.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/int.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "pgbank.h"
+
+/* the current UTC day and month, as the counters keep them */
+#define RISK_PERIODS \
+	"(SELECT (now() AT TIME ZONE 'UTC')::date AS day," \
+	"  date_trunc('month', now() AT TIME ZONE 'UTC')::date AS month) d"
+
+static PgbQuery q_risk_lock = {
+	"SELECT r.day = d.day, r.day_total, r.month = d.month, r.month_total,"
+	"  r.recent_at, r.recent_amounts, l.daily_limit, l.monthly_limit, c.kyc_status::text,"
+	"  ($3 = 0 OR EXISTS (SELECT 1 FROM bank.accounts a WHERE a.id = $3 AND a.customer_id = $1)"
+	"   OR EXISTS (SELECT 1 FROM bank.payees p WHERE p.customer_id = $1 AND p.account_id = $3))"
+	" FROM bank.risk_counters r CROSS JOIN " RISK_PERIODS
+	" JOIN bank.customers c ON c.id = r.customer_id"
+	" LEFT JOIN bank.customer_limits l ON l.customer_id = r.customer_id"
+	"  AND l.currency = r.currency"
+	" WHERE r.customer_id = $1 AND r.currency = $2"
+	" FOR NO KEY UPDATE OF r",
+	3, {INT8OID, BPCHAROID, INT8OID}
+};
+
+/* a customer's first move in a currency: the row to lock */
+static PgbQuery q_risk_create = {
+	"INSERT INTO bank.risk_counters (customer_id, currency, day, month)"
+	" SELECT $1, $2, d.day, d.month FROM " RISK_PERIODS
+	" ON CONFLICT DO NOTHING",
+	2, {INT8OID, BPCHAROID}
+};
+
+static PgbQuery q_risk_rules = {
+	"SELECT id, name, kind::text, action::text, kyc_status::text,"
+	" CASE WHEN amount IS NOT NULL THEN bank.amount_to_minor(amount, $1) END,"
+	" max_count, window_minutes, (multiplier * 100)::int8, history, min_history"
+	" FROM bank.risk_rules WHERE enabled AND (currency = $1 OR currency IS NULL)"
+	" ORDER BY kind, id",
+	1, {BPCHAROID}
+};
+
+/*
+ * After the move: the totals (reset when the day or month changed), its
+ * time among the last 100, its amount among the last 50 accepted ($6), and
+ * the payee ($5).
+ */
+static PgbQuery q_risk_record = {
+	"WITH p AS (INSERT INTO bank.payees (customer_id, account_id) SELECT $1, $3 WHERE $5"
+	"  ON CONFLICT DO NOTHING)"
+	" UPDATE bank.risk_counters r SET day = d.day,"
+	"  day_total = CASE WHEN r.day = d.day THEN r.day_total ELSE 0 END + $4,"
+	"  month = d.month,"
+	"  month_total = CASE WHEN r.month = d.month THEN r.month_total ELSE 0 END + $4,"
+	"  recent_at = (r.recent_at || now())[greatest(cardinality(r.recent_at) - 98, 1):],"
+	"  recent_amounts = CASE WHEN $6"
+	"   THEN (r.recent_amounts || $4)[greatest(cardinality(r.recent_amounts) - 48, 1):]"
+	"   ELSE r.recent_amounts END"
+	" FROM " RISK_PERIODS
+	" WHERE r.customer_id = $1 AND r.currency = $2",
+	6, {INT8OID, BPCHAROID, INT8OID, INT8OID, BOOLOID, BOOLOID}
+};
+
+static PgbQuery q_review_insert = {
+	"INSERT INTO bank.fraud_reviews (transfer_id, customer_id, hold, rules)"
+	" VALUES ($1, $2, $3, $4::jsonb)",
+	4, {INT8OID, INT8OID, BOOLOID, TEXTOID}
+};
+
+/* the counters of an account's customer, locked before the account */
+static PgbQuery q_risk_lock_account = {
+	"SELECT r.customer_id FROM bank.accounts a JOIN bank.risk_counters r"
+	"  ON r.customer_id = a.customer_id AND r.currency = a.currency"
+	" WHERE a.id = $1 FOR NO KEY UPDATE OF r",
+	1, {INT8OID}
+};
+
+/* give back what a move created at $4 no longer takes, within its day/month */
+static PgbQuery q_risk_release = {
+	"UPDATE bank.risk_counters r SET"
+	" day_total = CASE WHEN r.day = ($4 AT TIME ZONE 'UTC')::date"
+	"  THEN greatest(r.day_total - $3, 0) ELSE r.day_total END,"
+	" month_total = CASE WHEN r.month = date_trunc('month', $4 AT TIME ZONE 'UTC')::date"
+	"  THEN greatest(r.month_total - $3, 0) ELSE r.month_total END"
+	" WHERE r.customer_id = $1 AND r.currency = $2",
+	4, {INT8OID, BPCHAROID, INT8OID, TIMESTAMPTZOID}
+};
+
+static PgbQuery q_payee = {
+	"INSERT INTO bank.payees (customer_id, account_id)"
+	" SELECT f.customer_id, $2 FROM bank.accounts f, bank.accounts t"
+	"  WHERE f.id = $1 AND t.id = $2 AND t.customer_id <> f.customer_id"
+	" ON CONFLICT DO NOTHING",
+	2, {INT8OID, INT8OID}
+};
+
+/*
+ * Lock and read the customer's counters (creating them on first use), with
+ * their limits in the currency, KYC status and whether payee (0: none) is
+ * their own account or a known payee.
+ */
+void
+RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee)
+{
+	Datum		v[3];
+	bool		isnull;
+	Datum		d;
+
+	memset(rs, 0, sizeof(*rs));
+	rs->customer = customer;
+	strlcpy(rs->currency, currency, sizeof(rs->currency));
+	v[0] = Int64GetDatum(customer);
+	v[1] = EngineBpchar(currency);
+	v[2] = Int64GetDatum(payee);
+	if (PgbExec(&q_risk_lock, v, NULL, false, 1) != 1)
+	{
+		/* ours until commit once inserted; a concurrent insert is waited for */
+		EngineExec(&q_risk_create, v, NULL);
+		if (PgbExec(&q_risk_lock, v, NULL, false, 1) != 1)
+			elog(ERROR, "pgbank: risk counters of customer %lld vanished", (long long) customer);
+	}
+	rs->day_total = DatumGetBool(PgbGet(0, 1, &isnull)) ? PgbGetInt64(0, 2) : 0;
+	rs->month_total = DatumGetBool(PgbGet(0, 3, &isnull)) ? PgbGetInt64(0, 4) : 0;
+	d = PgbGet(0, 5, &isnull);
+	deconstruct_array(DatumGetArrayTypeP(d), TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &rs->recent_at, NULL, &rs->nrecent);
+	d = PgbGet(0, 6, &isnull);
+	deconstruct_array(DatumGetArrayTypeP(d), INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &rs->amounts, NULL, &rs->namounts);
+	rs->daily_limit = PgbIsNull(0, 7) ? -1 : PgbGetInt64(0, 7);
+	rs->monthly_limit = PgbIsNull(0, 8) ? -1 : PgbGetInt64(0, 8);
+	rs->kyc_status = PgbGetText(0, 9);
+	rs->known_payee = DatumGetBool(PgbGet(0, 10, &isnull));
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * unusual_amount: amount above multiplier (in hundredths) times the median
+ * of the last history accepted amounts, once there are min_history.  Exact:
+ * for an even count the median is the mean of the middle two, compared as
+ * 2 * 100 * amount > multiplier100 * (a + b).
+ */
+static bool
+UnusualAmount(const RiskState *rs, int64 amount, int64 multiplier100, int history,
+			  int min_history)
+{
+	int			n = Min(history, rs->namounts);
+	int64	   *last;
+	int64		lhs,
+				rhs,
+				mid;
+	int			i;
+
+	if (n < min_history || n == 0)
+		return false;
+	last = palloc(sizeof(int64) * n);
+	for (i = 0; i < n; i++)
+		last[i] = DatumGetInt64(rs->amounts[rs->namounts - n + i]);
+	qsort(last, n, sizeof(int64), cmp_int64);
+	if (n % 2 == 1)
+	{
+		lhs = amount * 100;
+		mid = last[n / 2];
+	}
+	else
+	{
+		lhs = amount * 200;
+		mid = last[n / 2 - 1] + last[n / 2];
+	}
+	/* amounts are below 10^15, so lhs fits; an rhs that overflows is huge */
+	if (pg_mul_s64_overflow(multiplier100, mid, &rhs))
+		return false;
+	return lhs > rhs;
+}
+
+/* velocity: this move would be more than max_count in window_minutes */
+static bool
+TooFast(const RiskState *rs, int max_count, int window_minutes)
+{
+	TimestampTz since = GetCurrentTransactionStartTimestamp() -
+		(int64) window_minutes * 60 * USECS_PER_SEC;
+	int			count = 1;
+	int			i;
+
+	for (i = 0; i < rs->nrecent; i++)
+		if (DatumGetTimestampTz(rs->recent_at[i]) > since)
+			count++;
+	return count > max_count;
+}
+
+/*
+ * Screen a move (t as it would be recorded) against the customer's limits
+ * and the rules: decline (does not return) or set rs->review with the review
+ * rules that fired.
+ */
+void
+RiskScreen(RiskState *rs, MoveRequest *req, TransferRow *t, const IdemKey *idem)
+{
+	int64		amount = t->amount;
+	int64		day_after,
+				month_after;
+	int			n,
+				i;
+	StringInfoData fired;
+
+	if (pg_add_s64_overflow(rs->day_total, amount, &day_after))
+		day_after = PG_INT64_MAX;
+	if (pg_add_s64_overflow(rs->month_total, amount, &month_after))
+		month_after = PG_INT64_MAX;
+
+	/* the customer's own limits, set by staff */
+	if (rs->daily_limit >= 0 && day_after > rs->daily_limit)
+		EngineDecline(req, t, idem, ERRCODE_PGB_DAILY_LIMIT,
+					  "the daily outgoing limit of the owner of account %lld would be exceeded",
+					  (long long) t->from_account);
+	if (rs->monthly_limit >= 0 && month_after > rs->monthly_limit)
+		EngineDecline(req, t, idem, ERRCODE_PGB_MONTHLY_LIMIT,
+					  "the monthly outgoing limit of the owner of account %lld would be exceeded",
+					  (long long) t->from_account);
+
+	/* the rules, in kind order then id: the first declining one decides */
+	initStringInfo(&fired);
+	n = PgbExec(&q_risk_rules, &(Datum) {EngineBpchar(rs->currency)}, NULL, true, 0);
+	for (i = 0; i < n; i++)
+	{
+		char	   *kind = PgbGetText(i, 3);
+		bool		decline = strcmp(PgbGetText(i, 4), "decline") == 0;
+		char	   *kyc = PgbGetText(i, 5);
+		int64		threshold = PgbGetInt64(i, 6);
+		bool		hit;
+		int			code = 0;
+		const char *why = NULL;
+
+		if (strcmp(kind, "max_amount") == 0)
+		{
+			hit = (kyc == NULL || strcmp(kyc, rs->kyc_status) == 0) && amount > threshold;
+			code = ERRCODE_PGB_RISK_MAX_AMOUNT;
+			why = "the amount is above the most allowed at once";
+		}
+		else if (strcmp(kind, "daily_total") == 0)
+		{
+			hit = day_after > threshold;
+			code = ERRCODE_PGB_DAILY_LIMIT;
+			why = "the daily outgoing total would be above what is allowed";
+		}
+		else if (strcmp(kind, "monthly_total") == 0)
+		{
+			hit = month_after > threshold;
+			code = ERRCODE_PGB_MONTHLY_LIMIT;
+			why = "the monthly outgoing total would be above what is allowed";
+		}
+		else if (strcmp(kind, "velocity") == 0)
+		{
+			hit = TooFast(rs, DatumGetInt32(PgbGet(i, 7, &(bool) {false})),
+						  DatumGetInt32(PgbGet(i, 8, &(bool) {false})));
+			code = ERRCODE_PGB_RISK_VELOCITY;
+			why = "too many transfers in a short time";
+		}
+		else if (strcmp(kind, "new_payee") == 0)
+		{
+			hit = !rs->known_payee && amount > threshold;
+			code = ERRCODE_PGB_RISK_NEW_PAYEE;
+			why = "the amount is above what a first transfer to a new payee may move";
+		}
+		else if (strcmp(kind, "unusual_amount") == 0)
+		{
+			hit = UnusualAmount(rs, amount, PgbGetInt64(i, 9),
+								DatumGetInt32(PgbGet(i, 10, &(bool) {false})),
+								DatumGetInt32(PgbGet(i, 11, &(bool) {false})));
+			code = ERRCODE_PGB_RISK_UNUSUAL_AMOUNT;
+			why = "the amount is far above the usual transfers";
+		}
+		else
+			elog(ERROR, "pgbank: unknown risk rule kind %s", kind);
+		if (!hit)
+			continue;
+		if (decline)
+			EngineDecline(req, t, idem, code, "account %lld: %s",
+						  (long long) t->from_account, why);
+		/* rule names are admin-entered text: escaped by the JSON code */
+		appendStringInfo(&fired, "%s{\"id\": %lld, \"name\": %s, \"kind\": \"%s\"}",
+						 fired.len == 0 ? "[" : ", ", (long long) PgbGetInt64(i, 1),
+						 AuditJsonString(PgbGetText(i, 2)), kind);
+	}
+	if (fired.len > 0)
+	{
+		appendStringInfoChar(&fired, ']');
+		rs->review = true;
+		rs->rules_json = fired.data;
+	}
+}
+
+/*
+ * After the move t was written: the counters, the payee of a transfer
+ * accepted without review, and a held move's place in the review queue.
+ */
+void
+RiskRecord(RiskState *rs, MoveRequest *req, const TransferRow *t)
+{
+	Datum		v[6];
+	bool		transfer = strcmp(t->kind, "transfer") == 0;
+
+	v[0] = Int64GetDatum(rs->customer);
+	v[1] = EngineBpchar(rs->currency);
+	v[2] = Int64GetDatum(t->to_account);
+	v[3] = Int64GetDatum(t->amount);
+	v[4] = BoolGetDatum(transfer && !rs->known_payee && !rs->review);
+	v[5] = BoolGetDatum(!rs->review);
+	EngineExec(&q_risk_record, v, NULL);
+	if (rs->review)
+	{
+		v[0] = Int64GetDatum(t->id);
+		v[1] = Int64GetDatum(rs->customer);
+		v[2] = BoolGetDatum(req->hold);
+		v[3] = CStringGetTextDatum(rs->rules_json);
+		EngineExec(&q_review_insert, v, NULL);
+		req->flagged_rules = rs->rules_json;
+	}
+}
+
+/*
+ * Before locking the debited account of a screened hold or review item whose
+ * funds may go back: lock its customer's counters.  Returns the customer, or
+ * 0 when there are none (nothing was counted).
+ */
+int64
+RiskLockForRelease(int64 account)
+{
+	Datum		v = Int64GetDatum(account);
+
+	if (PgbExec(&q_risk_lock_account, &v, NULL, false, 1) != 1)
+		return 0;
+	return PgbGetInt64(0, 1);
+}
+
+/* amount of the screened move t no longer leaves: give it back to its period */
+void
+RiskRelease(int64 customer, const TransferRow *t, int64 amount)
+{
+	Datum		v[4];
+
+	if (strcmp(t->kind, "transfer") != 0 && strcmp(t->kind, "withdrawal") != 0)
+		return;
+	v[0] = Int64GetDatum(customer);
+	v[1] = EngineBpchar(t->currency);
+	v[2] = Int64GetDatum(amount);
+	v[3] = TimestampTzGetDatum(t->created_at);
+	EngineExec(&q_risk_release, v, NULL);
+}
+
+/* an approved transfer's payee is known from now on */
+void
+RiskPayeeApproved(const TransferRow *t)
+{
+	Datum		v[2];
+
+	if (strcmp(t->kind, "transfer") != 0)
+		return;
+	v[0] = Int64GetDatum(t->from_account);
+	v[1] = Int64GetDatum(t->to_account);
+	EngineExec(&q_payee, v, NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * Limits set by staff
+ * ---------------------------------------------------------------------
+ */
+
+/* a limit: NULL for none (-1), else a non-negative amount in minor units */
+static int64
+LimitArg(FunctionCallInfo fcinfo, int arg, int exponent)
+{
+	Numeric		n;
+
+	if (PG_ARGISNULL(arg))
+		return -1;
+	n = PG_GETARG_NUMERIC(arg);
+	if (!numeric_is_nan(n) && strcmp(numeric_normalize(n), "0") == 0)
+		return 0;
+	return MoneyToMinor(n, exponent);
+}
+
+static char *
+LimitJson(int64 limit)
+{
+	return limit < 0 ? "null" : psprintf("%lld", (long long) limit);
+}
+
+static PgbQuery q_customer_exists = {
+	"SELECT 1 FROM bank.customers WHERE id = $1",
+	1, {INT8OID}
+};
+
+static PgbQuery q_set_limits = {
+	"INSERT INTO bank.customer_limits AS l (customer_id, currency, daily_limit, monthly_limit)"
+	" VALUES ($1, $2, $3, $4)"
+	" ON CONFLICT (customer_id, currency) DO UPDATE"
+	"  SET daily_limit = $3, monthly_limit = $4, updated_at = now()"
+	" RETURNING l.customer_id, l.currency, bank.minor_to_amount(l.daily_limit, $5),"
+	"  bank.minor_to_amount(l.monthly_limit, $5)",
+	5, {INT8OID, BPCHAROID, INT8OID, INT8OID, INT4OID}
+};
+
+PG_FUNCTION_INFO_V1(pgbank_set_customer_limits);
+Datum
+pgbank_set_customer_limits(PG_FUNCTION_ARGS)
+{
+	static const char *const names[] = {"customer_id", "currency"};
+	Principal	who;
+	int64		customer;
+	char	   *currency;
+	char	   *reason;
+	int			exponent;
+	int64		daily,
+				monthly;
+	Datum		v[5];
+	char		n[5] = "     ";
+
+	AuthCaller("set_customer_limits", &who);
+	PgbRequireArgs(fcinfo, 2, names);
+	if (PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("reason must not be null")));
+	customer = PG_GETARG_INT64(0);
+	currency = TextDatumGetCString(PG_GETARG_DATUM(1));
+	reason = TextDatumGetCString(PG_GETARG_DATUM(4));
+	PgbCheckLength("reason", reason, 1, PGB_MAX_TEXT_CHARS);
+	EngineRequireReadCommitted();
+	exponent = MoneyExponent(currency);
+	daily = LimitArg(fcinfo, 2, exponent);
+	monthly = LimitArg(fcinfo, 3, exponent);
+
+	SPI_connect();
+	v[0] = Int64GetDatum(customer);
+	if (PgbExec(&q_customer_exists, v, NULL, false, 1) != 1)
+		CustomerNotFound(customer);
+	v[1] = EngineBpchar(currency);
+	v[2] = Int64GetDatum(daily);
+	v[3] = Int64GetDatum(monthly);
+	n[2] = daily < 0 ? 'n' : ' ';
+	n[3] = monthly < 0 ? 'n' : ' ';
+	v[4] = Int32GetDatum(exponent);
+	PgbExec(&q_set_limits, v, n, false, 0);
+	PgbMaterialize(fcinfo);
+	AuditWrite(&who, 0, "customer.limits", "customer", psprintf("%lld", (long long) customer),
+			   psprintf("{\"currency\": %s, \"daily_limit\": %s, \"monthly_limit\": %s,"
+						" \"reason\": %s}", AuditJsonString(currency), LimitJson(daily),
+						LimitJson(monthly), AuditJsonString(reason)));
+	SPI_finish();
+	return (Datum) 0;
+}
+
+static PgbQuery q_customer_account = {
+	"SELECT currency, status::text FROM bank.accounts WHERE id = $1 AND customer_id IS NOT NULL",
+	1, {INT8OID}
+};
+
+/* the new limit, and the folded balance the lock fold requires us to write */
+static PgbQuery q_set_overdraft = {
+	"UPDATE bank.accounts SET overdraft_limit = $2, balance = $3 WHERE id = $1",
+	3, {INT8OID, INT8OID, INT8OID}
+};
+
+PG_FUNCTION_INFO_V1(pgbank_set_overdraft_limit);
+Datum
+pgbank_set_overdraft_limit(PG_FUNCTION_ARGS)
+{
+	static const char *const names[] = {"account", "overdraft_limit", "reason"};
+	Principal	who;
+	int64		account;
+	char	   *reason;
+	char	   *currency;
+	int64		limit;
+	AccountState st;
+	Datum		v[3];
+
+	AuthCaller("set_overdraft_limit", &who);
+	PgbRequireArgs(fcinfo, 3, names);
+	account = PG_GETARG_INT64(0);
+	reason = TextDatumGetCString(PG_GETARG_DATUM(2));
+	PgbCheckLength("reason", reason, 1, PGB_MAX_TEXT_CHARS);
+	EngineRequireReadCommitted();
+
+	SPI_connect();
+	v[0] = Int64GetDatum(account);
+	if (PgbExec(&q_customer_account, v, NULL, false, 1) != 1)
+		AccountNotFound(account);
+	currency = PgbGetText(0, 1);
+	if (strcmp(PgbGetText(0, 2), "closed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_ACCOUNT_CLOSED),
+				 errmsg("account %lld is closed", (long long) account)));
+	limit = LimitArg(fcinfo, 1, MoneyExponent(currency));
+
+	/* under the lock every funds check takes: atomic with them */
+	if (!EngineLockFold(account, 0, false, &st))
+		AccountNotFound(account);
+	if (st.posted < -limit || st.posted - st.pending_out < -limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_LIMIT_BELOW_BALANCE),
+				 errmsg("account %lld is already below minus the new overdraft limit",
+						(long long) account),
+				 errhint("Bring the account back above it first.")));
+	v[1] = Int64GetDatum(limit);
+	v[2] = Int64GetDatum(st.posted);
+	EngineExec(&q_set_overdraft, v, NULL);
+	EngineMarkSettled(account);
+	AuditWrite(&who, 0, "account.overdraft_limit", "account",
+			   psprintf("%lld", (long long) account),
+			   psprintf("{\"from\": %lld, \"to\": %lld, \"currency\": %s, \"reason\": %s}",
+						(long long) st.overdraft, (long long) limit,
+						AuditJsonString(currency), AuditJsonString(reason)));
+	return AccountInfoDatum(fcinfo, account);
+}
+
+/*
+ * Trigger on bank.risk_rules: a rule's amount must fit its currency's
+ * exponent (PB006, as for any amount), and every change is audited with the
+ * rule as JSON (row_to_json: names are admin-entered text).
+ */
+PG_FUNCTION_INFO_V1(pgbank_risk_rules_audit);
+Datum
+pgbank_risk_rules_audit(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	const char *action;
+	bool		isnull;
+	Datum		json;
+	Principal	who;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("bank.risk_rules_audit must be called as a trigger")));
+	desc = RelationGetDescr(td->tg_relation);
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		tuple = td->tg_newtuple;
+		action = "risk_rule.update";
+	}
+	else
+	{
+		tuple = td->tg_trigtuple;
+		action = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? "risk_rule.create" : "risk_rule.delete";
+	}
+	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		Datum		amount = heap_getattr(tuple, SPI_fnumber(desc, "amount"), desc, &isnull);
+		char	   *currency = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "currency"));
+
+		if (!isnull && currency != NULL)
+			(void) MoneyToMinor(DatumGetNumeric(amount), MoneyExponent(currency));
+	}
+	AuthCaller("risk_rules", &who);
+	json = DirectFunctionCall1(row_to_json, heap_copy_tuple_as_datum(tuple, desc));
+	SPI_connect();
+	AuditWrite(&who, 0, action, "risk_rule",
+			   SPI_getvalue(tuple, desc, SPI_fnumber(desc, "id")),
+			   psprintf("{\"rule\": %s}", TextDatumGetCString(json)));
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
