@@ -499,11 +499,11 @@ pgbank_set_customer_limits(PG_FUNCTION_ARGS)
 	reason = TextDatumGetCString(PG_GETARG_DATUM(4));
 	PgbCheckLength("reason", reason, 1, PGB_MAX_TEXT_CHARS);
 	EngineRequireReadCommitted();
+
+	SPI_connect();
 	exponent = MoneyExponent(currency);
 	daily = LimitArg(fcinfo, 2, exponent);
 	monthly = LimitArg(fcinfo, 3, exponent);
-
-	SPI_connect();
 	v[0] = Int64GetDatum(customer);
 	if (PgbExec(&q_customer_exists, v, NULL, false, 1) != 1)
 		CustomerNotFound(customer);
@@ -618,6 +618,7 @@ pgbank_risk_rules_audit(PG_FUNCTION_ARGS)
 		tuple = td->tg_trigtuple;
 		action = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? "risk_rule.create" : "risk_rule.delete";
 	}
+	SPI_connect();
 	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
 		Datum		amount = heap_getattr(tuple, SPI_fnumber(desc, "amount"), desc, &isnull);
@@ -628,7 +629,6 @@ pgbank_risk_rules_audit(PG_FUNCTION_ARGS)
 	}
 	AuthCaller("risk_rules", &who);
 	json = DirectFunctionCall1(row_to_json, heap_copy_tuple_as_datum(tuple, desc));
-	SPI_connect();
 	AuditWrite(&who, 0, action, "risk_rule",
 			   SPI_getvalue(tuple, desc, SPI_fnumber(desc, "id")),
 			   psprintf("{\"rule\": %s}", TextDatumGetCString(json)));
