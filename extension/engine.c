@@ -634,6 +634,7 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	bool		isnull;
 	TransferRow t;
 	int64		debit_customer = 0;
+	int64		credit_customer = 0;
 	bool		screened;
 	RiskState	risk;
 	const char *status;
@@ -680,6 +681,7 @@ EngineMove(MoveRequest *req, TransferRow *out)
 		{
 			credit_system = sys;
 			strlcpy(other_currency, PgbGetText(i, 2), sizeof(other_currency));
+			credit_customer = PgbGetInt64(i, 3 + 18 + 1);
 		}
 	}
 	if (rows > 0 && !PgbIsNull(0, 4))
@@ -759,7 +761,8 @@ EngineMove(MoveRequest *req, TransferRow *out)
 								 strcmp(req->kind, "withdrawal") == 0);
 	if (screened)
 		RiskLock(&risk, debit_customer, currency,
-				 strcmp(req->kind, "transfer") == 0 ? req->credit_account : 0);
+				 strcmp(req->kind, "transfer") == 0 && credit_customer != debit_customer ?
+				 req->credit_account : 0);
 
 	/* the transfer as it would be recorded, for a decline */
 	memset(&t, 0, sizeof(t));

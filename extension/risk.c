@@ -43,10 +43,11 @@
  *	  the rule fires above multiplier times it, and only once there are at
  *	  least min_history of them.
  *
- * Cost per screened move: one indexed read of the rules, one keyed read and
- * lock of the counters row (joined with the limits, the customer and the
- * payees by their primary keys) and one update of it (the payee insert in
- * the same statement); no aggregate over transfers or entries.
+ * Cost per screened move: one keyed read and lock of the counters row
+ * (joined with the limits, the customer and the payees by their primary
+ * keys) and one update of it (the payee insert in the same statement); the
+ * rules are cached in backend memory until bank.risk_rules changes; no
+ * aggregate over transfers or entries.
  *
  *-------------------------------------------------------------------------
  */
@@ -59,11 +60,14 @@
 #include "common/int.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -77,8 +81,8 @@
 static PgbQuery q_risk_lock = {
 	"SELECT r.day = d.day, r.day_total, r.month = d.month, r.month_total,"
 	"  r.recent_at, r.recent_amounts, l.daily_limit, l.monthly_limit, c.kyc_status::text,"
-	"  ($3 = 0 OR EXISTS (SELECT 1 FROM bank.accounts a WHERE a.id = $3 AND a.customer_id = $1)"
-	"   OR EXISTS (SELECT 1 FROM bank.payees p WHERE p.customer_id = $1 AND p.account_id = $3))"
+	"  ($3 = 0 OR EXISTS (SELECT 1 FROM bank.payees p WHERE p.customer_id = $1"
+	"   AND p.account_id = $3))"
 	" FROM bank.risk_counters r CROSS JOIN " RISK_PERIODS
 	" JOIN bank.customers c ON c.id = r.customer_id"
 	" LEFT JOIN bank.customer_limits l ON l.customer_id = r.customer_id"
@@ -96,14 +100,98 @@ static PgbQuery q_risk_create = {
 	2, {INT8OID, BPCHAROID}
 };
 
+/*
+ * The enabled rules, in kind order then id, amounts in minor units of their
+ * currency.  Read once per backend and kept until bank.risk_rules changes:
+ * its trigger invalidates the table's relcache entry, which every backend
+ * processes (RiskRulesInvalidate) before its next transaction, or its own
+ * next command, so a screening never uses rules older than those committed
+ * when its transaction began (nor misses its own transaction's changes).
+ */
 static PgbQuery q_risk_rules = {
-	"SELECT id, name, kind::text, action::text, kyc_status::text,"
-	" CASE WHEN amount IS NOT NULL THEN bank.amount_to_minor(amount, $1) END,"
-	" max_count, window_minutes, (multiplier * 100)::int8, history, min_history"
-	" FROM bank.risk_rules WHERE enabled AND (currency = $1 OR currency IS NULL)"
-	" ORDER BY kind, id",
-	1, {BPCHAROID}
+	"SELECT id, name, kind::text, action::text, currency, kyc_status::text,"
+	" CASE WHEN amount IS NOT NULL THEN bank.amount_to_minor(amount, currency) END,"
+	" coalesce(max_count, 0), coalesce(window_minutes, 0), (multiplier * 100)::int8,"
+	" coalesce(history, 0), coalesce(min_history, 0)"
+	" FROM bank.risk_rules WHERE enabled ORDER BY kind, id",
+	0, {}
 };
+
+typedef struct RiskRule
+{
+	int64		id;
+	char	   *name;
+	char	   *kind;
+	bool		decline;
+	char		currency[4];	/* "": every currency */
+	char	   *kyc_status;		/* NULL: every customer */
+	int64		amount;			/* minor units */
+	int			max_count;
+	int			window_minutes;
+	int64		multiplier100;
+	int			history;
+	int			min_history;
+} RiskRule;
+
+static MemoryContext rules_cxt = NULL;
+static RiskRule *rules = NULL;
+static int	nrules = 0;
+static bool rules_valid = false;
+static Oid	rules_relid = InvalidOid;
+
+static void
+RiskRulesInvalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == rules_relid)
+		rules_valid = false;
+}
+
+/* the cached rules, (re)read when invalid; inside SPI */
+static void
+RiskRulesLoad(void)
+{
+	int			n,
+				i;
+	MemoryContext old;
+
+	if (rules_valid)
+		return;
+	if (rules_cxt == NULL)
+	{
+		rules_cxt = AllocSetContextCreate(TopMemoryContext, "pgbank risk rules",
+										  ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(RiskRulesInvalidate, (Datum) 0);
+	}
+	/* valid from here: an invalidation arriving while we read resets it */
+	rules_valid = true;
+	rules_relid = get_relname_relid("risk_rules", get_namespace_oid("bank", false));
+	n = PgbExec(&q_risk_rules, NULL, NULL, true, 0);
+	MemoryContextReset(rules_cxt);
+	rules = NULL;
+	nrules = 0;
+	old = MemoryContextSwitchTo(rules_cxt);
+	rules = palloc0(sizeof(RiskRule) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		RiskRule   *r = &rules[i];
+		char	   *currency = PgbGetText(i, 5);
+
+		r->id = PgbGetInt64(i, 1);
+		r->name = PgbGetText(i, 2);
+		r->kind = PgbGetText(i, 3);
+		r->decline = strcmp(PgbGetText(i, 4), "decline") == 0;
+		strlcpy(r->currency, currency ? currency : "", sizeof(r->currency));
+		r->kyc_status = PgbGetText(i, 6);
+		r->amount = PgbGetInt64(i, 7);
+		r->max_count = DatumGetInt32(PgbGet(i, 8, &(bool) {false}));
+		r->window_minutes = DatumGetInt32(PgbGet(i, 9, &(bool) {false}));
+		r->multiplier100 = PgbGetInt64(i, 10);
+		r->history = DatumGetInt32(PgbGet(i, 11, &(bool) {false}));
+		r->min_history = DatumGetInt32(PgbGet(i, 12, &(bool) {false}));
+	}
+	MemoryContextSwitchTo(old);
+	nrules = n;
+}
 
 /*
  * After the move: the totals (reset when the day or month changed), its
@@ -161,8 +249,8 @@ static PgbQuery q_payee = {
 
 /*
  * Lock and read the customer's counters (creating them on first use), with
- * their limits in the currency, KYC status and whether payee (0: none) is
- * their own account or a known payee.
+ * their limits in the currency, KYC status and whether payee (an account of
+ * another customer; 0: none) is a known payee.
  */
 void
 RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee)
@@ -272,8 +360,7 @@ RiskScreen(RiskState *rs, MoveRequest *req, TransferRow *t, const IdemKey *idem)
 	int64		amount = t->amount;
 	int64		day_after,
 				month_after;
-	int			n,
-				i;
+	int			i;
 	StringInfoData fired;
 
 	if (pg_add_s64_overflow(rs->day_total, amount, &day_after))
@@ -293,67 +380,64 @@ RiskScreen(RiskState *rs, MoveRequest *req, TransferRow *t, const IdemKey *idem)
 
 	/* the rules, in kind order then id: the first declining one decides */
 	initStringInfo(&fired);
-	n = PgbExec(&q_risk_rules, &(Datum) {EngineBpchar(rs->currency)}, NULL, true, 0);
-	for (i = 0; i < n; i++)
+	RiskRulesLoad();
+	for (i = 0; i < nrules; i++)
 	{
-		char	   *kind = PgbGetText(i, 3);
-		bool		decline = strcmp(PgbGetText(i, 4), "decline") == 0;
-		char	   *kyc = PgbGetText(i, 5);
-		int64		threshold = PgbGetInt64(i, 6);
+		const RiskRule *r = &rules[i];
 		bool		hit;
-		int			code = 0;
-		const char *why = NULL;
+		int			code;
+		const char *why;
 
-		if (strcmp(kind, "max_amount") == 0)
+		if (r->currency[0] && strcmp(r->currency, rs->currency) != 0)
+			continue;
+		if (strcmp(r->kind, "max_amount") == 0)
 		{
-			hit = (kyc == NULL || strcmp(kyc, rs->kyc_status) == 0) && amount > threshold;
+			hit = (r->kyc_status == NULL || strcmp(r->kyc_status, rs->kyc_status) == 0) &&
+				amount > r->amount;
 			code = ERRCODE_PGB_RISK_MAX_AMOUNT;
 			why = "the amount is above the most allowed at once";
 		}
-		else if (strcmp(kind, "daily_total") == 0)
+		else if (strcmp(r->kind, "daily_total") == 0)
 		{
-			hit = day_after > threshold;
+			hit = day_after > r->amount;
 			code = ERRCODE_PGB_DAILY_LIMIT;
 			why = "the daily outgoing total would be above what is allowed";
 		}
-		else if (strcmp(kind, "monthly_total") == 0)
+		else if (strcmp(r->kind, "monthly_total") == 0)
 		{
-			hit = month_after > threshold;
+			hit = month_after > r->amount;
 			code = ERRCODE_PGB_MONTHLY_LIMIT;
 			why = "the monthly outgoing total would be above what is allowed";
 		}
-		else if (strcmp(kind, "velocity") == 0)
+		else if (strcmp(r->kind, "velocity") == 0)
 		{
-			hit = TooFast(rs, DatumGetInt32(PgbGet(i, 7, &(bool) {false})),
-						  DatumGetInt32(PgbGet(i, 8, &(bool) {false})));
+			hit = TooFast(rs, r->max_count, r->window_minutes);
 			code = ERRCODE_PGB_RISK_VELOCITY;
 			why = "too many transfers in a short time";
 		}
-		else if (strcmp(kind, "new_payee") == 0)
+		else if (strcmp(r->kind, "new_payee") == 0)
 		{
-			hit = !rs->known_payee && amount > threshold;
+			hit = !rs->known_payee && amount > r->amount;
 			code = ERRCODE_PGB_RISK_NEW_PAYEE;
 			why = "the amount is above what a first transfer to a new payee may move";
 		}
-		else if (strcmp(kind, "unusual_amount") == 0)
+		else if (strcmp(r->kind, "unusual_amount") == 0)
 		{
-			hit = UnusualAmount(rs, amount, PgbGetInt64(i, 9),
-								DatumGetInt32(PgbGet(i, 10, &(bool) {false})),
-								DatumGetInt32(PgbGet(i, 11, &(bool) {false})));
+			hit = UnusualAmount(rs, amount, r->multiplier100, r->history, r->min_history);
 			code = ERRCODE_PGB_RISK_UNUSUAL_AMOUNT;
 			why = "the amount is far above the usual transfers";
 		}
 		else
-			elog(ERROR, "pgbank: unknown risk rule kind %s", kind);
+			elog(ERROR, "pgbank: unknown risk rule kind %s", r->kind);
 		if (!hit)
 			continue;
-		if (decline)
+		if (r->decline)
 			EngineDecline(req, t, idem, code, "account %lld: %s",
 						  (long long) t->from_account, why);
 		/* rule names are admin-entered text: escaped by the JSON code */
 		appendStringInfo(&fired, "%s{\"id\": %lld, \"name\": %s, \"kind\": \"%s\"}",
-						 fired.len == 0 ? "[" : ", ", (long long) PgbGetInt64(i, 1),
-						 AuditJsonString(PgbGetText(i, 2)), kind);
+						 fired.len == 0 ? "[" : ", ", (long long) r->id,
+						 AuditJsonString(r->name), r->kind);
 	}
 	if (fired.len > 0)
 	{
@@ -628,6 +712,8 @@ pgbank_risk_rules_audit(PG_FUNCTION_ARGS)
 			(void) MoneyToMinor(DatumGetNumeric(amount), MoneyExponent(currency));
 	}
 	AuthCaller("risk_rules", &who);
+	/* every backend rereads the rules (RiskRulesLoad) */
+	CacheInvalidateRelcache(td->tg_relation);
 	json = DirectFunctionCall1(row_to_json, heap_copy_tuple_as_datum(tuple, desc));
 	AuditWrite(&who, 0, action, "risk_rule",
 			   SPI_getvalue(tuple, desc, SPI_fnumber(desc, "id")),
