@@ -762,7 +762,7 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	if (screened)
 		RiskLock(&risk, debit_customer, currency,
 				 strcmp(req->kind, "transfer") == 0 && credit_customer != debit_customer ?
-				 req->credit_account : 0);
+				 req->credit_account : 0, amount);
 
 	/* the transfer as it would be recorded, for a decline */
 	memset(&t, 0, sizeof(t));

@@ -241,21 +241,23 @@ typedef struct RiskState
 {
 	int64		customer;
 	char		currency[4];
-	int64		day_total;		/* the UTC day's outgoing total so far */
+	int64		day_total;		/* the UTC day's outgoing total, this move included */
 	int64		month_total;	/* the UTC month's */
 	int64		daily_limit;	/* -1: none */
 	int64		monthly_limit;	/* -1: none */
 	char	   *kyc_status;
-	bool		known_payee;	/* own account, known payee, or no payee */
-	int			nrecent;		/* times of the last moves, oldest first */
+	int64		payee;			/* an account of another customer, or 0 */
+	bool		known_payee;	/* no payee, or a known one */
+	int			nrecent;		/* times of the last moves, oldest first, this one last */
 	Datum	   *recent_at;
-	int			namounts;		/* amounts of the last accepted moves */
+	int			namounts;		/* amounts of the last accepted moves before this one */
 	Datum	   *amounts;
 	bool		review;			/* set by RiskScreen */
 	char	   *rules_json;		/* set by RiskScreen: the review rules that fired */
 } RiskState;
 
-extern void RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee);
+extern void RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee,
+					 int64 amount);
 extern void RiskScreen(RiskState *rs, MoveRequest *req, TransferRow *t, const IdemKey *idem);
 extern void RiskRecord(RiskState *rs, MoveRequest *req, const TransferRow *t);
 extern int64 RiskLockForRelease(int64 account);

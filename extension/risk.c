@@ -7,26 +7,30 @@
  * by EngineMove in its own transaction (reversals, fees and interest, which
  * the bank posts itself, and deposits, which bring money in, are not):
  *
- *	1. RiskLock, before the debited account is locked: the customer's row of
- *	   bank.risk_counters (one per customer and currency, created on first
- *	   use) is locked FOR NO KEY UPDATE and read with the customer's limits,
- *	   KYC status and whether the payee is known.  The lock serialises the
- *	   screenings of one customer whichever of their accounts they debit, so
- *	   two moves racing past a daily limit cannot both pass (the account
- *	   lock alone would not: they may debit two accounts).  It is taken
+ *	1. RiskLock, before the debited account is locked, counts the move in:
+ *	   one upsert of the customer's row of bank.risk_counters (one per
+ *	   customer and currency, created on first use) adds it to the UTC day's
+ *	   and month's totals and to the recent times and amounts, records its
+ *	   payee, and returns all of it with the customer's limits and KYC
+ *	   status.  The upsert's row lock serialises the screenings of one
+ *	   customer whichever of their accounts they debit: a second move waits
+ *	   for the first to end and then applies to the totals it left, so two
+ *	   moves racing past a daily limit cannot both pass (the account lock
+ *	   alone would not do it: they may debit two accounts).  It is taken
  *	   after the idempotency key's advisory lock and before any account, and
- *	   every release of screened funds takes it in the same place, so it
- *	   adds no lock cycle; a transaction that debits several accounts of a
+ *	   every release of screened funds takes it in the same place, so it adds
+ *	   no lock cycle; a transaction that debits several accounts of a
  *	   customer takes it once, first.
  *	2. RiskScreen, after the funds check: the customer's limits
  *	   (bank.customer_limits: PB071, PB072), then every enabled rule of
  *	   bank.risk_rules for the currency, in kind order then id.  A declining
  *	   rule declines at once with its kind's SQLSTATE, recorded as a failed
- *	   transfer like any decline (EngineDecline); review rules that fire are
- *	   collected, and the move is then held for review.
- *	3. RiskRecord, after the move is written: the counters (the UTC day's and
- *	   month's totals, the time of the move, its amount if accepted without
- *	   review), the payee, and for a held move its row in the review queue.
+ *	   transfer like any decline (EngineDecline; the error rolls the counting
+ *	   back); review rules that fire are collected, and the move is then held
+ *	   for review.
+ *	3. RiskRecord, after the move is written, for a held move only: its
+ *	   amount leaves the usual amounts and its payee the known ones again,
+ *	   and it joins the review queue.
  *
  * What the rules measure, precisely:
  *	- totals: the sum of the customer's transfers, withdrawals and holds in
@@ -43,11 +47,11 @@
  *	  the rule fires above multiplier times it, and only once there are at
  *	  least min_history of them.
  *
- * Cost per screened move: one keyed read and lock of the counters row
- * (joined with the limits, the customer and the payees by their primary
- * keys) and one update of it (the payee insert in the same statement); the
- * rules are cached in backend memory until bank.risk_rules changes; no
- * aggregate over transfers or entries.
+ * Cost per screened move: one statement, an upsert of the counters row by
+ * its primary key with keyed reads of the customer and the limits, and an
+ * insert (or conflict check) of the payee; the rules are cached in backend
+ * memory until bank.risk_rules changes; no aggregate over transfers or
+ * entries.
  *
  *-------------------------------------------------------------------------
  */
@@ -78,26 +82,37 @@
 	"(SELECT (now() AT TIME ZONE 'UTC')::date AS day," \
 	"  date_trunc('month', now() AT TIME ZONE 'UTC')::date AS month) d"
 
-static PgbQuery q_risk_lock = {
-	"SELECT r.day = d.day, r.day_total, r.month = d.month, r.month_total,"
-	"  r.recent_at, r.recent_amounts, l.daily_limit, l.monthly_limit, c.kyc_status::text,"
-	"  ($3 = 0 OR EXISTS (SELECT 1 FROM bank.payees p WHERE p.customer_id = $1"
-	"   AND p.account_id = $3))"
-	" FROM bank.risk_counters r CROSS JOIN " RISK_PERIODS
-	" JOIN bank.customers c ON c.id = r.customer_id"
-	" LEFT JOIN bank.customer_limits l ON l.customer_id = r.customer_id"
-	"  AND l.currency = r.currency"
-	" WHERE r.customer_id = $1 AND r.currency = $2"
-	" FOR NO KEY UPDATE OF r",
-	3, {INT8OID, BPCHAROID, INT8OID}
-};
-
-/* a customer's first move in a currency: the row to lock */
-static PgbQuery q_risk_create = {
-	"INSERT INTO bank.risk_counters (customer_id, currency, day, month)"
-	" SELECT $1, $2, d.day, d.month FROM " RISK_PERIODS
-	" ON CONFLICT DO NOTHING",
-	2, {INT8OID, BPCHAROID}
+/*
+ * Count the move in, and read what the screening needs, in one statement:
+ * the upsert creates the customer's counters row in this currency on first
+ * use, or else locks and updates it (waiting, in READ COMMITTED, for a
+ * concurrent move of the same customer to end, then applying to the row it
+ * left), and returns the totals with this move included, the recent times
+ * and amounts with this move last, the customer's limits and KYC status,
+ * and whether the payee ($3, an account of another customer; 0 for none)
+ * was new (inserted here).  A decline rolls all of it back; a review takes
+ * the amount and the payee back out (q_risk_unaccept).
+ */
+static PgbQuery q_risk_count = {
+	"WITH p AS (INSERT INTO bank.payees (customer_id, account_id) SELECT $1, $3 WHERE $3 <> 0"
+	"  ON CONFLICT DO NOTHING RETURNING 1)"
+	" INSERT INTO bank.risk_counters AS r (customer_id, currency, day, day_total, month,"
+	"  month_total, recent_at, recent_amounts)"
+	" SELECT $1, $2, d.day, $4, d.month, $4, ARRAY[now()], ARRAY[$4] FROM " RISK_PERIODS
+	" ON CONFLICT (customer_id, currency) DO UPDATE SET day = excluded.day,"
+	"  day_total = CASE WHEN r.day = excluded.day THEN r.day_total ELSE 0 END + $4,"
+	"  month = excluded.month,"
+	"  month_total = CASE WHEN r.month = excluded.month THEN r.month_total ELSE 0 END + $4,"
+	"  recent_at = (r.recent_at || now())[greatest(cardinality(r.recent_at) - 98, 1):],"
+	"  recent_amounts = (r.recent_amounts || $4)[greatest(cardinality(r.recent_amounts) - 49, 1):]"
+	" RETURNING r.day_total, r.month_total, r.recent_at, r.recent_amounts,"
+	"  (SELECT l.daily_limit FROM bank.customer_limits l"
+	"    WHERE l.customer_id = $1 AND l.currency = $2),"
+	"  (SELECT l.monthly_limit FROM bank.customer_limits l"
+	"    WHERE l.customer_id = $1 AND l.currency = $2),"
+	"  (SELECT c.kyc_status::text FROM bank.customers c WHERE c.id = $1),"
+	"  NOT EXISTS (SELECT 1 FROM p)",
+	4, {INT8OID, BPCHAROID, INT8OID, INT8OID}
 };
 
 /*
@@ -194,24 +209,17 @@ RiskRulesLoad(void)
 }
 
 /*
- * After the move: the totals (reset when the day or month changed), its
- * time among the last 100, its amount among the last 50 accepted ($6), and
- * the payee ($5).
+ * A move held for review is counted in the totals and velocity, but its
+ * amount does not join the usual amounts and its payee ($3: new) does not
+ * become known until approved.  The amounts keep 51 entries, so taking the
+ * last back out leaves the 50 that were there.
  */
-static PgbQuery q_risk_record = {
-	"WITH p AS (INSERT INTO bank.payees (customer_id, account_id) SELECT $1, $3 WHERE $5"
-	"  ON CONFLICT DO NOTHING)"
-	" UPDATE bank.risk_counters r SET day = d.day,"
-	"  day_total = CASE WHEN r.day = d.day THEN r.day_total ELSE 0 END + $4,"
-	"  month = d.month,"
-	"  month_total = CASE WHEN r.month = d.month THEN r.month_total ELSE 0 END + $4,"
-	"  recent_at = (r.recent_at || now())[greatest(cardinality(r.recent_at) - 98, 1):],"
-	"  recent_amounts = CASE WHEN $6"
-	"   THEN (r.recent_amounts || $4)[greatest(cardinality(r.recent_amounts) - 48, 1):]"
-	"   ELSE r.recent_amounts END"
-	" FROM " RISK_PERIODS
-	" WHERE r.customer_id = $1 AND r.currency = $2",
-	6, {INT8OID, BPCHAROID, INT8OID, INT8OID, BOOLOID, BOOLOID}
+static PgbQuery q_risk_unaccept = {
+	"WITH p AS (DELETE FROM bank.payees WHERE $3 AND customer_id = $1 AND account_id = $4)"
+	" UPDATE bank.risk_counters"
+	"  SET recent_amounts = recent_amounts[1:cardinality(recent_amounts) - 1]"
+	" WHERE customer_id = $1 AND currency = $2",
+	4, {INT8OID, BPCHAROID, BOOLOID, INT8OID}
 };
 
 static PgbQuery q_review_insert = {
@@ -248,42 +256,42 @@ static PgbQuery q_payee = {
 };
 
 /*
- * Lock and read the customer's counters (creating them on first use), with
- * their limits in the currency, KYC status and whether payee (an account of
- * another customer; 0: none) is a known payee.
+ * Count the move of amount in the customer's counters (creating them on
+ * first use), which locks them until the transaction ends, and read them
+ * with the customer's limits in the currency, KYC status and whether payee
+ * (an account of another customer; 0: none) is a known payee.
  */
 void
-RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee)
+RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee, int64 amount)
 {
-	Datum		v[3];
+	Datum		v[4];
 	bool		isnull;
 	Datum		d;
 
 	memset(rs, 0, sizeof(*rs));
 	rs->customer = customer;
 	strlcpy(rs->currency, currency, sizeof(rs->currency));
+	rs->payee = payee;
 	v[0] = Int64GetDatum(customer);
 	v[1] = EngineBpchar(currency);
 	v[2] = Int64GetDatum(payee);
-	if (PgbExec(&q_risk_lock, v, NULL, false, 1) != 1)
-	{
-		/* ours until commit once inserted; a concurrent insert is waited for */
-		EngineExec(&q_risk_create, v, NULL);
-		if (PgbExec(&q_risk_lock, v, NULL, false, 1) != 1)
-			elog(ERROR, "pgbank: risk counters of customer %lld vanished", (long long) customer);
-	}
-	rs->day_total = DatumGetBool(PgbGet(0, 1, &isnull)) ? PgbGetInt64(0, 2) : 0;
-	rs->month_total = DatumGetBool(PgbGet(0, 3, &isnull)) ? PgbGetInt64(0, 4) : 0;
-	d = PgbGet(0, 5, &isnull);
+	v[3] = Int64GetDatum(amount);
+	if (EngineExec(&q_risk_count, v, NULL) != 1)
+		elog(ERROR, "pgbank: counting a move of customer %lld failed", (long long) customer);
+	rs->day_total = PgbGetInt64(0, 1);
+	rs->month_total = PgbGetInt64(0, 2);
+	d = PgbGet(0, 3, &isnull);
 	deconstruct_array(DatumGetArrayTypeP(d), TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL,
 					  TYPALIGN_DOUBLE, &rs->recent_at, NULL, &rs->nrecent);
-	d = PgbGet(0, 6, &isnull);
+	d = PgbGet(0, 4, &isnull);
 	deconstruct_array(DatumGetArrayTypeP(d), INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
 					  TYPALIGN_DOUBLE, &rs->amounts, NULL, &rs->namounts);
-	rs->daily_limit = PgbIsNull(0, 7) ? -1 : PgbGetInt64(0, 7);
-	rs->monthly_limit = PgbIsNull(0, 8) ? -1 : PgbGetInt64(0, 8);
-	rs->kyc_status = PgbGetText(0, 9);
-	rs->known_payee = DatumGetBool(PgbGet(0, 10, &isnull));
+	/* the move itself is the last amount: the history is what precedes it */
+	rs->namounts--;
+	rs->daily_limit = PgbIsNull(0, 5) ? -1 : PgbGetInt64(0, 5);
+	rs->monthly_limit = PgbIsNull(0, 6) ? -1 : PgbGetInt64(0, 6);
+	rs->kyc_status = PgbGetText(0, 7);
+	rs->known_payee = DatumGetBool(PgbGet(0, 8, &isnull));
 }
 
 static int
@@ -334,13 +342,13 @@ UnusualAmount(const RiskState *rs, int64 amount, int64 multiplier100, int histor
 	return lhs > rhs;
 }
 
-/* velocity: this move would be more than max_count in window_minutes */
+/* velocity: this move (the last recent one) is more than max_count in the window */
 static bool
 TooFast(const RiskState *rs, int max_count, int window_minutes)
 {
 	TimestampTz since = GetCurrentTransactionStartTimestamp() -
 		(int64) window_minutes * 60 * USECS_PER_SEC;
-	int			count = 1;
+	int			count = 0;
 	int			i;
 
 	for (i = 0; i < rs->nrecent; i++)
@@ -358,15 +366,10 @@ void
 RiskScreen(RiskState *rs, MoveRequest *req, TransferRow *t, const IdemKey *idem)
 {
 	int64		amount = t->amount;
-	int64		day_after,
-				month_after;
+	int64		day_after = rs->day_total;	/* this move included */
+	int64		month_after = rs->month_total;
 	int			i;
 	StringInfoData fired;
-
-	if (pg_add_s64_overflow(rs->day_total, amount, &day_after))
-		day_after = PG_INT64_MAX;
-	if (pg_add_s64_overflow(rs->month_total, amount, &month_after))
-		month_after = PG_INT64_MAX;
 
 	/* the customer's own limits, set by staff */
 	if (rs->daily_limit >= 0 && day_after > rs->daily_limit)
@@ -448,31 +451,28 @@ RiskScreen(RiskState *rs, MoveRequest *req, TransferRow *t, const IdemKey *idem)
 }
 
 /*
- * After the move t was written: the counters, the payee of a transfer
- * accepted without review, and a held move's place in the review queue.
+ * After the move t was written: a move held for review takes its amount
+ * back out of the usual amounts and its payee out of the known ones, and
+ * joins the review queue.
  */
 void
 RiskRecord(RiskState *rs, MoveRequest *req, const TransferRow *t)
 {
-	Datum		v[6];
-	bool		transfer = strcmp(t->kind, "transfer") == 0;
+	Datum		v[4];
 
+	if (!rs->review)
+		return;
 	v[0] = Int64GetDatum(rs->customer);
 	v[1] = EngineBpchar(rs->currency);
-	v[2] = Int64GetDatum(t->to_account);
-	v[3] = Int64GetDatum(t->amount);
-	v[4] = BoolGetDatum(transfer && !rs->known_payee && !rs->review);
-	v[5] = BoolGetDatum(!rs->review);
-	EngineExec(&q_risk_record, v, NULL);
-	if (rs->review)
-	{
-		v[0] = Int64GetDatum(t->id);
-		v[1] = Int64GetDatum(rs->customer);
-		v[2] = BoolGetDatum(req->hold);
-		v[3] = CStringGetTextDatum(rs->rules_json);
-		EngineExec(&q_review_insert, v, NULL);
-		req->flagged_rules = rs->rules_json;
-	}
+	v[2] = BoolGetDatum(!rs->known_payee);
+	v[3] = Int64GetDatum(rs->payee);
+	EngineExec(&q_risk_unaccept, v, NULL);
+	v[0] = Int64GetDatum(t->id);
+	v[1] = Int64GetDatum(rs->customer);
+	v[2] = BoolGetDatum(req->hold);
+	v[3] = CStringGetTextDatum(rs->rules_json);
+	EngineExec(&q_review_insert, v, NULL);
+	req->flagged_rules = rs->rules_json;
 }
 
 /*
