@@ -37,15 +37,19 @@
  *	  the currency created in the current UTC day (month) and accepted or
  *	  held for review, this one included, less what voids, rejections,
  *	  expiries and partial captures gave back within the same day (month);
- *	- velocity: the number of such moves created in the last window_minutes
- *	  (the last 100 are kept), this one included;
+ *	- velocity: the number of such moves created in the last window_minutes,
+ *	  this one included;
  *	- new payee: a transfer to an account of another customer that none of
  *	  the customer's transfers accepted without review (or approved) went to
  *	  before;
  *	- usual amount: the median of the amounts of the customer's last history
- *	  moves in the currency accepted without review (the last 50 are kept);
- *	  the rule fires above multiplier times it, and only once there are at
- *	  least min_history of them.
+ *	  moves in the currency accepted without review; the rule fires above
+ *	  multiplier times it, and only once there are at least min_history of
+ *	  them.
+ * The recent times and amounts are kept only as deep as the enabled rules
+ * need (the largest max_count + 1 of velocity rules, the largest history + 1
+ * of unusual_amount rules; none without such rules), so the counters row
+ * stays small: a rule enabled, or deepened, later sees the moves kept since.
  *
  * Cost per screened move: one statement, an upsert of the counters row by
  * its primary key with keyed reads of the customer and the limits, and an
@@ -88,7 +92,8 @@
  * use, or else locks and updates it (waiting, in READ COMMITTED, for a
  * concurrent move of the same customer to end, then applying to the row it
  * left), and returns the totals with this move included, the recent times
- * and amounts with this move last, the customer's limits and KYC status,
+ * and amounts with this move last (as many as the enabled rules need, $5 and
+ * $6, this move included), the customer's limits and KYC status,
  * and whether the payee ($3, an account of another customer; 0 for none)
  * was new (inserted here).  A decline rolls all of it back; a review takes
  * the amount and the payee back out (q_risk_unaccept).
@@ -98,13 +103,17 @@ static PgbQuery q_risk_count = {
 	"  ON CONFLICT DO NOTHING RETURNING 1)"
 	" INSERT INTO bank.risk_counters AS r (customer_id, currency, day, day_total, month,"
 	"  month_total, recent_at, recent_amounts)"
-	" SELECT $1, $2, d.day, $4, d.month, $4, ARRAY[now()], ARRAY[$4] FROM " RISK_PERIODS
+	" SELECT $1, $2, d.day, $4, d.month, $4,"
+	"  CASE WHEN $5 = 0 THEN '{}' ELSE ARRAY[now()] END,"
+	"  CASE WHEN $6 = 0 THEN '{}' ELSE ARRAY[$4] END FROM " RISK_PERIODS
 	" ON CONFLICT (customer_id, currency) DO UPDATE SET day = excluded.day,"
 	"  day_total = CASE WHEN r.day = excluded.day THEN r.day_total ELSE 0 END + $4,"
 	"  month = excluded.month,"
 	"  month_total = CASE WHEN r.month = excluded.month THEN r.month_total ELSE 0 END + $4,"
-	"  recent_at = (r.recent_at || now())[greatest(cardinality(r.recent_at) - 98, 1):],"
-	"  recent_amounts = (r.recent_amounts || $4)[greatest(cardinality(r.recent_amounts) - 49, 1):]"
+	"  recent_at = CASE WHEN $5 = 0 THEN '{}'"
+	"   ELSE (r.recent_at || now())[greatest(cardinality(r.recent_at) + 2 - $5, 1):] END,"
+	"  recent_amounts = CASE WHEN $6 = 0 THEN '{}'"
+	"   ELSE (r.recent_amounts || $4)[greatest(cardinality(r.recent_amounts) + 2 - $6, 1):] END"
 	" RETURNING r.day_total, r.month_total, r.recent_at, r.recent_amounts,"
 	"  (SELECT l.daily_limit FROM bank.customer_limits l"
 	"    WHERE l.customer_id = $1 AND l.currency = $2),"
@@ -112,7 +121,7 @@ static PgbQuery q_risk_count = {
 	"    WHERE l.customer_id = $1 AND l.currency = $2),"
 	"  (SELECT c.kyc_status::text FROM bank.customers c WHERE c.id = $1),"
 	"  NOT EXISTS (SELECT 1 FROM p)",
-	4, {INT8OID, BPCHAROID, INT8OID, INT8OID}
+	6, {INT8OID, BPCHAROID, INT8OID, INT8OID, INT4OID, INT4OID}
 };
 
 /*
@@ -151,6 +160,8 @@ typedef struct RiskRule
 static MemoryContext rules_cxt = NULL;
 static RiskRule *rules = NULL;
 static int	nrules = 0;
+static int	keep_at = 0;		/* recent times to keep: most max_count + 1 */
+static int	keep_amounts = 0;	/* recent amounts to keep: most history + 1 */
 static bool rules_valid = false;
 static Oid	rules_relid = InvalidOid;
 
@@ -184,6 +195,7 @@ RiskRulesLoad(void)
 	MemoryContextReset(rules_cxt);
 	rules = NULL;
 	nrules = 0;
+	keep_at = keep_amounts = 0;
 	old = MemoryContextSwitchTo(rules_cxt);
 	rules = palloc0(sizeof(RiskRule) * (n + 1));
 	for (i = 0; i < n; i++)
@@ -203,6 +215,10 @@ RiskRulesLoad(void)
 		r->multiplier100 = PgbGetInt64(i, 10);
 		r->history = DatumGetInt32(PgbGet(i, 11, &(bool) {false}));
 		r->min_history = DatumGetInt32(PgbGet(i, 12, &(bool) {false}));
+		if (strcmp(r->kind, "velocity") == 0)
+			keep_at = Max(keep_at, r->max_count + 1);
+		if (strcmp(r->kind, "unusual_amount") == 0)
+			keep_amounts = Max(keep_amounts, r->history + 1);
 	}
 	MemoryContextSwitchTo(old);
 	nrules = n;
@@ -211,8 +227,8 @@ RiskRulesLoad(void)
 /*
  * A move held for review is counted in the totals and velocity, but its
  * amount does not join the usual amounts and its payee ($3: new) does not
- * become known until approved.  The amounts keep 51 entries, so taking the
- * last back out leaves the 50 that were there.
+ * become known until approved.  The amounts keep one more than the deepest
+ * history of the rules, so taking the last back out leaves what was there.
  */
 static PgbQuery q_risk_unaccept = {
 	"WITH p AS (DELETE FROM bank.payees WHERE $3 AND customer_id = $1 AND account_id = $4)"
@@ -264,10 +280,11 @@ static PgbQuery q_payee = {
 void
 RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee, int64 amount)
 {
-	Datum		v[4];
+	Datum		v[6];
 	bool		isnull;
 	Datum		d;
 
+	RiskRulesLoad();
 	memset(rs, 0, sizeof(*rs));
 	rs->customer = customer;
 	strlcpy(rs->currency, currency, sizeof(rs->currency));
@@ -276,6 +293,8 @@ RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee, int64
 	v[1] = EngineBpchar(currency);
 	v[2] = Int64GetDatum(payee);
 	v[3] = Int64GetDatum(amount);
+	v[4] = Int32GetDatum(keep_at);
+	v[5] = Int32GetDatum(keep_amounts);
 	if (EngineExec(&q_risk_count, v, NULL) != 1)
 		elog(ERROR, "pgbank: counting a move of customer %lld failed", (long long) customer);
 	rs->day_total = PgbGetInt64(0, 1);
@@ -286,8 +305,8 @@ RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee, int64
 	d = PgbGet(0, 4, &isnull);
 	deconstruct_array(DatumGetArrayTypeP(d), INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
 					  TYPALIGN_DOUBLE, &rs->amounts, NULL, &rs->namounts);
-	/* the move itself is the last amount: the history is what precedes it */
-	rs->namounts--;
+	/* the move itself is the last amount (if kept): the history precedes it */
+	rs->namounts = Max(rs->namounts - 1, 0);
 	rs->daily_limit = PgbIsNull(0, 5) ? -1 : PgbGetInt64(0, 5);
 	rs->monthly_limit = PgbIsNull(0, 6) ? -1 : PgbGetInt64(0, 6);
 	rs->kyc_status = PgbGetText(0, 7);

@@ -561,7 +561,7 @@ CREATE TABLE bank.risk_counters (
 	PRIMARY KEY (customer_id, currency)
 );
 COMMENT ON TABLE bank.risk_counters IS
-'Per customer and currency, maintained by the screening in the move''s own transaction under this row''s FOR NO KEY UPDATE lock: the outgoing total of the UTC day and month (moves accepted or held for review; a void, rejection, expiry or partial capture gives its rest back if still in the same day or month), the times of the last 100 such moves (velocity) and the amounts of the last 50 accepted without review (unusual_amount)';
+'Per customer and currency, maintained by the screening in the move''s own transaction under this row''s FOR NO KEY UPDATE lock: the outgoing total of the UTC day and month (moves accepted or held for review; a void, rejection, expiry or partial capture gives its rest back if still in the same day or month), the times of the last such moves (velocity) and the amounts of the last accepted without review (unusual_amount), as many as the enabled rules need';
 
 CREATE TABLE bank.payees (
 	customer_id bigint NOT NULL,

@@ -34,8 +34,9 @@ $$ SELECT day_total, month_total, cardinality(recent_at), recent_amounts
 
 SELECT pg_temp.acct('shop') AS shop \gset
 
--- no rules: a transfer posts, and is counted (minor units) with its time
--- and amount; a deposit is not counted (money in)
+-- no rules: a transfer posts, and is counted (minor units); no recent
+-- times or amounts are kept while no rule needs them; a deposit is not
+-- counted (money in)
 SELECT pg_temp.acct('plain') AS plain \gset
 SELECT status FROM bank.transfer(:plain, :shop, 12.50, 'plain-1');
 SELECT status FROM bank.withdraw(:plain, 7.50, 'plain-2');
@@ -148,26 +149,27 @@ SELECT status FROM bank.withdraw(:payer, 60, 'payee-5');
 SELECT account_id = :shop AS payee_is_shop FROM bank.payees WHERE customer_id = pg_temp.owner(:payer);
 UPDATE bank.risk_rules SET enabled = false WHERE enabled;
 
--- unusual_amount, review: above 3 x the median of the last 3 accepted
+-- unusual_amount, review: above 3 x the median of the last 4 accepted
 -- amounts, once there are 3 of them
 INSERT INTO bank.risk_rules (name, kind, action, multiplier, history, min_history)
-	VALUES ('3x usual', 'unusual_amount', 'review', 3, 3, 3);
+	VALUES ('3x usual', 'unusual_amount', 'review', 3, 4, 3);
 SELECT pg_temp.acct('usual') AS usual \gset
 SELECT status FROM bank.transfer(:usual, :shop, 10, 'usual-1');
 SELECT status FROM bank.transfer(:usual, :shop, 20, 'usual-2');
 -- only two amounts so far: no judgement yet
 SELECT status FROM bank.transfer(:usual, :shop, 100, 'usual-3');
--- last three 10, 20, 100: median 20, so 60 is not above 3 x 20
-SELECT status FROM bank.transfer(:usual, :shop, 60, 'usual-4');
--- last three 20, 100, 60: median 60; 180.01 is above 180 and is held
-SELECT status FROM bank.transfer(:usual, :shop, 180.01, 'usual-5');
+-- three amounts 10, 20, 100: median 20, so 60.01 is above 3 x 20 and is
+-- held, and 60 is not
+SELECT status FROM bank.transfer(:usual, :shop, 60.01, 'usual-4');
+SELECT status FROM bank.transfer(:usual, :shop, 60, 'usual-5');
 -- a held amount does not join the history
 SELECT * FROM pg_temp.counters(:usual);
--- an even history: the median of 10, 20, 100, 60 is (20 + 60) / 2 = 40,
--- so 120 is not above 3 x 40 and 120.01 is
-UPDATE bank.risk_rules SET history = 4, min_history = 4 WHERE name = '3x usual';
+-- four amounts 10, 20, 100, 60: the median is (20 + 60) / 2 = 40, so
+-- 120.01 is above 3 x 40 and 120 is not
 SELECT status FROM bank.transfer(:usual, :shop, 120.01, 'usual-6');
 SELECT status FROM bank.transfer(:usual, :shop, 120, 'usual-7');
+-- the history kept is as deep as the rule needs (4, and the move itself)
+SELECT * FROM pg_temp.counters(:usual);
 UPDATE bank.risk_rules SET enabled = false WHERE enabled;
 
 -- several rules fire: a decline wins over a review, whatever their order
