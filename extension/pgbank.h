@@ -34,11 +34,11 @@
  *	  accounts in ascending id order.
  *	- Same-key requests are serialised by a transaction-level advisory lock on
  *	  the key before anything else is locked.
- *	- A customer's risk counters row (bank.risk_counters) is locked FOR NO KEY
- *	  UPDATE after the key's lock and before any account: every screened move
- *	  of the customer, and every release of screened funds (void, reject,
- *	  expiry, partial capture), so a customer's moves are screened one at a
- *	  time, from whichever of their accounts.
+ *	- A customer's risk counters row (bank.risk_counters) is locked (by the
+ *	  UPDATE that counts a screened move in, or FOR NO KEY UPDATE to release
+ *	  screened funds: void, reject, expiry, partial capture) after the key's
+ *	  lock and before any account, so a customer's moves are screened one at
+ *	  a time, from whichever of their accounts.
  *
  *-------------------------------------------------------------------------
  */

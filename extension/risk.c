@@ -8,11 +8,11 @@
  * the bank posts itself, and deposits, which bring money in, are not):
  *
  *	1. RiskLock, before the debited account is locked, counts the move in:
- *	   one upsert of the customer's row of bank.risk_counters (one per
+ *	   one UPDATE of the customer's row of bank.risk_counters (one per
  *	   customer and currency, created on first use) adds it to the UTC day's
  *	   and month's totals and to the recent times and amounts, records its
  *	   payee, and returns all of it with the customer's limits and KYC
- *	   status.  The upsert's row lock serialises the screenings of one
+ *	   status.  The UPDATE's row lock serialises the screenings of one
  *	   customer whichever of their accounts they debit: a second move waits
  *	   for the first to end and then applies to the totals it left, so two
  *	   moves racing past a daily limit cannot both pass (the account lock
@@ -51,8 +51,8 @@
  * of unusual_amount rules; none without such rules), so the counters row
  * stays small: a rule enabled, or deepened, later sees the moves kept since.
  *
- * Cost per screened move: one statement, an upsert of the counters row by
- * its primary key with keyed reads of the customer and the limits, and an
+ * Cost per screened move: one statement, an UPDATE of the counters row by
+ * its primary key joined with the customer and the limits by theirs, and an
  * insert (or conflict check) of the payee; the rules are cached in backend
  * memory until bank.risk_rules changes; no aggregate over transfers or
  * entries.
@@ -88,40 +88,45 @@
 
 /*
  * Count the move in, and read what the screening needs, in one statement:
- * the upsert creates the customer's counters row in this currency on first
- * use, or else locks and updates it (waiting, in READ COMMITTED, for a
- * concurrent move of the same customer to end, then applying to the row it
- * left), and returns the totals with this move included, the recent times
- * and amounts with this move last (as many as the enabled rules need, $5 and
- * $6, this move included), the customer's limits and KYC status,
- * and whether the payee ($3, an account of another customer; 0 for none)
- * was new (inserted here).  A decline rolls all of it back; a review takes
- * the amount and the payee back out (q_risk_unaccept).
+ * the UPDATE locks the customer's counters row in this currency (waiting,
+ * in READ COMMITTED, for a concurrent move of the same customer to end,
+ * then applying to the row it left) and returns the totals with this move
+ * included, the recent times and amounts with this move last (as many as
+ * the enabled rules need, $5 and $6, this move included), the customer's
+ * limits and KYC status, and whether the payee ($3, an account of another
+ * customer; 0 for none) was new (inserted here, only when the row exists:
+ * on first use, q_risk_create makes the row and this runs again).  A
+ * decline rolls all of it back; a review takes the amount and the payee
+ * back out (q_risk_unaccept).  An UPDATE rather than an upsert: ON CONFLICT
+ * DO UPDATE locks the row and then updates it, two WAL records for one.
  */
 static PgbQuery q_risk_count = {
-	"WITH p AS (INSERT INTO bank.payees (customer_id, account_id) SELECT $1, $3 WHERE $3 <> 0"
+	"WITH p AS (INSERT INTO bank.payees (customer_id, account_id) SELECT $1, $3"
+	"  WHERE $3 <> 0 AND EXISTS (SELECT 1 FROM bank.risk_counters"
+	"   WHERE customer_id = $1 AND currency = $2)"
 	"  ON CONFLICT DO NOTHING RETURNING 1)"
-	" INSERT INTO bank.risk_counters AS r (customer_id, currency, day, day_total, month,"
-	"  month_total, recent_at, recent_amounts)"
-	" SELECT $1, $2, d.day, $4, d.month, $4,"
-	"  CASE WHEN $5 = 0 THEN '{}' ELSE ARRAY[now()] END,"
-	"  CASE WHEN $6 = 0 THEN '{}' ELSE ARRAY[$4] END FROM " RISK_PERIODS
-	" ON CONFLICT (customer_id, currency) DO UPDATE SET day = excluded.day,"
-	"  day_total = CASE WHEN r.day = excluded.day THEN r.day_total ELSE 0 END + $4,"
-	"  month = excluded.month,"
-	"  month_total = CASE WHEN r.month = excluded.month THEN r.month_total ELSE 0 END + $4,"
+	" UPDATE bank.risk_counters r SET day = d.day,"
+	"  day_total = CASE WHEN r.day = d.day THEN r.day_total ELSE 0 END + $4,"
+	"  month = d.month,"
+	"  month_total = CASE WHEN r.month = d.month THEN r.month_total ELSE 0 END + $4,"
 	"  recent_at = CASE WHEN $5 = 0 THEN '{}'"
 	"   ELSE (r.recent_at || now())[greatest(cardinality(r.recent_at) + 2 - $5, 1):] END,"
 	"  recent_amounts = CASE WHEN $6 = 0 THEN '{}'"
 	"   ELSE (r.recent_amounts || $4)[greatest(cardinality(r.recent_amounts) + 2 - $6, 1):] END"
-	" RETURNING r.day_total, r.month_total, r.recent_at, r.recent_amounts,"
-	"  (SELECT l.daily_limit FROM bank.customer_limits l"
-	"    WHERE l.customer_id = $1 AND l.currency = $2),"
-	"  (SELECT l.monthly_limit FROM bank.customer_limits l"
-	"    WHERE l.customer_id = $1 AND l.currency = $2),"
-	"  (SELECT c.kyc_status::text FROM bank.customers c WHERE c.id = $1),"
-	"  NOT EXISTS (SELECT 1 FROM p)",
+	" FROM " RISK_PERIODS " CROSS JOIN bank.customers c"
+	" LEFT JOIN bank.customer_limits l ON l.customer_id = c.id AND l.currency = $2"
+	" WHERE r.customer_id = $1 AND r.currency = $2 AND c.id = $1"
+	" RETURNING r.day_total, r.month_total, r.recent_at, r.recent_amounts, l.daily_limit,"
+	"  l.monthly_limit, c.kyc_status::text, NOT EXISTS (SELECT 1 FROM p)",
 	6, {INT8OID, BPCHAROID, INT8OID, INT8OID, INT4OID, INT4OID}
+};
+
+/* a customer's first move in a currency: the row to count in (empty) */
+static PgbQuery q_risk_create = {
+	"INSERT INTO bank.risk_counters (customer_id, currency, day, month)"
+	" SELECT $1, $2, d.day, d.month FROM " RISK_PERIODS
+	" ON CONFLICT DO NOTHING",
+	2, {INT8OID, BPCHAROID}
 };
 
 /*
@@ -296,7 +301,12 @@ RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee, int64
 	v[4] = Int32GetDatum(keep_at);
 	v[5] = Int32GetDatum(keep_amounts);
 	if (EngineExec(&q_risk_count, v, NULL) != 1)
-		elog(ERROR, "pgbank: counting a move of customer %lld failed", (long long) customer);
+	{
+		/* ours until commit once inserted; a concurrent insert is waited for */
+		EngineExec(&q_risk_create, v, NULL);
+		if (EngineExec(&q_risk_count, v, NULL) != 1)
+			elog(ERROR, "pgbank: risk counters of customer %lld vanished", (long long) customer);
+	}
 	rs->day_total = PgbGetInt64(0, 1);
 	rs->month_total = PgbGetInt64(0, 2);
 	d = PgbGet(0, 3, &isnull);
