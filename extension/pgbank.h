@@ -106,6 +106,7 @@ extern Datum PgbReturnRow(FunctionCallInfo fcinfo);
 extern Datum PgbFinishWithTuple(HeapTuple tuple, TupleDesc tupdesc);
 extern void PgbRequireArgs(FunctionCallInfo fcinfo, int nargs, const char *const *names);
 extern void PgbCheckLength(const char *what, const char *s, int min, int max);
+extern char *PgbReasonArg(FunctionCallInfo fcinfo, int arg);
 
 /* identity.c: who the caller is */
 typedef enum PrincipalKind

@@ -112,7 +112,7 @@ ReviewClose(int64 transfer, const char *status, const char *reason)
 static Datum
 ReviewDecide(FunctionCallInfo fcinfo, bool approve)
 {
-	static const char *const names[] = {"transfer_id", "reason"};
+	static const char *const names[] = {"transfer_id"};
 	Principal	who;
 	int64		id;
 	char	   *reason;
@@ -125,10 +125,9 @@ ReviewDecide(FunctionCallInfo fcinfo, bool approve)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("only staff may decide a review")));
-	PgbRequireArgs(fcinfo, 2, names);
+	PgbRequireArgs(fcinfo, 1, names);
 	id = PG_GETARG_INT64(0);
-	reason = TextDatumGetCString(PG_GETARG_DATUM(1));
-	PgbCheckLength("reason", reason, 1, PGB_MAX_TEXT_CHARS);
+	reason = PgbReasonArg(fcinfo, 1);
 	EngineRequireReadCommitted();
 
 	SPI_connect();

@@ -184,6 +184,7 @@ RiskRulesLoad(void)
 	int			n,
 				i;
 	MemoryContext old;
+	RiskRule   *loaded;
 
 	if (rules_valid)
 		return;
@@ -193,40 +194,54 @@ RiskRulesLoad(void)
 										  ALLOCSET_SMALL_SIZES);
 		CacheRegisterRelcacheCallback(RiskRulesInvalidate, (Datum) 0);
 	}
-	/* valid from here: an invalidation arriving while we read resets it */
+	/*
+	 * Valid from here: an invalidation arriving while we read resets it.  An
+	 * error while reading leaves the cache invalid (never an empty rule set
+	 * that would let every move through).
+	 */
 	rules_valid = true;
-	rules_relid = get_relname_relid("risk_rules", get_namespace_oid("bank", false));
-	n = PgbExec(&q_risk_rules, NULL, NULL, true, 0);
-	MemoryContextReset(rules_cxt);
-	rules = NULL;
-	nrules = 0;
-	keep_at = keep_amounts = 0;
-	old = MemoryContextSwitchTo(rules_cxt);
-	rules = palloc0(sizeof(RiskRule) * (n + 1));
-	for (i = 0; i < n; i++)
+	PG_TRY();
 	{
-		RiskRule   *r = &rules[i];
-		char	   *currency = PgbGetText(i, 5);
+		rules_relid = get_relname_relid("risk_rules", get_namespace_oid("bank", false));
+		n = PgbExec(&q_risk_rules, NULL, NULL, true, 0);
+		MemoryContextReset(rules_cxt);
+		rules = NULL;
+		nrules = 0;
+		keep_at = keep_amounts = 0;
+		old = MemoryContextSwitchTo(rules_cxt);
+		loaded = palloc0(sizeof(RiskRule) * (n + 1));
+		for (i = 0; i < n; i++)
+		{
+			RiskRule   *r = &loaded[i];
+			char	   *currency = PgbGetText(i, 5);
 
-		r->id = PgbGetInt64(i, 1);
-		r->name = PgbGetText(i, 2);
-		r->kind = PgbGetText(i, 3);
-		r->decline = strcmp(PgbGetText(i, 4), "decline") == 0;
-		strlcpy(r->currency, currency ? currency : "", sizeof(r->currency));
-		r->kyc_status = PgbGetText(i, 6);
-		r->amount = PgbGetInt64(i, 7);
-		r->max_count = DatumGetInt32(PgbGet(i, 8, &(bool) {false}));
-		r->window_minutes = DatumGetInt32(PgbGet(i, 9, &(bool) {false}));
-		r->multiplier100 = PgbGetInt64(i, 10);
-		r->history = DatumGetInt32(PgbGet(i, 11, &(bool) {false}));
-		r->min_history = DatumGetInt32(PgbGet(i, 12, &(bool) {false}));
-		if (strcmp(r->kind, "velocity") == 0)
-			keep_at = Max(keep_at, r->max_count + 1);
-		if (strcmp(r->kind, "unusual_amount") == 0)
-			keep_amounts = Max(keep_amounts, r->history + 1);
+			r->id = PgbGetInt64(i, 1);
+			r->name = PgbGetText(i, 2);
+			r->kind = PgbGetText(i, 3);
+			r->decline = strcmp(PgbGetText(i, 4), "decline") == 0;
+			strlcpy(r->currency, currency ? currency : "", sizeof(r->currency));
+			r->kyc_status = PgbGetText(i, 6);
+			r->amount = PgbGetInt64(i, 7);
+			r->max_count = DatumGetInt32(PgbGet(i, 8, &(bool) {false}));
+			r->window_minutes = DatumGetInt32(PgbGet(i, 9, &(bool) {false}));
+			r->multiplier100 = PgbGetInt64(i, 10);
+			r->history = DatumGetInt32(PgbGet(i, 11, &(bool) {false}));
+			r->min_history = DatumGetInt32(PgbGet(i, 12, &(bool) {false}));
+			if (strcmp(r->kind, "velocity") == 0)
+				keep_at = Max(keep_at, r->max_count + 1);
+			if (strcmp(r->kind, "unusual_amount") == 0)
+				keep_amounts = Max(keep_amounts, r->history + 1);
+		}
+		MemoryContextSwitchTo(old);
+		rules = loaded;
+		nrules = n;
 	}
-	MemoryContextSwitchTo(old);
-	nrules = n;
+	PG_CATCH();
+	{
+		rules_valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -604,13 +619,9 @@ pgbank_set_customer_limits(PG_FUNCTION_ARGS)
 
 	AuthCaller("set_customer_limits", &who);
 	PgbRequireArgs(fcinfo, 2, names);
-	if (PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("reason must not be null")));
 	customer = PG_GETARG_INT64(0);
 	currency = TextDatumGetCString(PG_GETARG_DATUM(1));
-	reason = TextDatumGetCString(PG_GETARG_DATUM(4));
-	PgbCheckLength("reason", reason, 1, PGB_MAX_TEXT_CHARS);
+	reason = PgbReasonArg(fcinfo, 4);
 	EngineRequireReadCommitted();
 
 	SPI_connect();
@@ -651,7 +662,7 @@ PG_FUNCTION_INFO_V1(pgbank_set_overdraft_limit);
 Datum
 pgbank_set_overdraft_limit(PG_FUNCTION_ARGS)
 {
-	static const char *const names[] = {"account", "overdraft_limit", "reason"};
+	static const char *const names[] = {"account", "overdraft_limit"};
 	Principal	who;
 	int64		account;
 	char	   *reason;
@@ -661,10 +672,9 @@ pgbank_set_overdraft_limit(PG_FUNCTION_ARGS)
 	Datum		v[3];
 
 	AuthCaller("set_overdraft_limit", &who);
-	PgbRequireArgs(fcinfo, 3, names);
+	PgbRequireArgs(fcinfo, 2, names);
 	account = PG_GETARG_INT64(0);
-	reason = TextDatumGetCString(PG_GETARG_DATUM(2));
-	PgbCheckLength("reason", reason, 1, PGB_MAX_TEXT_CHARS);
+	reason = PgbReasonArg(fcinfo, 2);
 	EngineRequireReadCommitted();
 
 	SPI_connect();
