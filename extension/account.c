@@ -101,7 +101,7 @@ static PgbQuery q_lock_account = {
 	"SELECT status::text, balance + coalesce((SELECT sum(l.amount) FROM bank.pending_legs l"
 	"                                         WHERE l.account_id = a.id), 0)::bigint,"
 	" pending_out,"
-	" EXISTS (SELECT 1 FROM bank.transfers t WHERE t.to_account = a.id AND t.status = 'pending')"
+	" EXISTS (SELECT 1 FROM bank.transfers t WHERE t.to_account = a.id AND t.status IN ('pending', 'held_for_review'))"
 	" FROM bank.accounts a WHERE id = $1 AND customer_id IS NOT NULL FOR NO KEY UPDATE",
 	1, {INT8OID}
 };

@@ -56,6 +56,7 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -409,6 +410,20 @@ AuditWrite(const Principal *p, int64 customer, const char *action,
 		return;
 	AuditRecordInit(&r, p, customer, action, resource_type, resource_id, metadata);
 	AuditInsert(&r);
+}
+
+/*
+ * A JSON string literal of s, escaped by PostgreSQL's own JSON code: for
+ * text that callers or admins chose (reasons, rule names) in metadata.
+ */
+char *
+AuditJsonString(const char *s)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	escape_json(&buf, s);
+	return buf.data;
 }
 
 void

@@ -386,21 +386,10 @@ dummy_password_hash(void)
 	return dummy_hash;
 }
 
-/* a JSON string literal of s */
-static char *
-json_str(const char *s)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	escape_json(&buf, s);
-	return buf.data;
-}
-
 static char *
 reason_json(const char *reason)
 {
-	return psprintf("{\"reason\": %s}", json_str(reason));
+	return psprintf("{\"reason\": %s}", AuditJsonString(reason));
 }
 
 /* ---------------------------------------------------------------------
@@ -598,7 +587,7 @@ issue_tokens(int64 customer, int64 session, TimestampTz session_expires, Issued 
 	claims = psprintf("{\"iss\":%s,\"aud\":%s,\"sub\":\"" INT64_FORMAT "\","
 					  "\"sid\":\"" INT64_FORMAT "\",\"role\":\"bank_customer\","
 					  "\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld,\"jti\":\"%s\"}",
-					  json_str(pgb_jwt_issuer), json_str(pgb_jwt_audience),
+					  AuditJsonString(pgb_jwt_issuer), AuditJsonString(pgb_jwt_audience),
 					  customer, session, (long long) now, (long long) now,
 					  (long long) exp, AuthBase64Url(jti, sizeof(jti)));
 	out->access_token = AuthJwtSign(claims);
@@ -1146,7 +1135,7 @@ pgbank_set_kyc_status(PG_FUNCTION_ARGS)
 	PgbExec(&q_kyc_set, v, NULL, false, 0);
 	AuditWrite(&p, 0, "customer.kyc_status", "customer", id_text(customer),
 			   psprintf("{\"from\": %s, \"to\": %s, \"reason\": %s}",
-						json_str(from), json_str(status), json_str(reason)));
+						AuditJsonString(from), AuditJsonString(status), AuditJsonString(reason)));
 	SPI_finish();
 	PG_RETURN_DATUM(PG_GETARG_DATUM(1));
 }
@@ -1221,7 +1210,7 @@ pgbank_create_api_key(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	initStringInfo(&meta);
-	appendStringInfo(&meta, "{\"role\": %s, \"scopes\": [", json_str(role));
+	appendStringInfo(&meta, "{\"role\": %s, \"scopes\": [", AuditJsonString(role));
 	for (i = 0; i < nelems; i++)
 	{
 		char	   *s;
@@ -1248,7 +1237,7 @@ pgbank_create_api_key(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
 						 errmsg("scope %s is not a bank function that %s may execute", s, role)));
 		}
-		appendStringInfo(&meta, "%s%s", i > 0 ? ", " : "", json_str(s));
+		appendStringInfo(&meta, "%s%s", i > 0 ? ", " : "", AuditJsonString(s));
 	}
 	appendStringInfoString(&meta, "]}");
 	if (scope_chars > 1000)

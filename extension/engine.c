@@ -86,7 +86,7 @@ static PgbQuery q_transfer_by_id_lock = {
  * Run after the key's advisory lock is held.
  */
 static PgbQuery q_accounts_and_key = {
-	"SELECT a.id, a.currency, a.customer_id IS NULL, k.*"
+	"SELECT a.id, a.currency, a.customer_id IS NULL, k.*, a.customer_id"
 	" FROM bank.accounts a LEFT JOIN LATERAL ("
 	"  SELECT " TRANSFER_COLUMNS ", fingerprint FROM bank.transfers"
 	"   WHERE idempotency_scope = $3 AND idempotency_key = $4) k ON true"
@@ -134,9 +134,10 @@ static PgbQuery q_lock_fold_skip = {
 
 /*
  * Post a transfer whose debit is a locked customer account, or place a hold
- * on it: the transfer row, the debit entry, the new balance ($12 = folded
- * balance - amount; for a hold the folded balance, and pending_out grows) and
- * the credit leg, lock-free, in one statement.
+ * on it, or hold it for review: the transfer row, the debit entry, the new
+ * balance ($12 = folded balance - amount; for a hold or a review the folded
+ * balance, and pending_out grows) and the credit leg, lock-free, in one
+ * statement.
  */
 #define TRANSFER_INSERT \
 	"  INSERT INTO bank.transfers (kind, status, from_account, to_account, currency, amount," \
@@ -155,7 +156,7 @@ static PgbQuery q_post_debit = {
 	"  SELECT $2, t.id, $4, -$5, $12, t.posted_at FROM t WHERE $13 = 'posted'),"
 	" u AS ("
 	"  UPDATE bank.accounts SET balance = $12,"
-	"   pending_out = pending_out + CASE WHEN $13 = 'pending' THEN $5 ELSE 0 END"
+	"   pending_out = pending_out + CASE WHEN $13 <> 'posted' THEN $5 ELSE 0 END"
 	"  WHERE id = $2),"
 	" c AS ("
 	"  INSERT INTO bank.pending_legs (account_id, transfer_id, currency, amount, posted_at)"
@@ -223,8 +224,8 @@ EngineExec(PgbQuery *q, Datum *values, const char *nulls)
 	return n;
 }
 
-static Datum
-BpcharDatum(const char *s)
+Datum
+EngineBpchar(const char *s)
 {
 	return DirectFunctionCall3(bpcharin, CStringGetDatum(s),
 							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
@@ -687,6 +688,11 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	bytea	   *stored_fingerprint = NULL;
 	bool		isnull;
 	TransferRow t;
+	int64		debit_customer = 0;
+	int64		credit_customer = 0;
+	bool		screened;
+	RiskState	risk;
+	const char *status;
 
 	/* a same-key transfer committed after a transaction snapshot is hidden */
 	EngineRequireReadCommitted();
@@ -724,11 +730,13 @@ EngineMove(MoveRequest *req, TransferRow *out)
 		{
 			debit_system = sys;
 			strlcpy(currency, PgbGetText(i, 2), sizeof(currency));
+			debit_customer = PgbGetInt64(i, 3 + 18 + 1);
 		}
 		if (id == req->credit_account)
 		{
 			credit_system = sys;
 			strlcpy(other_currency, PgbGetText(i, 2), sizeof(other_currency));
+			credit_customer = PgbGetInt64(i, 3 + 18 + 1);
 		}
 	}
 	if (rows > 0 && !PgbIsNull(0, 4))
@@ -801,6 +809,19 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	if (!debit_system && strcmp(req->kind, "reversal") != 0 && !req->bank_posting)
 		EngineCheckKyc(req->debit_account, amount, exponent, currency);
 
+	/*
+	 * Fraud screening and limits: transfers, withdrawals and holds out of a
+	 * customer account (not reversals, fees or interest, which the bank
+	 * itself posts).  The customer's counters are locked here, before the
+	 * account: one screening per customer at a time.
+	 */
+	screened = !debit_system && (strcmp(req->kind, "transfer") == 0 ||
+								 strcmp(req->kind, "withdrawal") == 0);
+	if (screened)
+		RiskLock(&risk, debit_customer, currency,
+				 strcmp(req->kind, "transfer") == 0 && credit_customer != debit_customer ?
+				 req->credit_account : 0, amount);
+
 	/* the transfer as it would be recorded, for a decline */
 	memset(&t, 0, sizeof(t));
 	strlcpy(t.kind, req->kind, sizeof(t.kind));
@@ -835,7 +856,7 @@ EngineMove(MoveRequest *req, TransferRow *out)
 	v[0] = CStringGetTextDatum(req->kind);
 	v[1] = Int64GetDatum(req->debit_account);
 	v[2] = Int64GetDatum(req->credit_account);
-	v[3] = BpcharDatum(currency);
+	v[3] = EngineBpchar(currency);
 	v[4] = Int64GetDatum(amount);
 	v[5] = CStringGetTextDatum(idem.scope);
 	v[6] = CStringGetTextDatum(idem.key);
@@ -891,16 +912,26 @@ EngineMove(MoveRequest *req, TransferRow *out)
 						  "insufficient funds in account %lld", (long long) req->debit_account);
 	}
 
-	v[11] = Int64GetDatum(req->hold ? st.posted : st.posted - amount);
-	v[12] = CStringGetTextDatum(req->hold ? "pending" : "posted");
-	if (req->hold)
+	/* the rules may decline (recorded like the declines above) or hold it */
+	if (screened)
+		RiskScreen(&risk, req, &t, &idem);
+
+	/*
+	 * Held for review: reserved like a hold, until staff decide or it
+	 * expires (a hold keeps its own expiry; a transfer or withdrawal waits
+	 * pgbank.review_expiry).
+	 */
+	status = screened && risk.review ? "held_for_review" : req->hold ? "pending" : "posted";
+	v[11] = Int64GetDatum(strcmp(status, "posted") != 0 ? st.posted : st.posted - amount);
+	v[12] = CStringGetTextDatum(status);
+	if (strcmp(status, "posted") != 0)
 	{
-		Interval   *iv = req->expires_in;
+		Interval   *iv = req->hold ? req->expires_in : NULL;
 
 		if (iv == NULL)
 		{
 			iv = palloc0(sizeof(Interval));
-			iv->time = (int64) pgb_hold_expiry * USECS_PER_SEC;
+			iv->time = (int64) (req->hold ? pgb_hold_expiry : pgb_review_expiry) * USECS_PER_SEC;
 		}
 		v[13] = IntervalPGetDatum(iv);
 	}
@@ -913,6 +944,8 @@ EngineMove(MoveRequest *req, TransferRow *out)
 		int64		credit_leg = PgbGetInt64(0, 19);
 
 		TransferFromSpi(out);
+		if (screened)
+			RiskRecord(&risk, req, out);
 		EngineMaybeFold(req->credit_account, credit_leg);
 	}
 }
@@ -942,7 +975,7 @@ EngineTransferDatum(FunctionCallInfo fcinfo, TransferRow *t)
 							Int32GetDatum(-1));
 	v[3] = Int64GetDatum(t->from_account);
 	v[4] = Int64GetDatum(t->to_account);
-	v[5] = BpcharDatum(t->currency);
+	v[5] = EngineBpchar(t->currency);
 	v[6] = MoneyDatum(t->amount, t->exponent);
 	v[7] = MoneyDatum(t->posted_amount, t->exponent);
 	n[7] = (t->posted_amount == 0);

@@ -26,6 +26,7 @@ PG_MODULE_MAGIC;
 
 int			pgb_max_open_accounts = 10;
 int			pgb_hold_expiry = 7 * 24 * 3600;
+int			pgb_review_expiry = 3 * 24 * 3600;
 int			pgb_fold_every = 128;
 bool		pgb_preloaded = false;
 char	   *pgb_jwt_secret = NULL;
@@ -112,6 +113,13 @@ _PG_init(void)
 							NULL,
 							&pgb_hold_expiry,
 							7 * 24 * 3600, 60, 366 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.review_expiry",
+							"How long a transfer or withdrawal held for review waits for a decision before bank.expire_holds() voids it.",
+							NULL,
+							&pgb_review_expiry,
+							3 * 24 * 3600, 60, 366 * 24 * 3600,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbank.fold_every",

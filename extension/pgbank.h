@@ -23,6 +23,8 @@
  *	vault.c			the card vault, and card numbers kept out of the server log
  *	jobs.c			the job queue: queuing, claiming, running, scheduling
  *	worker.c		the background worker that runs the jobs
+ *	risk.c			fraud screening, outgoing limits and counters, overdraft limits
+ *	review.c		the review queue: list, approve, reject
  *
  * Locking rules (kept by engine.c, relied on everywhere):
  *	- An account row is locked FOR NO KEY UPDATE only by a leg that checks
@@ -37,6 +39,11 @@
  *	  accounts in ascending id order.
  *	- Same-key requests are serialised by a transaction-level advisory lock on
  *	  the key before anything else is locked.
+ *	- A customer's risk counters row (bank.risk_counters) is locked (by the
+ *	  UPDATE that counts a screened move in, or FOR NO KEY UPDATE to release
+ *	  screened funds: void, reject, expiry, partial capture) after the key's
+ *	  lock and before any account, so a customer's moves are screened one at
+ *	  a time, from whichever of their accounts.
  *
  *-------------------------------------------------------------------------
  */
@@ -62,6 +69,7 @@
 /* pgbank.c */
 extern int	pgb_max_open_accounts;
 extern int	pgb_hold_expiry;		/* seconds */
+extern int	pgb_review_expiry;	/* seconds */
 extern int	pgb_fold_every;
 extern bool pgb_preloaded;
 extern char *pgb_jwt_secret;
@@ -121,6 +129,7 @@ extern Datum PgbReturnRow(FunctionCallInfo fcinfo);
 extern Datum PgbFinishWithTuple(HeapTuple tuple, TupleDesc tupdesc);
 extern void PgbRequireArgs(FunctionCallInfo fcinfo, int nargs, const char *const *names);
 extern void PgbCheckLength(const char *what, const char *s, int min, int max);
+extern char *PgbReasonArg(FunctionCallInfo fcinfo, int arg);
 
 /* identity.c: who the caller is */
 typedef enum PrincipalKind
@@ -222,6 +231,8 @@ typedef struct MoveRequest
 	const char *idempotency_key;
 	bool		record_decline; /* set by the engine */
 	bool		replayed;		/* set by the engine: the key's transfer returned */
+	char	   *flagged_rules;	/* set by the engine: held for review by these
+								 * rules (a JSON array), else NULL */
 	Principal	who;			/* who asks (AuthCaller) */
 	MoveDecline *decline_to;	/* set: a decline is kept here, not recorded, and a
 								 * replayed decline is returned, not raised */
@@ -265,6 +276,41 @@ extern void EngineDecline(MoveRequest *req, TransferRow *t, const IdemKey *idem,
 						  int sqlstate, const char *fmt,...) pg_attribute_printf(5, 6);
 extern void EngineRaiseRecorded(const TransferRow *t);
 extern int64 EngineRecordDecline(const Principal *who, MoveDecline *d);
+extern Datum EngineBpchar(const char *s);
+
+/* transfer.c */
+extern bool TransferResolve(int64 id, bool capture, Numeric amount_arg, bool expiring,
+							bool review, TransferRow *t);
+
+/* risk.c: screening of an outgoing move of a customer account */
+typedef struct RiskState
+{
+	int64		customer;
+	char		currency[4];
+	int64		day_total;		/* the UTC day's outgoing total, this move included */
+	int64		month_total;	/* the UTC month's */
+	int64		daily_limit;	/* -1: none */
+	int64		monthly_limit;	/* -1: none */
+	char	   *kyc_status;
+	int64		payee;			/* an account of another customer, or 0 */
+	bool		known_payee;	/* no payee, or a known one */
+	int			nrecent;		/* times of the last moves, oldest first, this one last */
+	Datum	   *recent_at;
+	int			namounts;		/* amounts of the last accepted moves before this one */
+	Datum	   *amounts;
+	bool		review;			/* set by RiskScreen */
+	char	   *rules_json;		/* set by RiskScreen: the review rules that fired */
+} RiskState;
+
+extern void RiskLock(RiskState *rs, int64 customer, const char *currency, int64 payee,
+					 int64 amount);
+extern void RiskScreen(RiskState *rs, MoveRequest *req, TransferRow *t, const IdemKey *idem);
+extern void RiskRecord(RiskState *rs, MoveRequest *req, const TransferRow *t);
+extern int64 RiskLockForRelease(int64 account);
+extern void RiskRelease(int64 customer, const TransferRow *t, int64 amount);
+extern void RiskPayeeApproved(const TransferRow *t);
+/* review.c */
+extern void ReviewClose(int64 transfer, const char *status, const char *reason);
 
 
 extern void AuthCaller(const char *action, Principal *p);
@@ -319,6 +365,7 @@ extern void AuditWriteAutonomous(const AuditRecord *r);
 extern void AuditDenied(const Principal *p, const char *function, const char *code);
 extern bool AuditPurging(void);
 extern void AuditAtEOXact(void);
+extern char *AuditJsonString(const char *s);
 
 /* credentials.c */
 extern char *CustomerCheckedEmail(const char *email);

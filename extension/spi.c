@@ -275,6 +275,20 @@ PgbCheckLength(const char *what, const char *s, int min, int max)
 				 errmsg("%s must be %d to %d characters long", what, min, max)));
 }
 
+/* the reason argument of a staff action: 1 to 500 characters (PB022, PB023) */
+char *
+PgbReasonArg(FunctionCallInfo fcinfo, int arg)
+{
+	char	   *reason;
+
+	if (PG_ARGISNULL(arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("reason must not be null")));
+	reason = TextDatumGetCString(PG_GETARG_DATUM(arg));
+	PgbCheckLength("reason", reason, 1, PGB_MAX_TEXT_CHARS);
+	return reason;
+}
+
 /* NULL for any of the first nargs arguments: a named error (PB022) */
 void
 PgbRequireArgs(FunctionCallInfo fcinfo, int nargs, const char *const *names)

@@ -22,11 +22,14 @@
 
 #include "pgbank.h"
 
-/* post a hold: status, the debit entry, balance and pending_out, the credit leg */
+/*
+ * post a hold (or a transfer held for review, $4): status, the debit entry,
+ * balance and pending_out, the credit leg
+ */
 static PgbQuery q_capture = {
 	"WITH t AS ("
 	"  UPDATE bank.transfers SET status = 'posted', posted_amount = $2, posted_at = now(),"
-	"   resolved_at = now() WHERE id = $1 AND status = 'pending'"
+	"   resolved_at = now() WHERE id = $1 AND status = $4::bank.transfer_status"
 	"  RETURNING id, from_account, to_account, currency, amount, posted_at),"
 	" e AS ("
 	"  INSERT INTO bank.entries (account_id, transfer_id, currency, amount, balance_after, posted_at)"
@@ -38,22 +41,28 @@ static PgbQuery q_capture = {
 	"  INSERT INTO bank.pending_legs (account_id, transfer_id, currency, amount, posted_at)"
 	"  SELECT t.to_account, t.id, t.currency, $2, t.posted_at FROM t RETURNING id)"
 	" SELECT (SELECT id FROM c) FROM t",
-	3, {INT8OID, INT8OID, INT8OID}
+	4, {INT8OID, INT8OID, INT8OID, TEXTOID}
 };
 
-/* release a hold: status, balance (the folded one) and pending_out */
+/*
+ * release a hold (or a transfer held for review, $3): status, balance (the
+ * folded one) and pending_out
+ */
 static PgbQuery q_void = {
 	"WITH t AS ("
 	"  UPDATE bank.transfers SET status = 'voided', resolved_at = now()"
-	"  WHERE id = $1 AND status = 'pending' RETURNING from_account, amount)"
+	"  WHERE id = $1 AND status = $3::bank.transfer_status RETURNING from_account, amount)"
 	" UPDATE bank.accounts a SET balance = $2, pending_out = a.pending_out - t.amount"
 	" FROM t WHERE a.id = t.from_account",
-	2, {INT8OID, INT8OID}
+	3, {INT8OID, INT8OID, TEXTOID}
 };
 
+/* expired holds and review items, by customer then account (lock order) */
 static PgbQuery q_expired_holds = {
-	"SELECT id FROM bank.transfers WHERE status = 'pending' AND expires_at <= now()"
-	" ORDER BY from_account, id",
+	"SELECT t.id, t.status = 'held_for_review' FROM bank.transfers t"
+	" JOIN bank.accounts a ON a.id = t.from_account"
+	" WHERE t.status IN ('pending', 'held_for_review') AND t.expires_at <= now()"
+	" ORDER BY a.customer_id, t.from_account, t.id",
 	0, {}
 };
 
@@ -131,6 +140,12 @@ RunMove(FunctionCallInfo fcinfo, MoveRequest *req, const char *action)
 	EngineMove(req, &t);
 	if (!req->replayed)
 		AuditTransfer(&req->who, req->hold ? "hold.create" : psprintf("%s.create", req->kind), &t);
+	if (req->flagged_rules)
+		AuditWrite(&req->who, 0, "transfer.fraud_flagged", "transfer",
+				   psprintf("%lld", (long long) t.id),
+				   psprintf("{\"rules\": %s, \"hold\": %s, \"amount\": %lld, \"currency\": \"%s\"}",
+							req->flagged_rules, req->hold ? "true" : "false",
+							(long long) t.amount, t.currency));
 	return EngineTransferDatum(fcinfo, &t);
 }
 
@@ -201,24 +216,33 @@ pgbank_hold(PG_FUNCTION_ARGS)
 }
 
 /*
- * Resolve a hold: post it (capture; amount_arg NULL for the full amount) or
- * release it (void).  Lock order: the debited account (locked and folded),
- * then the hold.  With expiring, a hold resolved meanwhile is left alone.
+ * Resolve a hold, or (review) a transfer held for review: post it (capture;
+ * amount_arg NULL for the full amount) or release it (void).  Lock order:
+ * the customer's risk counters when screened amounts go back to them (a
+ * void, a partial capture), then the debited account (locked and folded),
+ * then the transfer.  With expiring, a transfer resolved meanwhile is left
+ * alone.  A review decision is never idempotent: a transfer no longer held
+ * for review is PB076.
  */
-static bool
-ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
-			TransferRow *t)
+bool
+TransferResolve(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
+				bool review, TransferRow *t)
 {
 	int64		amount = 0;
-	Datum		v[3];
+	Datum		v[4];
 	AccountState st;
+	int64		release_customer = 0;
+	const char *expected = review ? "held_for_review" : "pending";
 
 	EngineRequireReadCommitted();
 	EngineLoadTransfer(hold_id, false, t);
 	if (t->expires_at == 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_PGB_HOLD_NOT_PENDING),
-				 errmsg("transfer %lld is not a hold", (long long) hold_id)));
+				(errcode(review ? ERRCODE_PGB_REVIEW_DECIDED : ERRCODE_PGB_HOLD_NOT_PENDING),
+				 errmsg(review ? "transfer %lld is not held for review" : "transfer %lld is not a hold",
+						(long long) hold_id)));
+	if (!capture || amount_arg)
+		release_customer = RiskLockForRelease(t->from_account);
 	if (!EngineLockFold(t->from_account, 0, false, &st))
 		elog(ERROR, "pgbank: account %lld of hold %lld vanished",
 			 (long long) t->from_account, (long long) hold_id);
@@ -229,11 +253,16 @@ ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 	else if (capture)
 		amount = t->amount;
 
-	if (strcmp(t->status, "pending") != 0)
+	if (strcmp(t->status, expected) != 0)
 	{
 		EngineSettle(t->from_account, &st, 0, 0);
 		if (expiring)
 			return false;		/* resolved since it was listed */
+		if (review)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_REVIEW_DECIDED),
+					 errmsg("transfer %lld is %s, not held for review", (long long) hold_id,
+							t->status)));
 		/* already resolved: the same request again returns it */
 		if (capture && strcmp(t->status, "posted") == 0 && amount == t->posted_amount)
 			return false;
@@ -247,8 +276,9 @@ ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 	{
 		if (t->expires_at <= GetCurrentTransactionStartTimestamp())
 			ereport(ERROR,
-					(errcode(ERRCODE_PGB_HOLD_EXPIRED),
-					 errmsg("hold %lld has expired", (long long) hold_id)));
+					(errcode(review ? ERRCODE_PGB_REVIEW_EXPIRED : ERRCODE_PGB_HOLD_EXPIRED),
+					 errmsg(review ? "the review period of transfer %lld has ended" :
+							"hold %lld has expired", (long long) hold_id)));
 		if (amount > t->amount)
 			ereport(ERROR,
 					(errcode(ERRCODE_PGB_CAPTURE_EXCEEDS_HOLD),
@@ -267,18 +297,24 @@ ResolveHold(int64 hold_id, bool capture, Numeric amount_arg, bool expiring,
 		v[0] = Int64GetDatum(hold_id);
 		v[1] = Int64GetDatum(amount);
 		v[2] = Int64GetDatum(st.posted - amount);
+		v[3] = CStringGetTextDatum(expected);
 		if (EngineExec(&q_capture, v, NULL) != 1)
 			elog(ERROR, "pgbank: hold %lld changed under its account lock", (long long) hold_id);
 		EngineMarkSettled(t->from_account);
 		EngineMaybeFold(t->to_account, PgbGetInt64(0, 1));
+		if (release_customer && amount < t->amount)
+			RiskRelease(release_customer, t, t->amount - amount);
 	}
 	else
 	{
 		v[0] = Int64GetDatum(hold_id);
 		v[1] = Int64GetDatum(st.posted);
+		v[2] = CStringGetTextDatum(expected);
 		if (EngineExec(&q_void, v, NULL) != 1)
 			elog(ERROR, "pgbank: hold %lld changed under its account lock", (long long) hold_id);
 		EngineMarkSettled(t->from_account);
+		if (release_customer)
+			RiskRelease(release_customer, t, t->amount);
 	}
 	EngineLoadTransfer(hold_id, false, t);
 	return true;
@@ -320,8 +356,8 @@ pgbank_capture(PG_FUNCTION_ARGS)
 	AuthCaller("capture", &who);
 	SPI_connect();
 	TransferRequireVisible(&who, PG_GETARG_INT64(0));
-	if (ResolveHold(PG_GETARG_INT64(0), true, PG_ARGISNULL(1) ? NULL : PG_GETARG_NUMERIC(1),
-					false, &t))
+	if (TransferResolve(PG_GETARG_INT64(0), true, PG_ARGISNULL(1) ? NULL : PG_GETARG_NUMERIC(1),
+						false, false, &t))
 		AuditTransfer(&who, "hold.capture", &t);
 	return EngineTransferDatum(fcinfo, &t);
 }
@@ -339,7 +375,7 @@ pgbank_void(PG_FUNCTION_ARGS)
 	AuthCaller("void", &who);
 	SPI_connect();
 	TransferRequireVisible(&who, PG_GETARG_INT64(0));
-	if (ResolveHold(PG_GETARG_INT64(0), false, NULL, false, &t))
+	if (TransferResolve(PG_GETARG_INT64(0), false, NULL, false, false, &t))
 		AuditTransfer(&who, "hold.void", &t);
 	return EngineTransferDatum(fcinfo, &t);
 }
@@ -399,6 +435,7 @@ pgbank_expire_holds(PG_FUNCTION_ARGS)
 				i,
 				voided = 0;
 	int64	   *ids;
+	bool	   *review;
 	TransferRow t;
 	Principal	who;
 
@@ -406,13 +443,20 @@ pgbank_expire_holds(PG_FUNCTION_ARGS)
 	SPI_connect();
 	n = PgbExec(&q_expired_holds, NULL, NULL, false, 0);
 	ids = palloc(sizeof(int64) * (n + 1));
-	for (i = 0; i < n; i++)
-		ids[i] = PgbGetInt64(i, 1);
+	review = palloc(sizeof(bool) * (n + 1));
 	for (i = 0; i < n; i++)
 	{
-		if (ResolveHold(ids[i], false, NULL, true, &t))
+		ids[i] = PgbGetInt64(i, 1);
+		review[i] = DatumGetBool(PgbGet(i, 2, &(bool) {false}));
+	}
+	for (i = 0; i < n; i++)
+	{
+		/* a review nobody decided in time is voided: its funds go back */
+		if (TransferResolve(ids[i], false, NULL, true, review[i], &t))
 		{
-			AuditTransfer(&who, "hold.expire", &t);
+			AuditTransfer(&who, review[i] ? "review.expire" : "hold.expire", &t);
+			if (review[i])
+				ReviewClose(ids[i], "expired", NULL);
 			voided++;
 		}
 	}

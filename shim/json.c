@@ -527,7 +527,8 @@ pbh_json_array_has_string(h2o_mem_pool_t *pool, const char *raw, size_t len, con
  */
 static const char *const amount_members[] = {
 	"amount", "posted_amount", "balance", "pending_out", "pending_in", "available",
-	"overdraft_limit", "posted", "balance_after", "debit", "credit", NULL
+	"overdraft_limit", "posted", "balance_after", "debit", "credit", "daily_limit",
+	"monthly_limit", NULL
 };
 
 char *

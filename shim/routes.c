@@ -171,6 +171,30 @@ pbh_route_t pbh_routes[] = {
 		{PATH_ID("id"), BODY("reason", PBH_T_TEXT, 1), IDEMPOTENCY_KEY}},
 
 	/*
+	 * Fraud screening (staff): the review queue and its decisions, a
+	 * customer's outgoing limits, an account's overdraft limit.  The rules
+	 * themselves are a table admins edit in SQL.
+	 */
+	{"GET", "/v1/reviews", R_TELL | R_ADMN, 1, PBH_RESULT_JSON, 200, NULL,
+		"SELECT jsonb_build_object('data', coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.transfer_id), '[]'),"
+		" 'next_after', CASE WHEN count(*) = coalesce($2::int, 50) THEN max(r.transfer_id) END)"
+		" FROM bank.review_queue($1, coalesce($2::int, 50)) r",
+		{QUERY("after", PBH_T_ID, 0), QUERY("limit", PBH_T_INT, 0)}},
+	{"POST", "/v1/reviews/{id}/approve", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
+		"SELECT to_jsonb(r) FROM bank.review_approve($1, $2) r",
+		{PATH_ID("id"), BODY("reason", PBH_T_TEXT, 1)}},
+	{"POST", "/v1/reviews/{id}/reject", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
+		"SELECT to_jsonb(r) FROM bank.review_reject($1, $2) r",
+		{PATH_ID("id"), BODY("reason", PBH_T_TEXT, 1)}},
+	{"PUT", "/v1/customers/{id}/limits", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
+		"SELECT to_jsonb(r) FROM bank.set_customer_limits($1, $2, $3::numeric, $4::numeric, $5) r",
+		{PATH_ID("id"), BODY("currency", PBH_T_TEXT, 1), BODY("daily_limit", PBH_T_AMOUNT, 0),
+		BODY("monthly_limit", PBH_T_AMOUNT, 0), BODY("reason", PBH_T_TEXT, 1)}},
+	{"PUT", "/v1/accounts/{id}/overdraft-limit", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
+		"SELECT to_jsonb(r) FROM bank.set_overdraft_limit($1, $2::numeric, $3) r",
+		{PATH_ID("id"), BODY("overdraft_limit", PBH_T_AMOUNT, 1), BODY("reason", PBH_T_TEXT, 1)}},
+
+	/*
 	 * The audit trail: auditors and admins search all of it, a customer their
 	 * own security events (row-level security decides); auditors verify it
 	 * and take anchors.  Pages: pass the last row's at and id as before_at

@@ -433,7 +433,8 @@ CREATE UNIQUE INDEX transfers_one_reversal ON bank.transfers (reverses)
 	WHERE reverses IS NOT NULL AND status <> 'failed';
 CREATE INDEX transfers_holds_out_idx ON bank.transfers (from_account, id) WHERE expires_at IS NOT NULL;
 CREATE INDEX transfers_holds_in_idx ON bank.transfers (to_account, id) WHERE expires_at IS NOT NULL;
-CREATE INDEX transfers_hold_expiry_idx ON bank.transfers (expires_at) WHERE status = 'pending';
+CREATE INDEX transfers_hold_expiry_idx ON bank.transfers (expires_at)
+	WHERE status IN ('pending', 'held_for_review');
 -- Declines have no legs: bank.list_transfers finds them here.  Only failed
 -- rows (inserted failed, never changed) are in these indexes.
 CREATE INDEX transfers_failed_from_idx ON bank.transfers (from_account, id) WHERE status = 'failed';
@@ -486,6 +487,113 @@ CREATE INDEX pending_legs_transfer_idx ON bank.pending_legs (transfer_id);
 
 COMMENT ON TABLE bank.pending_legs IS
 'Posted legs written without the account lock (credits, and legs of system accounts), not yet folded into entries; they count in the posted balance. Rows leave only by folding';
+
+--
+-- Risk: fraud screening rules, outgoing limits and counters, the review
+-- queue (risk.c, review.c).  Every outgoing transfer, withdrawal and hold of
+-- a customer account is screened in its own transaction; the customer's
+-- counters row is locked FOR NO KEY UPDATE before the debited account, so
+-- two moves of one customer (from any of their accounts) are screened one
+-- after the other.
+--
+
+CREATE TYPE bank.risk_rule_kind AS ENUM (
+	'max_amount', 'daily_total', 'monthly_total', 'velocity', 'new_payee', 'unusual_amount'
+);
+COMMENT ON TYPE bank.risk_rule_kind IS
+'What a fraud screening rule looks at: max_amount (one move above amount, optionally only for customers of one KYC status), daily_total and monthly_total (the customer''s outgoing total of the UTC day or month, this move included, above amount), velocity (more than max_count moves in window_minutes), new_payee (first transfer to an account of another customer above amount), unusual_amount (above multiplier times the median of the last history accepted moves, once there are min_history of them)';
+
+CREATE TYPE bank.risk_action AS ENUM ('decline', 'review');
+COMMENT ON TYPE bank.risk_action IS
+'What a rule that fires does: decline (an error with the rule kind''s SQLSTATE, recorded as a failed transfer) or review (the funds are reserved and the transfer waits, held_for_review, for a teller)';
+
+CREATE TABLE bank.risk_rules (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name		bank.label NOT NULL UNIQUE,
+	kind		bank.risk_rule_kind NOT NULL,
+	action		bank.risk_action NOT NULL,
+	enabled		boolean NOT NULL DEFAULT true,
+	currency	char(3) REFERENCES bank.currencies (code),
+	kyc_status	bank.kyc_status,
+	amount		numeric CHECK (amount > 0 AND amount < 1e15),
+	max_count	integer CHECK (max_count BETWEEN 1 AND 99),
+	window_minutes integer CHECK (window_minutes BETWEEN 1 AND 1440),
+	multiplier	numeric(8, 2) CHECK (multiplier >= 1),
+	history		integer CHECK (history BETWEEN 1 AND 50),
+	min_history integer CHECK (min_history >= 1 AND min_history <= history),
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	-- each kind has exactly its parameters
+	CONSTRAINT risk_rules_parameters CHECK (CASE kind
+		WHEN 'max_amount' THEN currency IS NOT NULL AND amount IS NOT NULL
+			AND num_nulls(max_count, window_minutes, multiplier, history, min_history) = 5
+		WHEN 'velocity' THEN max_count IS NOT NULL AND window_minutes IS NOT NULL
+			AND num_nulls(kyc_status, amount, multiplier, history, min_history) = 5
+		WHEN 'unusual_amount' THEN multiplier IS NOT NULL AND history IS NOT NULL
+			AND min_history IS NOT NULL
+			AND num_nulls(kyc_status, amount, max_count, window_minutes) = 4
+		ELSE currency IS NOT NULL AND amount IS NOT NULL
+			AND num_nulls(kyc_status, max_count, window_minutes, multiplier, history, min_history) = 6
+	END)
+);
+CREATE INDEX risk_rules_currency_idx ON bank.risk_rules (currency) WHERE enabled;
+COMMENT ON TABLE bank.risk_rules IS
+'Fraud screening rules, edited by admins with INSERT, UPDATE and DELETE (each change audited as risk_rule.create, .update or .delete; amounts checked against the currency''s exponent). Every enabled rule of the move''s currency (or with currency NULL: velocity and unusual_amount only) is evaluated on every outgoing transfer, withdrawal and hold of a customer account; declines win over reviews, and the first declining rule in kind order, then id, names the SQLSTATE';
+COMMENT ON COLUMN bank.risk_rules.amount IS 'Threshold in units of currency (10.50), for max_amount, daily_total, monthly_total and new_payee';
+COMMENT ON COLUMN bank.risk_rules.kyc_status IS 'max_amount only: apply to customers with this KYC status (NULL: every customer)';
+COMMENT ON COLUMN bank.risk_rules.multiplier IS 'unusual_amount: fires when the amount exceeds multiplier times the median of the customer''s last history accepted moves in the currency';
+
+CREATE TABLE bank.customer_limits (
+	customer_id bigint NOT NULL REFERENCES bank.customers (id),
+	currency	char(3) NOT NULL REFERENCES bank.currencies (code),
+	daily_limit bank.minor_nonneg,
+	monthly_limit bank.minor_nonneg,
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (customer_id, currency)
+);
+COMMENT ON TABLE bank.customer_limits IS
+'Per-customer outgoing limits in minor units of a currency, set by staff with bank.set_customer_limits (NULL: no limit): the UTC day''s and month''s outgoing total (transfers, withdrawals and holds, this one included) may not exceed them (PB071, PB072)';
+
+CREATE TABLE bank.risk_counters (
+	customer_id bigint NOT NULL REFERENCES bank.customers (id),
+	currency	char(3) NOT NULL,
+	day			date NOT NULL,
+	day_total	bank.minor_nonneg NOT NULL DEFAULT 0,
+	month		date NOT NULL,
+	month_total bank.minor_nonneg NOT NULL DEFAULT 0,
+	recent_at	timestamptz[] NOT NULL DEFAULT '{}',
+	recent_amounts bigint[] NOT NULL DEFAULT '{}',
+	PRIMARY KEY (customer_id, currency)
+);
+COMMENT ON TABLE bank.risk_counters IS
+'Per customer and currency, maintained by the screening in the move''s own transaction under this row''s FOR NO KEY UPDATE lock: the outgoing total of the UTC day and month (moves accepted or held for review; a void, rejection, expiry or partial capture gives its rest back if still in the same day or month), the times of the last such moves (velocity) and the amounts of the last accepted without review (unusual_amount), as many as the enabled rules need';
+
+CREATE TABLE bank.payees (
+	customer_id bigint NOT NULL,
+	account_id	bigint NOT NULL,
+	first_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (customer_id, account_id)
+);
+COMMENT ON TABLE bank.payees IS
+'Accounts of other customers a customer has transferred to (a transfer accepted without review, or approved): the new_payee rule looks here';
+
+CREATE TYPE bank.review_status AS ENUM ('open', 'approved', 'rejected', 'expired');
+COMMENT ON TYPE bank.review_status IS 'A review item: open, approved or rejected by staff, or expired (voided by bank.expire_holds)';
+
+CREATE TABLE bank.fraud_reviews (
+	transfer_id bigint PRIMARY KEY REFERENCES bank.transfers (id),
+	customer_id bigint NOT NULL,
+	hold		boolean NOT NULL,
+	rules		jsonb NOT NULL,
+	status		bank.review_status NOT NULL DEFAULT 'open',
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	decided_at	timestamptz,
+	decided_by	name,
+	reason		bank.note,
+	CONSTRAINT fraud_reviews_decided CHECK ((status = 'open') = (decided_at IS NULL))
+);
+CREATE INDEX fraud_reviews_open_idx ON bank.fraud_reviews (transfer_id) WHERE status = 'open';
+COMMENT ON TABLE bank.fraud_reviews IS
+'The review queue: one row per transfer held for review, with the rules that fired ([{"id", "name", "kind"}]) and, once decided, the decision, who took it, when and why. Written only by the screening, bank.review_approve, bank.review_reject and bank.expire_holds';
 
 --
 -- Internal helpers (C)
@@ -728,6 +836,55 @@ CREATE FUNCTION bank.list_transfers(account bigint, before_id bigint DEFAULT NUL
 	LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 50;
 COMMENT ON FUNCTION bank.list_transfers(bigint, bigint, integer) IS
 'The transfers touching an account (posted, holds, reversals, and declines for the account that attempted them or was to be credited), newest first; keyset pagination: pass the last id seen as before_id; limit 1 to 1000. Read as the caller: the account must be visible (PB009)';
+
+--
+-- Risk: limits, the review queue (risk.c, review.c)
+--
+
+CREATE FUNCTION bank.set_customer_limits(customer_id bigint, currency char(3),
+										 daily_limit numeric, monthly_limit numeric, reason text)
+	RETURNS TABLE (customer_id bigint, currency char(3), daily_limit numeric, monthly_limit numeric)
+	AS 'MODULE_PATHNAME', 'pgbank_set_customer_limits'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.set_customer_limits(bigint, char, numeric, numeric, text) IS
+'Staff: sets a customer''s daily and monthly outgoing limits in a currency (NULL: none; 0: nothing may go out) and returns them (audited as customer.limits). Enforced on every transfer, withdrawal and hold from the customer''s accounts in that currency, under the customer''s counters lock: PB071, PB072';
+
+CREATE FUNCTION bank.set_overdraft_limit(account bigint, overdraft_limit numeric, reason text)
+	RETURNS bank.account_info
+	AS 'MODULE_PATHNAME', 'pgbank_set_overdraft_limit'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.set_overdraft_limit(bigint, numeric, text) IS
+'Staff: sets how far below zero an account''s available balance may go (0: not at all), audited as account.overdraft_limit. Locks the account FOR NO KEY UPDATE (and folds it), so it is atomic with the funds checks of transfers; PB078 when the account is already below minus the new limit';
+
+CREATE FUNCTION bank.review_queue(after bigint DEFAULT NULL, "limit" integer DEFAULT 50)
+	RETURNS TABLE (transfer_id bigint, customer_id bigint, kind bank.transfer_kind, hold boolean,
+				   from_account bigint, to_account bigint, currency char(3), amount numeric,
+				   rules jsonb, created_at timestamptz, expires_at timestamptz)
+	AS 'MODULE_PATHNAME', 'pgbank_review_queue'
+	LANGUAGE C STABLE PARALLEL SAFE ROWS 50;
+COMMENT ON FUNCTION bank.review_queue(bigint, integer) IS
+'Staff: the transfers held for review and not yet decided, oldest first, with the rules that fired; keyset pagination on transfer_id (after), limit 1 to 1000';
+
+CREATE FUNCTION bank.review_approve(transfer_id bigint, reason text) RETURNS bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_review_approve'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.review_approve(bigint, text) IS
+'Staff: approves a transfer held for review (audited as review.approve): a transfer or withdrawal posts from the funds it reserved (locks the debited account, then the transfer); a hold becomes an ordinary pending hold. PB076 when it is not awaiting review (decided already, or never held), PB077 when its review period ended, PB002/PB003 when the accounts were frozen or closed meanwhile';
+
+CREATE FUNCTION bank.review_reject(transfer_id bigint, reason text) RETURNS bank.transfer_info
+	AS 'MODULE_PATHNAME', 'pgbank_review_reject'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.review_reject(bigint, text) IS
+'Staff: rejects a transfer held for review (audited as review.reject): it is voided and its reserved funds released. PB076 when it is not awaiting review';
+
+CREATE FUNCTION bank.risk_rules_audit() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'pgbank_risk_rules_audit'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.risk_rules_audit() IS
+'Trigger: checks a rule''s amount against its currency''s exponent (PB006) and records every change of bank.risk_rules as a risk_rule.create, .update or .delete audit row holding the rule as JSON';
+
+CREATE TRIGGER risk_rules_audit AFTER INSERT OR UPDATE OR DELETE ON bank.risk_rules
+	FOR EACH ROW EXECUTE FUNCTION bank.risk_rules_audit();
 
 --
 -- Reads and reports
@@ -1479,6 +1636,9 @@ ALTER FUNCTION bank.reverse(bigint, text, text) SET enable_seqscan = off;
 ALTER FUNCTION bank.transfer_batch(jsonb) SET enable_seqscan = off;
 ALTER FUNCTION bank.fold_account(bigint) SET enable_seqscan = off;
 ALTER FUNCTION bank.close_account(bigint) SET enable_seqscan = off;
+ALTER FUNCTION bank.review_approve(bigint, text) SET enable_seqscan = off;
+ALTER FUNCTION bank.review_reject(bigint, text) SET enable_seqscan = off;
+ALTER FUNCTION bank.set_overdraft_limit(bigint, numeric, text) SET enable_seqscan = off;
 
 --
 -- Row-level security: enabled and forced on every table.  Customers see
@@ -1582,6 +1742,30 @@ CREATE POLICY job_queue_staff ON bank.job_queue FOR SELECT TO bank_auditor, bank
 COMMENT ON POLICY job_kinds_staff ON bank.job_kinds IS 'Auditors and admins see the job kinds';
 COMMENT ON POLICY job_schedule_staff ON bank.job_schedule IS 'Auditors and admins see the job schedule';
 COMMENT ON POLICY job_queue_staff ON bank.job_queue IS 'Auditors and admins see the background jobs';
+-- risk rules: staff read them, admins edit them; the review queue and
+-- limits are staff's; counters and payees are the engine's alone
+CREATE POLICY risk_rules_staff ON bank.risk_rules FOR SELECT
+	TO bank_teller, bank_auditor, bank_admin
+	USING (bank.acting_as_staff());
+CREATE POLICY risk_rules_admin_insert ON bank.risk_rules FOR INSERT TO bank_admin
+	WITH CHECK (bank.acting_as_staff());
+CREATE POLICY risk_rules_admin_update ON bank.risk_rules FOR UPDATE TO bank_admin
+	USING (bank.acting_as_staff()) WITH CHECK (bank.acting_as_staff());
+CREATE POLICY risk_rules_admin_delete ON bank.risk_rules FOR DELETE TO bank_admin
+	USING (bank.acting_as_staff());
+CREATE POLICY customer_limits_staff ON bank.customer_limits FOR SELECT
+	TO bank_teller, bank_auditor, bank_admin
+	USING (bank.acting_as_staff());
+CREATE POLICY fraud_reviews_staff ON bank.fraud_reviews FOR SELECT
+	TO bank_teller, bank_auditor, bank_admin
+	USING (bank.acting_as_staff());
+COMMENT ON POLICY risk_rules_staff ON bank.risk_rules IS 'Tellers, auditors and admins read the rules while they have staff authority';
+COMMENT ON POLICY risk_rules_admin_insert ON bank.risk_rules IS 'Admins with staff authority add rules';
+COMMENT ON POLICY risk_rules_admin_update ON bank.risk_rules IS 'Admins with staff authority change rules';
+COMMENT ON POLICY risk_rules_admin_delete ON bank.risk_rules IS 'Admins with staff authority delete rules';
+COMMENT ON POLICY customer_limits_staff ON bank.customer_limits IS 'Staff read customers'' outgoing limits';
+COMMENT ON POLICY fraud_reviews_staff ON bank.fraud_reviews IS 'Staff read the review queue and its decisions';
+
 COMMENT ON POLICY customers_own ON bank.customers IS 'A customer sees their own row only';
 COMMENT ON POLICY accounts_own ON bank.accounts IS 'A customer sees their own accounts only';
 COMMENT ON POLICY transfers_own ON bank.transfers IS 'A customer sees transfers into or out of their own accounts';
@@ -1630,6 +1814,12 @@ GRANT SELECT ON bank.interest_accruals, bank.month_postings
 GRANT SELECT (token, masked, expiry_month, expiry_year, created_by, created_at) ON bank.cards
 	TO bank_auditor, bank_service, bank_admin;
 GRANT SELECT ON bank.account_exceptions TO bank_auditor, bank_admin;
+GRANT SELECT ON bank.risk_rules, bank.customer_limits, bank.fraud_reviews
+	TO bank_teller, bank_auditor, bank_admin;
+-- risk rules are configuration that admins edit directly (audited by trigger)
+GRANT INSERT, UPDATE, DELETE ON bank.risk_rules TO bank_admin;
+GRANT USAGE ON TYPE bank.risk_rule_kind, bank.risk_action, bank.review_status
+	TO bank_teller, bank_auditor, bank_admin;
 
 -- helpers that views and policies call
 GRANT EXECUTE ON FUNCTION bank.minor_to_amount(bigint, integer), bank.current_customer_id(),
@@ -1687,7 +1877,10 @@ GRANT EXECUTE ON FUNCTION bank.capture(bigint, numeric), bank.void(bigint)
 -- tellers (support) and admins
 GRANT EXECUTE ON FUNCTION bank.create_customer(text, text, text),
 	bank.freeze_account(bigint, text), bank.unfreeze_account(bigint, text),
-	bank.reverse(bigint, text, text), bank.set_kyc_status(bigint, bank.kyc_status, text)
+	bank.reverse(bigint, text, text), bank.set_kyc_status(bigint, bank.kyc_status, text),
+	bank.set_customer_limits(bigint, char, numeric, numeric, text),
+	bank.set_overdraft_limit(bigint, numeric, text), bank.review_queue(bigint, integer),
+	bank.review_approve(bigint, text), bank.review_reject(bigint, text)
 	TO bank_teller, bank_admin;
 
 -- payment rails

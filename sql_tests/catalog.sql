@@ -38,7 +38,9 @@ SELECT c.relname AS public_readable
 					WHERE t.attrelid = c.oid AND a.grantee = 0));
 SELECT has_schema_privilege('public', 'bank', 'USAGE') AS public_uses_schema;
 
--- no table grants a write to an API role: writes go through functions (none listed)
+-- no table grants a write to an API role: writes go through functions; the
+-- one exception is bank.risk_rules, configuration that admins edit directly
+-- (under RLS, every change audited by its trigger)
 SELECT c.relname, a.privilege_type, a.grantee::regrole
   FROM pg_class c, aclexplode(c.relacl) a
  WHERE c.relnamespace = 'bank'::regnamespace

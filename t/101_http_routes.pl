@@ -294,6 +294,39 @@ is_deeply([ $st, $d->{code} ], [ 404, 'api_key_not_found' ], 'revoke a key that 
 ($st, $d) = call('GET', '/v1/api-keys', headers => $tkey);
 is($st, 403, 'a teller may not list API keys: 403');
 
+# --- fraud screening: a held transfer through the review queue, limits
+($st, $d) = call('POST', '/v1/deposits', headers => { %$skey, 'Idempotency-Key' => 'risk-fund' }, body => { account => $a1, amount => '200.00' });
+is($st, 201, 'fund alice for the risk routes');
+$node->safe_psql('postgres', "INSERT INTO bank.risk_rules (name, kind, action, currency, amount) VALUES ('http review', 'max_amount', 'review', 'USD', 50)");
+($st, $d) = call('POST', '/v1/transfers', headers => { %$auth, 'Idempotency-Key' => 'risk-1' }, body => { from_account => $a1, to_account => $b1, amount => '60.00' });
+is_deeply([ $st, $d->{status} ], [ 201, 'held_for_review' ], 'a transfer above a review rule: 201 held_for_review');
+my $held = $d->{id};
+($st, $d) = call('GET', '/v1/reviews', headers => $tkey);
+is_deeply([ $st, [ map { $_->{transfer_id} } @{ $d->{data} } ], $d->{data}[0]{rules}[0]{name} ], [ 200, [$held], 'http review' ], 'the teller sees it in the queue, with its rule');
+($st, $d) = call('GET', '/v1/reviews', headers => $auth);
+is($st, 403, 'a customer cannot list the queue: 403');
+($st, $d) = call('POST', "/v1/reviews/$held/approve", headers => $auth, body => { reason => 'mine' });
+is($st, 403, 'a customer cannot approve, not even their own: 403');
+($st, $d) = call('POST', "/v1/reviews/$held/approve", headers => $tkey, body => { reason => 'called the customer' });
+is_deeply([ $st, $d->{status}, $d->{posted_amount} ], [ 200, 'posted', '60.00' ], 'the teller approves: posted');
+($st, $d) = call('POST', "/v1/reviews/$held/reject", headers => $tkey, body => { reason => 'changed my mind' });
+is_deeply([ $st, $d->{code} ], [ 409, 'review_decided' ], 'a second decision: 409 review_decided');
+($st, $d) = call('POST', "/v1/reviews/$held/approve", headers => $tkey, body => {});
+is($st, 400, 'a decision without a reason: 400');
+$node->safe_psql('postgres', "DELETE FROM bank.risk_rules WHERE name = 'http review'");
+($st, $d) = call('PUT', "/v1/customers/$alice->{id}/limits", headers => $tkey, body => { currency => 'USD', daily_limit => '0.00', reason => 'suspicious' });
+is_deeply([ $st, $d->{daily_limit}, $d->{monthly_limit} ], [ 200, '0.00', undef ], 'the teller sets a daily limit of 0');
+($st, $d) = call('POST', '/v1/transfers', headers => { %$auth, 'Idempotency-Key' => 'risk-2' }, body => { from_account => $a1, to_account => $b1, amount => '1.00' });
+is_deeply([ $st, $d->{code} ], [ 422, 'daily_limit' ], 'a transfer past it: 422 daily_limit');
+($st, $d) = call('PUT', "/v1/customers/$alice->{id}/limits", headers => $tkey, body => { currency => 'USD', reason => 'cleared' });
+is($st, 200, 'limits removed');
+($st, $d) = call('PUT', "/v1/customers/$alice->{id}/limits", headers => $auth, body => { currency => 'USD', reason => 'me' });
+is($st, 403, 'a customer cannot set limits: 403');
+($st, $d) = call('PUT', "/v1/accounts/$a1/overdraft-limit", headers => $tkey, body => { overdraft_limit => '25.00', reason => 'good customer' });
+is_deeply([ $st, $d->{overdraft_limit} ], [ 200, '25.00' ], 'the teller sets an overdraft limit');
+($st, $d) = call('PUT', "/v1/accounts/$a1/overdraft-limit", headers => $tkey, body => { overdraft_limit => '-1', reason => 'x' });
+is($st, 400, 'a negative overdraft limit: 400');
+
 ($st, $d) = call('POST', '/v1/logout', headers => $auth);
 is($st, 204, 'logout');
 ($st, $d) = call('GET', '/v1/me', headers => $auth);
