@@ -1360,7 +1360,8 @@ SELECT a.id AS account_id, a.number, a.customer_id, a.currency,
 	   NULL::bigint AS transfer_id,
 	   bank.minor_to_amount(p.posted, c.exponent) AS amount,
 	   bank.minor_to_amount(a.overdraft_limit, c.exponent) AS overdraft_limit,
-	   NULL::timestamptz AS expires_at
+	   NULL::timestamptz AS expires_at,
+	   NULL::numeric AS outgoing_limit
   FROM bank.accounts a
   JOIN bank.currencies c ON c.code = a.currency
  CROSS JOIN LATERAL (
@@ -1370,13 +1371,26 @@ SELECT a.id AS account_id, a.number, a.customer_id, a.currency,
 UNION ALL
 SELECT a.id, a.number, a.customer_id, a.currency, 'hold_past_expiry', t.id,
 	   bank.minor_to_amount(t.amount, c.exponent),
-	   bank.minor_to_amount(a.overdraft_limit, c.exponent), t.expires_at
+	   bank.minor_to_amount(a.overdraft_limit, c.exponent), t.expires_at, NULL
   FROM bank.transfers t
   JOIN bank.accounts a ON a.id = t.from_account
   JOIN bank.currencies c ON c.code = a.currency
- WHERE t.status = 'pending' AND t.expires_at <= now();
+ WHERE t.status IN ('pending', 'held_for_review') AND t.expires_at <= now()
+UNION ALL
+SELECT NULL, NULL, r.customer_id, r.currency, o.problem, NULL,
+	   bank.minor_to_amount(o.total, c.exponent), NULL, NULL,
+	   bank.minor_to_amount(o.lim, c.exponent)
+  FROM bank.risk_counters r
+  JOIN bank.customer_limits l ON l.customer_id = r.customer_id AND l.currency = r.currency
+  JOIN bank.currencies c ON c.code = r.currency
+ CROSS JOIN LATERAL (VALUES
+	('over_daily_limit', r.day_total, l.daily_limit,
+	 r.day = (now() AT TIME ZONE 'UTC')::date),
+	('over_monthly_limit', r.month_total, l.monthly_limit,
+	 r.month = date_trunc('month', now() AT TIME ZONE 'UTC')::date)) o(problem, total, lim, current)
+ WHERE o.current AND o.total > o.lim;
 COMMENT ON VIEW bank.account_exceptions IS
-'Accounts that need a look: overdrawn (posted balance below zero, within the overdraft limit), over_limit (posted or available balance below minus the overdraft limit; the ledger''s constraints should make this impossible) and hold_past_expiry (a pending hold past its expiry that bank.expire_holds has not voided yet; amount is the hold''s)';
+'Accounts that need a look: overdrawn (posted balance below zero, within the overdraft limit), over_limit (posted or available balance below minus the overdraft limit; the ledger''s constraints should make this impossible), hold_past_expiry (a pending hold, or a move held for review, past its expiry that bank.expire_holds has not voided yet; amount is the hold''s), and customers over_daily_limit or over_monthly_limit (the UTC day''s or month''s outgoing total above a limit staff lowered since; account_id NULL, amount the total, outgoing_limit the limit)';
 -- Background jobs (jobs.c; the worker is worker.c).  A job kind names a
 -- function of the database and the roles that may queue it.  Every run,
 -- scheduled or queued by hand, is a row of bank.job_queue: claimed FOR
@@ -1765,6 +1779,12 @@ COMMENT ON POLICY risk_rules_admin_update ON bank.risk_rules IS 'Admins with sta
 COMMENT ON POLICY risk_rules_admin_delete ON bank.risk_rules IS 'Admins with staff authority delete rules';
 COMMENT ON POLICY customer_limits_staff ON bank.customer_limits IS 'Staff read customers'' outgoing limits';
 COMMENT ON POLICY fraud_reviews_staff ON bank.fraud_reviews IS 'Staff read the review queue and its decisions';
+-- the day's and month's totals, for bank.account_exceptions (a security
+-- invoker view): auditors and admins only, not the recent moves
+CREATE POLICY risk_counters_staff ON bank.risk_counters FOR SELECT
+	TO bank_auditor, bank_admin
+	USING (bank.acting_as_staff());
+COMMENT ON POLICY risk_counters_staff ON bank.risk_counters IS 'Auditors and admins read the outgoing totals (bank.account_exceptions)';
 
 COMMENT ON POLICY customers_own ON bank.customers IS 'A customer sees their own row only';
 COMMENT ON POLICY accounts_own ON bank.accounts IS 'A customer sees their own accounts only';
@@ -1814,6 +1834,8 @@ GRANT SELECT ON bank.interest_accruals, bank.month_postings
 GRANT SELECT (token, masked, expiry_month, expiry_year, created_by, created_at) ON bank.cards
 	TO bank_auditor, bank_service, bank_admin;
 GRANT SELECT ON bank.account_exceptions TO bank_auditor, bank_admin;
+GRANT SELECT (customer_id, currency, day, day_total, month, month_total) ON bank.risk_counters
+	TO bank_auditor, bank_admin;
 GRANT SELECT ON bank.risk_rules, bank.customer_limits, bank.fraud_reviews
 	TO bank_teller, bank_auditor, bank_admin;
 -- risk rules are configuration that admins edit directly (audited by trigger)

@@ -217,6 +217,9 @@ SELECT status FROM bank.transfer(:limited, :shop, 50, 'lim-6');
 -- a limit of 0: nothing may go out
 SELECT * FROM bank.set_customer_limits(pg_temp.owner(:limited), 'USD', 0, NULL, 'blocked');
 SELECT status FROM bank.withdraw(:limited, 0.01, 'lim-7');
+-- a limit lowered below what went out today shows in the exceptions view
+SELECT problem, account_id, amount, outgoing_limit FROM bank.account_exceptions
+ WHERE customer_id = pg_temp.owner(:limited);
 SELECT action, resource_type, metadata FROM bank.audit_events
  WHERE action = 'customer.limits' ORDER BY id;
 -- bad arguments change nothing
