@@ -46,8 +46,8 @@
 #   * HTTP (when shim/pgbank-http is built and wrk is installed): 100 more
 #     customers register and log in through the API (bench/http_setup.sql),
 #     each with a funded account and an access token; pgbank-http runs with
-#     2 threads, HTTP_CONNS database connections per thread and
-#     HTTP_READ_CONNS more for the read-only route; wrk (-t 2,
+#     HTTP_THREADS (1) event loop(s), HTTP_CONNS (16) database connections per
+#     thread and HTTP_READ_CONNS (3) more for the read-only route; wrk (-t 2,
 #     --latency, $BENCH_SECONDS s) at 16 and 64 connections runs
 #     POST /v1/transfers (bench/http_transfer.lua: a random customer's
 #     token, 1.00 to another random customer, a unique Idempotency-Key) and
@@ -345,8 +345,13 @@ done
 
 declare -A HREQ HP50 HP99 HNON2XX
 HORDER=()
-HTTP_CONNS=${BENCH_HTTP_CONNS:-8}
-HTTP_READ_CONNS=${BENCH_HTTP_READ_CONNS:-2}
+# One event loop: with two, SO_REUSEPORT hashes wrk's connections onto the
+# two listeners unevenly, run by run, and the figures swing by a third
+# (measured 10.6k-15.2k req/s for the same GET run); one loop is steadier
+# and as fast on two cores that PostgreSQL needs as well.
+HTTP_THREADS=${BENCH_HTTP_THREADS:-1}
+HTTP_CONNS=${BENCH_HTTP_CONNS:-16}
+HTTP_READ_CONNS=${BENCH_HTTP_READ_CONNS:-3}
 SHIM=$ROOT/shim/pgbank-http
 HTTP_PID=""
 
@@ -399,7 +404,7 @@ if [[ -x $SHIM ]] && command -v wrk >/dev/null 2>&1; then
     grep "pgbank.jwt_secret" "$DATA/pgbank-secrets.conf" | sed "s/^[^']*'\(.*\)'.*$/\1/" >"$WORK/jwt_secret"
     chmod 600 "$WORK/jwt_secret"
     HTTP_PORT=$(pgb_free_port)
-    "$SHIM" --listen 127.0.0.1 --port "$HTTP_PORT" --threads "$THREADS" --connections "$HTTP_CONNS" \
+    "$SHIM" --listen 127.0.0.1 --port "$HTTP_PORT" --threads "$HTTP_THREADS" --connections "$HTTP_CONNS" \
         --read-connections "$HTTP_READ_CONNS" \
         --dsn "host=127.0.0.1 port=$PORT user=bank_gateway dbname=bank" \
         --jwt-secret-file "$WORK/jwt_secret" >"$WORK/pgbank-http.log" 2>&1 &
@@ -497,7 +502,7 @@ EOF
 
 if [[ $HTTP_RAN = 1 ]]; then
     echo
-    echo "=== pgbank-http: wrk -t $THREADS --latency, ${T}s per run, server: $THREADS threads x ($HTTP_CONNS + $HTTP_READ_CONNS read-only) database connections"
+    echo "=== pgbank-http: wrk -t $THREADS --latency, ${T}s per run, server: $HTTP_THREADS thread(s) x ($HTTP_CONNS + $HTTP_READ_CONNS read-only) database connections"
     printf '%-24s %7s %9s %7s %7s %8s %8s\n' workload conns "req/s" "p50 ms" "p99 ms" non-2xx "/SQL16"
     printf '%s\n' "$(printf '%.0s-' {1..78})"
     for key in "${HORDER[@]}"; do
@@ -554,10 +559,13 @@ if [[ $HTTP_RAN = 1 ]]; then
     done
     for w in transfers accounts; do
         v=${HP99[$w:64]:-999}
+        # Little's law: 64 requests always outstanding at N req/s wait
+        # 64/N s on average, a floor under the p99 whatever the server does
+        floor=$(awk -v n="${HREQ[$w:64]:-0}" 'BEGIN { if (n > 0) printf "%.1f", 64000 / n; else print "?" }')
         if awk -v v="$v" 'BEGIN { exit !(v <= 10) }'; then
-            echo "PASS  $w p99 <= 10 ms at 64 connections: $v ms"
+            echo "PASS  $w p99 <= 10 ms at 64 connections: $v ms (mean latency at this rate: $floor ms)"
         else
-            echo "FAIL  $w p99 <= 10 ms at 64 connections: $v ms"
+            echo "FAIL  $w p99 <= 10 ms at 64 connections: $v ms (mean latency at this rate: $floor ms)"
         fi
     done
     for key in "${HORDER[@]}"; do
