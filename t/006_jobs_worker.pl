@@ -1,4 +1,4 @@
-# t/005_jobs_worker.pl -- the background worker of pgbank does each job.
+# t/006_jobs_worker.pl -- the background worker of pgbank does each job.
 #
 # A cluster with pgbank preloaded, the worker on database postgres and
 # pgbank.job_interval at 200 ms (the housekeeping schedules set to follow
@@ -137,6 +137,34 @@ SELECT string_agg(DISTINCT job, ',' ORDER BY job) FROM bank.job_runs
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM bank.job_runs WHERE status IN ('retrying', 'dead')"),
 	'0', 'no job failed');
+
+# interest: the worker runs the day's accrual the schedule (or, here, an
+# admin) queues.  Alice's savings account holds 1000.00 since three days
+# (its deposit moved back, guard triggers off); at 3.65 % a year the day
+# before yesterday earns 1000.00 * 0.0365 / 365 = 0.10, ten minor units,
+# nothing carried (2026 has 365 days).  The month's posting is the same
+# mechanism (job post_month, scheduled each month).
+my $interest = $node->safe_psql(
+	'postgres', q{
+SELECT bank.set_interest_rate('savings', 'USD', 0.0365, '2000-01-01');
+SELECT id AS sv FROM bank.open_account('savings', 'alice savings', 'USD',
+	(SELECT id FROM bank.customers WHERE email = 'alice@example.com')) \gset
+SELECT id AS t FROM bank.deposit(:sv, 1000, 'w-sv-dep') \gset
+SET session_replication_role = replica;
+UPDATE bank.transfers SET created_at = created_at - interval '3 days',
+	posted_at = posted_at - interval '3 days' WHERE id = :t;
+UPDATE bank.entries SET posted_at = posted_at - interval '3 days' WHERE transfer_id = :t;
+UPDATE bank.pending_legs SET posted_at = posted_at - interval '3 days' WHERE transfer_id = :t;
+UPDATE bank.accounts SET opened_at = opened_at - interval '3 days' WHERE id = :sv;
+RESET session_replication_role;
+SELECT :sv || '|' || bank.enqueue_job('accrue_interest', ARRAY[(bank.business_date() - 2)::text]);
+});
+my ($savings, $accrual) = (split /\n/, $interest)[-1] =~ /^(\d+)\|(\d+)$/;
+wait_for("SELECT status = 'done' FROM bank.job_runs WHERE id = $accrual",
+	'the worker runs an interest accrual');
+is($node->safe_psql('postgres',
+		"SELECT amount, carry FROM bank.interest_accruals WHERE account_id = $savings"),
+	'10|0', '... and the account accrues 0.10 for the day, nothing carried');
 
 # a queued job runs at once: the commit of bank.enqueue_job wakes the worker
 $node->safe_psql('postgres',
