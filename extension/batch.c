@@ -258,8 +258,7 @@ CompareDebits(const void *a, const void *b)
 static void
 RunItem(const Principal *who, BatchItem *it)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	PgbSubxact	sx;
 	MoveDecline *decline = palloc0(sizeof(MoveDecline));
 	MoveRequest req = {0};
 
@@ -273,8 +272,7 @@ RunItem(const Principal *who, BatchItem *it)
 	req.who = *who;
 	req.decline_to = decline;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
+	PgbSubxactBegin(&sx);
 	PG_TRY();
 	{
 		TransferRow t;
@@ -285,9 +283,7 @@ RunItem(const Principal *who, BatchItem *it)
 		if (!req.replayed)
 			AuditTransfer(who, "transfer.create", &t);
 		EngineAssertSettled();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		PgbSubxactCommit(&sx);
 		it->transfer_id = t.id;
 		it->status = pstrdup(t.status);
 		it->code = t.failure_code ? pstrdup(t.failure_code) : NULL;
@@ -296,14 +292,8 @@ RunItem(const Principal *who, BatchItem *it)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = PgbSubxactAbort(&sx);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) !=
 			ERRCODE_TO_CATEGORY(ERRCODE_PGB_INVALID_BATCH))
 			ReThrowError(edata);

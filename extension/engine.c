@@ -635,10 +635,9 @@ EngineFoldQueued(void)
 	fold_queue_len = 0;
 	for (i = 0; i < n; i++)
 	{
-		MemoryContext cxt = CurrentMemoryContext;
-		ResourceOwner owner = CurrentResourceOwner;
+		PgbSubxact	sx;
 
-		BeginInternalSubTransaction(NULL);
+		PgbSubxactBegin(&sx);
 		PG_TRY();
 		{
 			int			pin = PgbPinSearchPath();
@@ -649,18 +648,14 @@ EngineFoldQueued(void)
 			SPI_finish();
 			PopActiveSnapshot();
 			PgbUnpinSearchPath(pin);
-			ReleaseCurrentSubTransaction();
+			PgbSubxactCommit(&sx);
 		}
 		PG_CATCH();
 		{
-			MemoryContextSwitchTo(cxt);
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
+			FreeErrorData(PgbSubxactAbort(&sx));
 			EngineReset();
 		}
 		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 	}
 }
 

@@ -269,13 +269,11 @@ static bool
 JobRun(Oid function, const char *job, ArrayType *args, char **result,
 	   char *code, char **message)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	PgbSubxact	sx;
 	volatile bool ok = true;
 
 	*result = NULL;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
+	PgbSubxactBegin(&sx);
 	PG_TRY();
 	{
 		HeapTuple	proc = JobCheckArgs(function, job, args);
@@ -298,15 +296,13 @@ JobRun(Oid function, const char *job, ArrayType *args, char **result,
 
 			if (value != NULL)
 			{
-				MemoryContext old = MemoryContextSwitchTo(cxt);
+				MemoryContext old = MemoryContextSwitchTo(sx.cxt);
 
 				*result = Truncated(value, JOB_RESULT_CHARS);
 				MemoryContextSwitchTo(old);
 			}
 		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		PgbSubxactCommit(&sx);
 	}
 	PG_CATCH();
 	{
@@ -314,12 +310,7 @@ JobRun(Oid function, const char *job, ArrayType *args, char **result,
 
 		if (IsBackgroundWorker)
 			disable_timeout(STATEMENT_TIMEOUT, false);
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		edata = PgbSubxactAbort(&sx);
 
 		strlcpy(code, unpack_sql_state(edata->sqlerrcode), 6);
 		*message = Truncated(edata->message ? edata->message : "", JOB_ERROR_CHARS);

@@ -107,6 +107,15 @@ typedef struct PgbQuery
 	bool		as_caller;		/* run as the caller, under RLS (else bank_engine) */
 } PgbQuery;
 
+typedef struct PgbSubxact
+{
+	MemoryContext cxt;			/* the caller's */
+	ResourceOwner owner;
+} PgbSubxact;
+
+extern void PgbSubxactBegin(PgbSubxact *sx);
+extern void PgbSubxactCommit(const PgbSubxact *sx);
+extern ErrorData *PgbSubxactAbort(const PgbSubxact *sx);
 extern int	PgbPinSearchPath(void);
 extern void PgbUnpinSearchPath(int level);
 extern int	PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only,

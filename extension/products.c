@@ -415,27 +415,21 @@ pgbank_accrue_interest(PG_FUNCTION_ARGS)
 static bool
 PostInSubtransaction(MoveRequest *req, TransferRow *t, char *failure_code)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	PgbSubxact	sx;
 	volatile bool posted = false;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
+	PgbSubxactBegin(&sx);
 	PG_TRY();
 	{
 		EngineMove(req, t);
 		EngineAssertSettled();
-		ReleaseCurrentSubTransaction();
+		PgbSubxactCommit(&sx);
 		posted = true;
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = PgbSubxactAbort(&sx);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
 		if (edata->sqlerrcode != ERRCODE_PGB_INSUFFICIENT_FUNDS &&
 			edata->sqlerrcode != ERRCODE_PGB_ACCOUNT_CLOSED)
 			ReThrowError(edata);
@@ -443,8 +437,6 @@ PostInSubtransaction(MoveRequest *req, TransferRow *t, char *failure_code)
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
 	return posted;
 }
 

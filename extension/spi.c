@@ -27,6 +27,7 @@
 
 #include "catalog/namespace.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -129,6 +130,46 @@ void
 PgbUnpinSearchPath(int level)
 {
 	AtEOXact_GUC(true, level);
+}
+
+/*
+ * Subtransactions: the one way the extension runs a step that may fail and
+ * be rolled back alone (a batch item, a fee or interest posting, a job, a
+ * fold at pre-commit).  PgbSubxactBegin starts one and stays in the
+ * caller's memory context; PgbSubxactCommit releases it; PgbSubxactAbort,
+ * in the PG_CATCH, copies the error into the caller's context, rolls the
+ * subtransaction back and returns the error.  Both give the caller back its
+ * memory context and resource owner.
+ */
+void
+PgbSubxactBegin(PgbSubxact *sx)
+{
+	sx->cxt = CurrentMemoryContext;
+	sx->owner = CurrentResourceOwner;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(sx->cxt);
+}
+
+void
+PgbSubxactCommit(const PgbSubxact *sx)
+{
+	ReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(sx->cxt);
+	CurrentResourceOwner = sx->owner;
+}
+
+ErrorData *
+PgbSubxactAbort(const PgbSubxact *sx)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(sx->cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(sx->cxt);
+	CurrentResourceOwner = sx->owner;
+	return edata;
 }
 
 /*
