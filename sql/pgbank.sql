@@ -678,14 +678,14 @@ COMMENT ON FUNCTION bank.open_account(bank.account_type, text, char, bigint) IS
 
 CREATE FUNCTION bank.get_account(id bigint) RETURNS bank.account_info
 	AS 'MODULE_PATHNAME', 'pgbank_get_account'
-	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION bank.get_account(bigint) IS 'An account with its balances; PB009 when it does not exist';
 
 CREATE FUNCTION bank.list_accounts(customer_id bigint DEFAULT NULL, type bank.account_type DEFAULT NULL,
 								   after bigint DEFAULT NULL, "limit" integer DEFAULT 50)
 	RETURNS SETOF bank.account_info
 	AS 'MODULE_PATHNAME', 'pgbank_list_accounts'
-	LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+	LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 10;
 COMMENT ON FUNCTION bank.list_accounts(bigint, bank.account_type, bigint, integer) IS
 'A customer''s accounts in id order, optionally of one type; keyset pagination: pass the last id seen as after; limit 1 to 1000';
 
@@ -861,7 +861,7 @@ CREATE FUNCTION bank.review_queue(after bigint DEFAULT NULL, "limit" integer DEF
 				   from_account bigint, to_account bigint, currency char(3), amount numeric,
 				   rules jsonb, created_at timestamptz, expires_at timestamptz)
 	AS 'MODULE_PATHNAME', 'pgbank_review_queue'
-	LANGUAGE C STABLE PARALLEL SAFE ROWS 50;
+	LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 50;
 COMMENT ON FUNCTION bank.review_queue(bigint, integer) IS
 'Staff: the transfers held for review and not yet decided, oldest first, with the rules that fired; keyset pagination on transfer_id (after), limit 1 to 1000';
 
@@ -894,7 +894,7 @@ CREATE FUNCTION bank.balance(account bigint, as_of timestamptz DEFAULT NULL,
 							 OUT currency char(3), OUT posted numeric, OUT pending_out numeric,
 							 OUT pending_in numeric, OUT available numeric, OUT as_of timestamptz)
 	AS 'MODULE_PATHNAME', 'pgbank_balance'
-	LANGUAGE C STABLE PARALLEL SAFE;
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION bank.balance(bigint, timestamptz) IS
 'Posted balance, amounts held out (pending_out) and in (pending_in), and available (posted - pending_out), now or as of a past timestamp';
 
@@ -915,7 +915,7 @@ COMMENT ON TYPE bank.entry_info IS
 CREATE FUNCTION bank.entries(account bigint, after bigint DEFAULT NULL, "limit" integer DEFAULT 100)
 	RETURNS SETOF bank.entry_info
 	AS 'MODULE_PATHNAME', 'pgbank_entries'
-	LANGUAGE C STABLE PARALLEL SAFE ROWS 100;
+	LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 100;
 COMMENT ON FUNCTION bank.entries(bigint, bigint, integer) IS
 'An account''s entries in ledger order, then its legs not yet folded; keyset pagination: pass the last row''s cursor as after; limit 1 to 1000. To see new activity later, page on from the last entry''s cursor';
 
@@ -935,7 +935,7 @@ COMMENT ON TYPE bank.statement_line IS
 CREATE FUNCTION bank.statement(account bigint, "from" timestamptz, "to" timestamptz)
 	RETURNS SETOF bank.statement_line
 	AS 'MODULE_PATHNAME', 'pgbank_statement'
-	LANGUAGE C STABLE STRICT PARALLEL SAFE ROWS 100;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED ROWS 100;
 COMMENT ON FUNCTION bank.statement(bigint, timestamptz, timestamptz) IS
 'The statement of [from, to): the opening balance, each leg posted in the period and the closing balance (opening plus the legs)';
 
@@ -943,14 +943,14 @@ CREATE FUNCTION bank.trial_balance(OUT currency char(3), OUT account_type bank.a
 								   OUT accounts bigint, OUT debit numeric, OUT credit numeric)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'pgbank_trial_balance'
-	LANGUAGE C STABLE PARALLEL SAFE;
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION bank.trial_balance() IS
 'Per currency and account type: the number of accounts, the sum of debit (negative) balances and of credit (positive) balances; a row with account_type NULL totals the currency, where debit equals credit';
 
 CREATE FUNCTION bank.check_ledger(OUT violation text, OUT subject text, OUT detail text)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'pgbank_check_ledger'
-	LANGUAGE C STABLE PARALLEL SAFE;
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION bank.check_ledger() IS
 'Every broken ledger invariant, one row each (balance_mismatch, running_balance, transfer_unbalanced, transfer_legs, transfer_accounts, currency_unbalanced, pending_mismatch, overdraft_exceeded, currency_mismatch, closed_not_empty); no rows on a consistent ledger';
 
@@ -1087,7 +1087,7 @@ CREATE FUNCTION bank.list_api_keys(OUT id bigint, OUT name text, OUT role name, 
 								   OUT expires_at timestamptz, OUT revoked_at timestamptz)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'pgbank_list_api_keys'
-	LANGUAGE C STABLE PARALLEL SAFE;
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION bank.list_api_keys() IS 'Admin: every API key, without its secret';
 
 --
@@ -1340,7 +1340,7 @@ COMMENT ON FUNCTION bank.detokenize_card(text) IS
 CREATE FUNCTION bank.monthly_statement(account bigint, month date)
 	RETURNS SETOF bank.statement_line
 	AS 'MODULE_PATHNAME', 'pgbank_monthly_statement'
-	LANGUAGE C STABLE PARALLEL SAFE ROWS 100;
+	LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 100;
 COMMENT ON FUNCTION bank.monthly_statement(bigint, date) IS
 'The statement of the date''s calendar month in pgbank.business_timezone: the lines of bank.statement (opening, each leg, closing), then two totals: interest (the interest legs of the month) and fees (the fee legs); both lines are there when zero. A customer gets their own accounts only (PB009 for others)';
 
@@ -1349,7 +1349,7 @@ CREATE FUNCTION bank.daily_trial_balance(day date, OUT currency char(3),
 										 OUT debit numeric, OUT credit numeric)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'pgbank_daily_trial_balance'
-	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION bank.daily_trial_balance(date) IS
 'bank.trial_balance at the end of a day in pgbank.business_timezone: per currency and account type, the accounts with a balance and the sum of debit and of credit balances from the legs posted before the day ended; a row with account_type NULL totals the currency, where debit equals credit';
 
