@@ -209,6 +209,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	pbh_routes_init();
+	pbh_openapi_init();
 	pbh_api_init();
 
 	signal(SIGPIPE, SIG_IGN);

@@ -4,7 +4,8 @@
  *		The operator's routes: /livez (the process answers), /readyz (this
  *		thread has a database connection ready) and /metrics (Prometheus
  *		text: requests, pipelines sent to the database, retries, responses
- *		by class, summed over the threads).  No credential, no query.
+ *		by class, summed over the threads), and /v1/openapi.json (the API's
+ *		OpenAPI 3.1 document, openapi.c).  No credential, no query.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,6 +43,16 @@ pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen)
 			pbh_send_json(req, 200, H2O_STRLIT("{\"status\":\"ready\"}"));
 		else
 			pbh_send_json(req, 503, H2O_STRLIT("{\"status\":\"no database connection\"}"));
+		return 1;
+	}
+	if (h2o_memis(path, plen, H2O_STRLIT("/v1/openapi.json")))
+	{
+		size_t		len;
+		const char *doc = pbh_openapi_document(&len);
+
+		if (!is_get(req))
+			goto not_get;
+		pbh_send_json(req, 200, doc, len);
 		return 1;
 	}
 	if (h2o_memis(path, plen, H2O_STRLIT("/metrics")))

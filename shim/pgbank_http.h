@@ -343,6 +343,10 @@ void		pbh_problem_send(h2o_req_t *req, int status, const char *code, const char 
  */
 int			pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req);
 void		pbh_api_init(void);
+
+/* openapi.c: the OpenAPI 3.1 document, built from the route table */
+void		pbh_openapi_init(void);
+const char *pbh_openapi_document(size_t *len);
 int			pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen);
 void		pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len);
 void		pbh_add_common_headers(h2o_req_t *req);

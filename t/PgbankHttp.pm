@@ -33,6 +33,13 @@ sub shim_path
 	return $path;
 }
 
+# a file of the source tree
+sub repo_path
+{
+	my ($name) = @_;
+	return ($ENV{TESTDIR} // getcwd()) . "/$name";
+}
+
 # new(name): a started cluster with the extension, and no server yet
 sub new
 {
