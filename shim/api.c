@@ -160,6 +160,8 @@ reason(int status)
 {
 	switch (status)
 	{
+		case 304:
+			return "Not Modified";
 		case 200:
 			return "OK";
 		case 201:
@@ -222,9 +224,56 @@ pbh_count_status(h2o_req_t *req, int status)
 	}
 }
 
+/*
+ * The ETag of a GET's body (its SHA-256, 128 bits), added to the response;
+ * 1 when the request's If-None-Match names it, weakly compared (or is "*"):
+ * the client has the body already.
+ */
+static int
+etag_matches(h2o_req_t *req, const char *body, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	char	   *etag = h2o_mem_alloc_pool(&req->pool, 34);
+	ssize_t		i;
+	h2o_iovec_t v;
+
+	SHA256((const unsigned char *) body, len, md);
+	etag[0] = '"';
+	for (int k = 0; k < 16; k++)
+	{
+		etag[1 + 2 * k] = hex[md[k] >> 4];
+		etag[2 + 2 * k] = hex[md[k] & 15];
+	}
+	etag[33] = '"';
+	/* weak: the same tag names the gzip'd representation too */
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL,
+				   h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("W/")),
+							  h2o_iovec_init(etag, 34)).base, 36);
+	i = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
+	if (i == -1)
+		return 0;
+	v = req->headers.entries[i].value;
+	if (h2o_memis(v.base, v.len, H2O_STRLIT("*")))
+		return 1;
+	/* a list of entity tags, weak ones (W/"...") compared weakly */
+	for (size_t k = 0; k + 34 <= v.len; k++)
+		if (memcmp(v.base + k, etag, 34) == 0)
+			return 1;
+	return 0;
+}
+
 void
 pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len)
 {
+	if (status == 200 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+		etag_matches(req, body, len))
+	{
+		req->res.status = 304;
+		pbh_count_status(req, 304);
+		h2o_send_inline(req, "", 0);
+		return;
+	}
 	req->res.status = status;
 	pbh_count_status(req, status);
 	if (status == 204)
@@ -451,6 +500,12 @@ on_done(pbh_job_t *job)
 				char	   *body = pbh_json_quote_amounts(&req->pool, job->value[1],
 														  job->value_len[1], &len);
 
+				/*
+				 * never compressed: a body with credentials is kept out of
+				 * the gzip filter (BREACH-style guessing by length)
+				 */
+				h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL,
+							   H2O_STRLIT("identity"));
 				pbh_send_json(req, route->status, body, len);
 				return;
 			}

@@ -227,6 +227,16 @@ main(int argc, char **argv)
 	pathconf = h2o_config_register_path(hostconf, "/", 0);
 	handler = h2o_create_handler(pathconf, sizeof(*handler));
 	handler->on_req = pbh_api_on_req;
+	{
+		/*
+		 * gzip (h2o's filter, fast level) for bodies of 1 KiB and more
+		 * when the client accepts it; bodies with credentials opt out
+		 * (api.c); no brotli in this build
+		 */
+		h2o_compress_args_t gzip = {.min_size = 1024, .gzip = {.quality = 1}, .brotli = {.quality = -1}};
+
+		h2o_compress_register(pathconf, &gzip);
+	}
 
 	if (claim_port(err, sizeof(err)) != 0)
 	{
