@@ -334,6 +334,13 @@ pbh_add_common_headers(h2o_req_t *req)
 						  NULL, H2O_STRLIT("nosniff"));
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
 				   H2O_STRLIT("no-store"));
+	/* an API, never a page: not framed, no referrer, nothing to load */
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-frame-options"), 0,
+						  NULL, H2O_STRLIT("DENY"));
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("referrer-policy"), 0,
+						  NULL, H2O_STRLIT("no-referrer"));
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0,
+						  NULL, H2O_STRLIT("default-src 'none'; frame-ancestors 'none'"));
 	i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
 	if (i != -1 && origin_allowed(req->headers.entries[i].value))
 	{

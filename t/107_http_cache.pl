@@ -5,7 +5,8 @@
 # tag.  Bodies of 1 KiB and more are gzip'd for a client that accepts gzip
 # (and decompress to the same bytes), smaller ones and clients that do not
 # accept it get the identity; a login, which carries tokens, is never
-# compressed.  Writes carry no ETag.
+# compressed.  Writes carry no ETag.  Every response has the security
+# headers of an API.
 
 use strict;
 use warnings;
@@ -32,6 +33,10 @@ my $acct = $d->{id};
 
 ($st, $d, $r) = $h->request('GET', "/v1/accounts/$acct", headers => $auth);
 is($st, 200, 'GET the account');
+is_deeply(
+	[ map { $r->{headers}{$_} } qw(cache-control x-content-type-options x-frame-options referrer-policy content-security-policy) ],
+	[ 'no-store', 'nosniff', 'DENY', 'no-referrer', "default-src 'none'; frame-ancestors 'none'" ],
+	'... with the security headers of an API (no caching, sniffing, framing, referrer)');
 my $etag = $r->{headers}{etag};
 like($etag, qr{^W/"[0-9a-f]{32}"$}, '... with a weak ETag of its body');
 ($st, $d, $r) = $h->request('GET', "/v1/accounts/$acct",
