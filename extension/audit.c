@@ -1205,6 +1205,7 @@ pgbank_audit_search(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	/* as the caller, under row-level security (no engine role here) */
+	PgbRequirePinnedSearchPath();
 	if (SPI_execute_with_args(sql.data, 9, types, v, n, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgbank: audit search failed");
 	PgbMaterialize(fcinfo);

@@ -291,6 +291,7 @@ pgbank_decline_worker(Datum main_arg)
 	d = PgbWorkerBegin(main_arg, &seg, "pgbank: recording a declined request");
 	DeclineParams(d, values, nulls);
 	engine_active = true;
+	PgbRequirePinnedSearchPath();
 	rc = SPI_execute_with_args(DECLINE_INSERT_SQL, DECLINE_NARGS, types, values, nulls,
 							   false, 1);
 	engine_active = false;

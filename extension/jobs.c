@@ -285,6 +285,7 @@ JobRun(Oid function, const char *job, ArrayType *args, char **result,
 		ReleaseSysCache(proc);
 		if (IsBackgroundWorker && pgb_job_timeout > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, pgb_job_timeout);
+		PgbRequirePinnedSearchPath();
 		rc = SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 0);
 		if (rc < 0)
 			elog(ERROR, "pgbank: job %s failed to run (%s)", job, SPI_result_code_string(rc));

@@ -116,6 +116,7 @@ typedef struct PgbSubxact
 extern void PgbSubxactBegin(PgbSubxact *sx);
 extern void PgbSubxactCommit(const PgbSubxact *sx);
 extern ErrorData *PgbSubxactAbort(const PgbSubxact *sx);
+extern void PgbRequirePinnedSearchPath(void);
 extern int	PgbPinSearchPath(void);
 extern void PgbUnpinSearchPath(int level);
 extern int	PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only,

@@ -54,17 +54,25 @@
  * security context to restore.  An error unwinds the switch with the
  * (sub)transaction, which restores the user it started with.
  */
-static void
-BecomeEngine(bool as_caller, Oid *save_user, int *save_sec)
+/*
+ * Every function that runs SQL pins search_path (sql/pgbank.sql), and so do
+ * the workers and the pre-commit folds; SQL run anywhere else would resolve
+ * names through the caller's path.  Called before every statement the
+ * extension runs: PgbExec and cursors here, and the few that build their
+ * SQL text and call SPI directly.
+ */
+void
+PgbRequirePinnedSearchPath(void)
 {
-	/*
-	 * Every function that runs SQL pins search_path (sql/pgbank.sql); one
-	 * that does not, and reached here, would resolve names through the
-	 * caller's path.
-	 */
 	if (strcmp(namespace_search_path, PGB_SEARCH_PATH) != 0)
 		elog(ERROR, "pgbank: SQL run with search_path \"%s\", not the pinned one",
 			 namespace_search_path);
+}
+
+static void
+BecomeEngine(bool as_caller, Oid *save_user, int *save_sec)
+{
+	PgbRequirePinnedSearchPath();
 	GetUserIdAndSecContext(save_user, save_sec);
 	if (!as_caller)
 		SetUserIdAndSecContext(AuthEngineRole(), *save_sec | SECURITY_LOCAL_USERID_CHANGE);

@@ -141,6 +141,7 @@ WorkerCall(const char *sql, const char *activity, bool *isnull)
 	int64		value = 0;
 
 	PgbWorkerXactBegin(activity);
+	PgbRequirePinnedSearchPath();
 	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pgbank: the worker's %s failed", sql);
 	value = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull));

@@ -48,19 +48,6 @@
 #include "pgbank_http.h"
 
 
-static const struct
-{
-	unsigned	bit;
-	const char *name;
-}			role_names[] = {
-	{PBH_ROLE_ANON, "bank_anon"},
-	{PBH_ROLE_CUSTOMER, "bank_customer"},
-	{PBH_ROLE_SERVICE, "bank_service"},
-	{PBH_ROLE_TELLER, "bank_teller"},
-	{PBH_ROLE_AUDITOR, "bank_auditor"},
-	{PBH_ROLE_ADMIN, "bank_admin"},
-};
-#define NROLES (sizeof(role_names) / sizeof(role_names[0]))
 
 typedef struct st_pbh_request_t
 {
@@ -130,25 +117,6 @@ key_cache_drop(const unsigned char *hash)
 	if (memcmp(e->hash, hash, SHA256_DIGEST_LENGTH) == 0)
 		e->role = 0;
 }
-
-static unsigned
-role_bit(const char *name)
-{
-	for (size_t i = 0; i < NROLES; i++)
-		if (strcmp(role_names[i].name, name) == 0)
-			return role_names[i].bit;
-	return 0;
-}
-
-static const char *
-role_name(unsigned bit)
-{
-	for (size_t i = 0; i < NROLES; i++)
-		if (role_names[i].bit == bit)
-			return role_names[i].name;
-	return NULL;
-}
-
 
 /* ---------------------------------------------------------------------
  * Responses
@@ -447,7 +415,7 @@ on_done(pbh_job_t *job)
 
 	if (r->key_lookup && !job->failed)
 	{
-		unsigned	bit = job->value[0] ? role_bit(job->value[0]) : 0;
+		unsigned	bit = job->value[0] ? pbh_role_bit(job->value[0]) : 0;
 
 		if (bit == 0)
 		{
@@ -460,7 +428,7 @@ on_done(pbh_job_t *job)
 			forbidden(req, "This API key's role may not use this route.");
 			return;
 		}
-		r->begin_params[0] = role_name(bit);
+		r->begin_params[0] = pbh_role_name(bit);
 		submit_request(r);
 		return;
 	}
@@ -712,7 +680,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			bit = key_cache_get(key_hash);
 			if (bit != 0 && !(route->roles & bit))
 				return forbidden(req, "This API key's role may not use this route.");
-			role = bit ? role_name(bit) : NULL;
+			role = bit ? pbh_role_name(bit) : NULL;
 			credential = h2o_strdup(&req->pool, v.base, v.len).base;
 			api_key = 1;
 		}

@@ -61,16 +61,6 @@ put_str(out_t *o, const char *s)
 	free(e);
 }
 
-static const struct
-{
-	unsigned	bit;
-	const char *name;
-}			roles[] = {
-	{PBH_ROLE_ANON, "bank_anon"}, {PBH_ROLE_CUSTOMER, "bank_customer"},
-	{PBH_ROLE_TELLER, "bank_teller"}, {PBH_ROLE_AUDITOR, "bank_auditor"},
-	{PBH_ROLE_SERVICE, "bank_service"}, {PBH_ROLE_ADMIN, "bank_admin"},
-};
-
 /* the JSON Schema of an argument's value */
 static void
 put_schema(out_t *o, const pbh_arg_t *a, int has_minor)
@@ -153,11 +143,11 @@ put_operation(out_t *o, const pbh_route_t *r)
 	put_operation_id(o, r);
 	put(o, ",\"x-pgbank-roles\":[");
 	first = 1;
-	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
-		if (r->roles & roles[i].bit)
+	for (unsigned bit = 1; bit <= PBH_ROLE_ADMIN; bit <<= 1)
+		if (r->roles & bit)
 		{
 			put(o, first ? "" : ",");
-			put_str(o, roles[i].name);
+			put_str(o, pbh_role_name(bit));
 			first = 0;
 		}
 	put(o, "],\"x-pgbank-read-only\":%s", r->read_only ? "true" : "false");

@@ -207,6 +207,8 @@ extern pbh_route_t pbh_routes[];
 extern int	pbh_nroutes;
 
 void		pbh_routes_init(void);
+const char *pbh_role_name(unsigned bit);	/* "bank_customer" for PBH_ROLE_CUSTOMER */
+unsigned	pbh_role_bit(const char *name);
 
 /*
  * Find the route of a method and path: the route, or NULL with *status 404

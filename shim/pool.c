@@ -227,8 +227,10 @@ on_connect_io(h2o_socket_t *sock, const char *err)
 static void
 conn_start(pbh_conn_t *conn)
 {
+	/* pg_stat_activity tells the classes apart (unless the DSN names one) */
 	const char *keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[] = {pbh_config.dsn, "pgbank-http", NULL};
+	const char *values[] = {pbh_config.dsn,
+	conn->cls == PBH_POOL_READ ? "pgbank-http read" : "pgbank-http", NULL};
 
 	conn->pg = PQconnectStartParams(keys, values, 1);
 	if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD)

@@ -47,6 +47,39 @@ static const char *const key_roles[] = {"bank_teller", "bank_auditor", "bank_ser
 /* the amount of parameters $d (decimal) and $m (minor) in the account of $a */
 #define AMOUNT_SQL(d, m, a) "coalesce($" d "::numeric, bank.account_amount(" a ", $" m "::bigint))"
 
+/* the database role of each PBH_ROLE_* bit */
+static const struct
+{
+	unsigned	bit;
+	const char *name;
+}			role_names[] = {
+	{PBH_ROLE_ANON, "bank_anon"},
+	{PBH_ROLE_CUSTOMER, "bank_customer"},
+	{PBH_ROLE_TELLER, "bank_teller"},
+	{PBH_ROLE_AUDITOR, "bank_auditor"},
+	{PBH_ROLE_SERVICE, "bank_service"},
+	{PBH_ROLE_ADMIN, "bank_admin"},
+};
+
+const char *
+pbh_role_name(unsigned bit)
+{
+	for (size_t i = 0; i < sizeof(role_names) / sizeof(role_names[0]); i++)
+		if (role_names[i].bit == bit)
+			return role_names[i].name;
+	return NULL;
+}
+
+/* 0 for a name that is no role of the API */
+unsigned
+pbh_role_bit(const char *name)
+{
+	for (size_t i = 0; i < sizeof(role_names) / sizeof(role_names[0]); i++)
+		if (strcmp(role_names[i].name, name) == 0)
+			return role_names[i].bit;
+	return 0;
+}
+
 pbh_route_t pbh_routes[] = {
 	/* customers and sessions */
 	{"POST", "/v1/register", R_ANON, 0, PBH_RESULT_JSON, 201, NULL,

@@ -1354,20 +1354,13 @@ COMMENT ON FUNCTION bank.daily_trial_balance(date) IS
 'bank.trial_balance at the end of a day in pgbank.business_timezone: per currency and account type, the accounts with a balance and the sum of debit and of credit balances from the legs posted before the day ended; a row with account_type NULL totals the currency, where debit equals credit';
 
 CREATE VIEW bank.account_exceptions WITH (security_invoker = true) AS
-SELECT a.id AS account_id, a.number, a.customer_id, a.currency,
-	   CASE WHEN p.posted < -a.overdraft_limit OR p.posted - a.pending_out < -a.overdraft_limit
+SELECT b.id AS account_id, b.number, b.customer_id, b.currency,
+	   CASE WHEN b.balance < -b.overdraft_limit OR b.available < -b.overdraft_limit
 			THEN 'over_limit' ELSE 'overdrawn' END AS problem,
-	   NULL::bigint AS transfer_id,
-	   bank.minor_to_amount(p.posted, c.exponent) AS amount,
-	   bank.minor_to_amount(a.overdraft_limit, c.exponent) AS overdraft_limit,
-	   NULL::timestamptz AS expires_at,
-	   NULL::numeric AS outgoing_limit
-  FROM bank.accounts a
-  JOIN bank.currencies c ON c.code = a.currency
- CROSS JOIN LATERAL (
-	SELECT a.balance + coalesce((SELECT sum(l.amount) FROM bank.pending_legs l
-								  WHERE l.account_id = a.id), 0)::bigint AS posted) p
- WHERE a.customer_id IS NOT NULL AND (p.posted < 0 OR p.posted - a.pending_out < -a.overdraft_limit)
+	   NULL::bigint AS transfer_id, b.balance AS amount, b.overdraft_limit,
+	   NULL::timestamptz AS expires_at, NULL::numeric AS outgoing_limit
+  FROM bank.account_balances b
+ WHERE b.customer_id IS NOT NULL AND (b.balance < 0 OR b.available < -b.overdraft_limit)
 UNION ALL
 SELECT a.id, a.number, a.customer_id, a.currency, 'hold_past_expiry', t.id,
 	   bank.minor_to_amount(t.amount, c.exponent),

@@ -117,5 +117,25 @@ for my $reads (1, 0)
 	is($h->stop_server, 0, "read-connections $reads: the server stops cleanly");
 }
 
+# While no read connection is up, reads use the general ones: the read
+# connection's backend is terminated, and once the server has seen it go
+# down (its log says so) a read is still answered, not refused with 503.
+$h->start_server('--threads', '1', '--connections', '1', '--read-connections', '1');
+$node->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgbank-http read'")
+  or die 'the read connection did not open';
+$node->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbank-http read'");
+my $down = 0;
+for (1 .. 100)
+{
+	if ($h->server_log =~ /connection 1: down/) { $down = 1; last; }
+	Time::HiRes::usleep(20_000);
+}
+ok($down, 'the server sees its read connection go down');
+($st) = $h->request('GET', '/v1/accounts', headers => PgbankHttp::bearer($a->{token}));
+is($st, 200, '... and answers a read on the general connection meanwhile');
+is($h->stop_server, 0, 'the server stops cleanly');
+
 $node->stop;
 done_testing();

@@ -24,20 +24,19 @@ our $JSON = JSON::PP->new->canonical;
 # every server started, for END
 my @servers;
 
-sub shim_path
-{
-	my ($name) = @_;
-	my $root = $ENV{TESTDIR} // getcwd();
-	my $path = "$root/shim/$name";
-	BAIL_OUT("$path is not built (run make)") unless -x $path;
-	return $path;
-}
-
 # a file of the source tree
 sub repo_path
 {
 	my ($name) = @_;
 	return ($ENV{TESTDIR} // getcwd()) . "/$name";
+}
+
+sub shim_path
+{
+	my ($name) = @_;
+	my $path = repo_path("shim/$name");
+	BAIL_OUT("$path is not built (run make)") unless -x $path;
+	return $path;
 }
 
 # new(name): a started cluster with the extension, and no server yet
@@ -86,6 +85,10 @@ sub start_server
 		shim_path('pgbank-http'), '--listen', '127.0.0.1', '--port', $port,
 		'--dsn', 'host=' . $node->host . ' port=' . $node->port . ' user=bank_gateway dbname=postgres',
 		'--jwt-secret-file', $secret_file, '--threads', '2', '--connections', '2', @flags);
+	# the server names its connections (pgbank-http, pgbank-http read);
+	# the TAP framework's PGAPPNAME (the script's name) would override that
+	local $ENV{PGAPPNAME};
+	delete $ENV{PGAPPNAME};
 	$self->{server} = IPC::Run::start(\@cmd, '<', \undef, '>>', $log, '2>>', $log);
 	push @servers, $self->{server};
 	$self->{url} = "http://127.0.0.1:$port";
