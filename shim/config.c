@@ -8,6 +8,7 @@
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -22,7 +23,12 @@ pbh_config_t pbh_config;
 
 typedef enum
 {
-	OPT_STRING, OPT_INT, OPT_FILE, OPT_LIST, OPT_BOOL
+	OPT_STRING,					/* char * */
+	OPT_INT,					/* int, from min to max */
+	OPT_SIZE,					/* size_t, from min to max */
+	OPT_FILE,					/* char *: the file's first line(s), read now */
+	OPT_LIST,					/* char **, NULL-terminated: comma-separated */
+	OPT_BOOL					/* int, 0 or 1 */
 } opt_kind_t;
 
 typedef struct st_pbh_option_t
@@ -34,49 +40,55 @@ typedef struct st_pbh_option_t
 	long		min;
 	long		max;
 	const char *help;
+	size_t		offset;			/* of the field in pbh_config */
 } pbh_option_t;
 
-/* the settings, in --help order; index = getopt_long's val - 256 */
+#define FIELD(f) offsetof(pbh_config_t, f)
+
+/*
+ * The settings, in --help order (getopt_long's val is 256 + the index).  A
+ * new setting is one row here and its field in pbh_config_t.
+ */
 static const pbh_option_t options[] = {
 	{"listen", "PGBANK_HTTP_LISTEN", OPT_STRING, "127.0.0.1", 0, 0,
-	"address to listen on (numeric IPv4 or IPv6)"},
-	{"port", "PGBANK_HTTP_PORT", OPT_INT, "8080", 1, 65535, "TCP port"},
+	"address to listen on (numeric IPv4 or IPv6)", FIELD(listen_addr)},
+	{"port", "PGBANK_HTTP_PORT", OPT_INT, "8080", 1, 65535, "TCP port", FIELD(port)},
 	{"dsn", "PGBANK_HTTP_DSN", OPT_STRING, "user=bank_gateway dbname=postgres", 0, 0,
-	"libpq connection string; the login must be bank_gateway (or a member of it)"},
+	"libpq connection string; the login must be bank_gateway (or a member of it)", FIELD(dsn)},
 	{"threads", "PGBANK_HTTP_THREADS", OPT_INT, "0", 0, 256,
-	"event-loop threads (0: one per CPU)"},
+	"event-loop threads (0: one per CPU)", FIELD(threads)},
 	{"connections", "PGBANK_HTTP_CONNECTIONS", OPT_INT, "4", 1, 256,
-	"database connections per thread"},
+	"database connections per thread", FIELD(connections)},
 	{"pipeline-depth", "PGBANK_HTTP_PIPELINE_DEPTH", OPT_INT, "4", 1, 256,
-	"requests in flight on one database connection"},
+	"requests in flight on one database connection", FIELD(pipeline_depth)},
 	{"queue-limit", "PGBANK_HTTP_QUEUE_LIMIT", OPT_INT, "1024", 0, 1000000,
-	"requests waiting for a connection per thread before 503"},
+	"requests waiting for a connection per thread before 503", FIELD(queue_limit)},
 	{"jwt-secret-file", "PGBANK_HTTP_JWT_SECRET_FILE", OPT_FILE, NULL, 0, 0,
-	"file holding pgbank.jwt_secret (32+ bytes; or PGBANK_HTTP_JWT_SECRET)"},
+	"file holding pgbank.jwt_secret (32+ bytes; or PGBANK_HTTP_JWT_SECRET)", FIELD(jwt_secret)},
 	{"jwt-issuer", "PGBANK_HTTP_JWT_ISSUER", OPT_STRING, "pgbank", 0, 0,
-	"iss of accepted tokens (pgbank.jwt_issuer)"},
+	"iss of accepted tokens (pgbank.jwt_issuer)", FIELD(jwt_issuer)},
 	{"jwt-audience", "PGBANK_HTTP_JWT_AUDIENCE", OPT_STRING, "pgbank-api", 0, 0,
-	"aud of accepted tokens (pgbank.jwt_audience)"},
+	"aud of accepted tokens (pgbank.jwt_audience)", FIELD(jwt_audience)},
 	{"jwt-clock-skew", "PGBANK_HTTP_JWT_CLOCK_SKEW", OPT_INT, "30", 0, 300,
-	"seconds of tolerance on exp and nbf (pgbank.jwt_clock_skew)"},
+	"seconds of tolerance on exp and nbf (pgbank.jwt_clock_skew)", FIELD(jwt_clock_skew)},
 	{"statement-timeout", "PGBANK_HTTP_STATEMENT_TIMEOUT", OPT_INT, "5000", 1, 600000,
-	"statement_timeout of each request, milliseconds"},
+	"statement_timeout of each request, milliseconds", FIELD(statement_timeout)},
 	{"lock-timeout", "PGBANK_HTTP_LOCK_TIMEOUT", OPT_INT, "2000", 1, 600000,
-	"lock_timeout of each request, milliseconds"},
-	{"max-body", "PGBANK_HTTP_MAX_BODY", OPT_INT, "65536", 64, 16777216,
-	"largest request body, bytes"},
+	"lock_timeout of each request, milliseconds", FIELD(lock_timeout)},
+	{"max-body", "PGBANK_HTTP_MAX_BODY", OPT_SIZE, "65536", 64, 16777216,
+	"largest request body, bytes", FIELD(max_body)},
 	{"request-timeout", "PGBANK_HTTP_REQUEST_TIMEOUT", OPT_INT, "10000", 100, 600000,
-	"HTTP/1 request and idle timeout, milliseconds"},
+	"HTTP/1 request and idle timeout, milliseconds", FIELD(request_timeout)},
 	{"retries", "PGBANK_HTTP_RETRIES", OPT_INT, "3", 0, 10,
-	"retries of a request after a serialization failure or deadlock"},
+	"retries of a request after a serialization failure or deadlock", FIELD(retries)},
 	{"cors-origins", "PGBANK_HTTP_CORS_ORIGINS", OPT_LIST, "", 0, 0,
-	"comma-separated origins allowed by CORS (exact match; none by default)"},
+	"comma-separated origins allowed by CORS (exact match; none by default)", FIELD(cors_origins)},
 	{"access-log", "PGBANK_HTTP_ACCESS_LOG", OPT_BOOL, "0", 0, 1,
-	"1: one JSON line per request on stdout"},
+	"1: one JSON line per request on stdout", FIELD(access_log)},
 	{"api-key-cache", "PGBANK_HTTP_API_KEY_CACHE", OPT_INT, "30", 0, 3600,
-	"seconds an API key's role is remembered (0: ask the database every time)"},
+	"seconds an API key's role is remembered (0: ask the database every time)", FIELD(api_key_cache)},
 	{"read-connections", "PGBANK_HTTP_READ_CONNECTIONS", OPT_INT, "2", 0, 256,
-	"more database connections per thread, for read-only routes only"},
+	"more database connections per thread, for read-only routes only", FIELD(read_connections)},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -122,7 +134,7 @@ parse_int(const char *s, long min, long max, long *out)
 }
 
 static char *
-read_secret_file(const char *path, char *err, size_t errlen)
+read_secret_file(const char *flag, const char *path, char *err, size_t errlen)
 {
 	FILE	   *f = fopen(path, "r");
 	char		buf[4096];
@@ -130,7 +142,7 @@ read_secret_file(const char *path, char *err, size_t errlen)
 
 	if (f == NULL)
 	{
-		snprintf(err, errlen, "--jwt-secret-file: cannot open %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "--%s: cannot open %s: %s", flag, path, strerror(errno));
 		return NULL;
 	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -166,9 +178,10 @@ static int
 apply(size_t i, const char *value, char *err, size_t errlen)
 {
 	const pbh_option_t *o = &options[i];
+	char	   *field = (char *) &pbh_config + o->offset;
 	long		v = 0;
 
-	if (o->kind == OPT_INT || o->kind == OPT_BOOL)
+	if (o->kind == OPT_INT || o->kind == OPT_SIZE || o->kind == OPT_BOOL)
 	{
 		if (parse_int(value, o->min, o->max, &v) != 0)
 		{
@@ -177,70 +190,24 @@ apply(size_t i, const char *value, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	switch (i)
+	switch (o->kind)
 	{
-		case 0:
-			pbh_config.listen_addr = strdup(value);
+		case OPT_STRING:
+			*(char **) field = strdup(value);
 			break;
-		case 1:
-			pbh_config.port = (int) v;
+		case OPT_INT:
+		case OPT_BOOL:
+			*(int *) field = (int) v;
 			break;
-		case 2:
-			pbh_config.dsn = strdup(value);
+		case OPT_SIZE:
+			*(size_t *) field = (size_t) v;
 			break;
-		case 3:
-			pbh_config.threads = (int) v;
-			break;
-		case 4:
-			pbh_config.connections = (int) v;
-			break;
-		case 5:
-			pbh_config.pipeline_depth = (int) v;
-			break;
-		case 6:
-			pbh_config.queue_limit = (int) v;
-			break;
-		case 7:
-			if (value == NULL)
-				break;
-			if ((pbh_config.jwt_secret = read_secret_file(value, err, errlen)) == NULL)
+		case OPT_FILE:
+			if ((*(char **) field = read_secret_file(o->flag, value, err, errlen)) == NULL)
 				return -1;
 			break;
-		case 8:
-			pbh_config.jwt_issuer = strdup(value);
-			break;
-		case 9:
-			pbh_config.jwt_audience = strdup(value);
-			break;
-		case 10:
-			pbh_config.jwt_clock_skew = (int) v;
-			break;
-		case 11:
-			pbh_config.statement_timeout = (int) v;
-			break;
-		case 12:
-			pbh_config.lock_timeout = (int) v;
-			break;
-		case 13:
-			pbh_config.max_body = (size_t) v;
-			break;
-		case 14:
-			pbh_config.request_timeout = (int) v;
-			break;
-		case 15:
-			pbh_config.retries = (int) v;
-			break;
-		case 16:
-			pbh_config.cors_origins = split_list(value);
-			break;
-		case 17:
-			pbh_config.access_log = (int) v;
-			break;
-		case 18:
-			pbh_config.api_key_cache = (int) v;
-			break;
-		case 19:
-			pbh_config.read_connections = (int) v;
+		case OPT_LIST:
+			*(char ***) field = split_list(value);
 			break;
 	}
 	return 0;
