@@ -484,8 +484,9 @@ pbh_replica_metrics(char *buf, size_t len)
 	uint64_t	r = 0,
 				p = 0,
 				s = 0;
+	int			n;
 
-	if (pbh_config.replica_dsn == NULL)
+	if (pbh_config.replica_dsn == NULL || len == 0)
 		return 0;
 	for (int i = 0; i < pbh_config.threads; i++)
 	{
@@ -497,12 +498,13 @@ pbh_replica_metrics(char *buf, size_t len)
 		p += __atomic_load_n(&rs->n_primary, __ATOMIC_RELAXED);
 		s += __atomic_load_n(&rs->n_resent, __ATOMIC_RELAXED);
 	}
-	return (size_t) snprintf(buf, len,
-							 "# TYPE pgbank_http_reads_total counter\n"
-							 "pgbank_http_reads_total{served_by=\"replica\"} %llu\n"
-							 "pgbank_http_reads_total{served_by=\"primary\"} %llu\n"
-							 "# TYPE pgbank_http_replica_resent_total counter\n"
-							 "pgbank_http_replica_resent_total %llu\n",
-							 (unsigned long long) r, (unsigned long long) p,
-							 (unsigned long long) s);
+	n = snprintf(buf, len,
+				 "# TYPE pgbank_http_reads_total counter\n"
+				 "pgbank_http_reads_total{served_by=\"replica\"} %llu\n"
+				 "pgbank_http_reads_total{served_by=\"primary\"} %llu\n"
+				 "# TYPE pgbank_http_replica_resent_total counter\n"
+				 "pgbank_http_replica_resent_total %llu\n",
+				 (unsigned long long) r, (unsigned long long) p,
+				 (unsigned long long) s);
+	return n < 0 ? 0 : (size_t) n < len ? (size_t) n : len - 1;
 }
