@@ -774,7 +774,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	job->on_done = on_done;
 	if (pbh_config.replica_dsn != NULL && credential != NULL)
 		job->subject = api_key ? pbh_replica_key_subject(key_hash) :
-			pbh_replica_token_subject(credential, strlen(credential));
+			pbh_replica_token_subject(&req->pool, credential, strlen(credential));
 
 	/* role, read-only, the credential if any, request id, client, user agent */
 	r->begin_params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * 6);

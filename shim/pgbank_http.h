@@ -355,7 +355,7 @@ int			pbh_replica_eligible(pbh_thread_t *thread, const pbh_job_t *job);
 /* a job ended: 1 when it was sent on again (to the primary), else count it */
 int			pbh_replica_job_end(pbh_job_t *job);
 /* the subject of a verified token (its sub) or of an API key (its hash) */
-uint64_t	pbh_replica_token_subject(const char *token, size_t len);
+uint64_t	pbh_replica_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len);
 uint64_t	pbh_replica_key_subject(const unsigned char *sha256);
 /* Prometheus lines for /metrics; bytes written */
 size_t		pbh_replica_metrics(char *buf, size_t len);

@@ -161,29 +161,32 @@ b64url_value(char c)
 }
 
 /*
- * The customer id of a token jwt.c has verified (sub, digits, checked
- * there), as the subject; 0 when it cannot be read.  Customers' subjects
+ * The customer id of a token jwt.c has verified (its sub: 1 to 18 digits,
+ * checked there, so below 2^63), as the subject; 0 when it cannot be read.  Customers' subjects
  * have the top bit clear, API keys' set.
  */
 uint64_t
-pbh_replica_token_subject(const char *token, size_t len)
+pbh_replica_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len)
 {
 	const char *dot1 = memchr(token, '.', len),
 			   *dot2;
-	char		buf[1024];
+	char	   *buf;
 	size_t		n = 0;
 	unsigned	acc = 0;
 	int			bits = 0;
-	const char *sub;
+	pbh_json_member_t *m;
+	size_t		nm;
+	const char *err;
 	uint64_t	id = 0;
 
 	if (dot1 == NULL || (dot2 = memchr(dot1 + 1, '.', token + len - dot1 - 1)) == NULL)
 		return 0;
+	buf = h2o_mem_alloc_pool(pool, dot2 - dot1);
 	for (const char *p = dot1 + 1; p < dot2; p++)
 	{
 		int			v = b64url_value(*p);
 
-		if (v < 0 || n + 1 >= sizeof(buf))
+		if (v < 0)
 			return 0;
 		acc = (acc << 6) | (unsigned) v;
 		bits += 6;
@@ -193,18 +196,21 @@ pbh_replica_token_subject(const char *token, size_t len)
 			buf[n++] = (char) ((acc >> bits) & 0xff);
 		}
 	}
-	buf[n] = '\0';
-	/* "sub":"123" as jwt.c's parser accepted it (one member of that name) */
-	if ((sub = strstr(buf, "\"sub\"")) == NULL)
+	if (pbh_json_parse_object(pool, buf, n, &m, &nm, &err) != 0)
 		return 0;
-	sub += 5;
-	while (*sub == ' ' || *sub == ':')
-		sub++;
-	if (*sub++ != '"')
-		return 0;
-	for (; *sub >= '0' && *sub <= '9' && id < (UINT64_C(1) << 59); sub++)
-		id = id * 10 + (uint64_t) (*sub - '0');
-	return *sub == '"' ? id : 0;
+	for (size_t i = 0; i < nm; i++)
+	{
+		if (strcmp(m[i].name, "sub") != 0 || m[i].type != PBH_JSON_STRING)
+			continue;
+		for (const char *d = m[i].str; *d; d++)
+		{
+			if (*d < '0' || *d > '9' || id >= UINT64_C(100000000000000000))
+				return 0;
+			id = id * 10 + (uint64_t) (*d - '0');
+		}
+		return id;
+	}
+	return 0;
 }
 
 uint64_t
@@ -282,6 +288,8 @@ pbh_replica_job_end(pbh_job_t *job)
 			/* the primary answers instead (a read: safe to send again) */
 			rs->n_resent++;
 			job->target = PBH_TARGET_PRIMARY;
+			job->failed = 0;
+			job->conn_lost = 0;
 			pbh_pool_submit(job);
 			return 1;
 		}

@@ -15,7 +15,8 @@
 # as (b) with --replica-read-your-writes=0: A then reads the stale balance
 # from the standby, which is what (b) proves does not happen.  (e) With a
 # small --replica-max-lag, a paused standby stops serving even subjects
-# with no write once it lags more than that.
+# with no write once it lags more than that.  (f) A --replica-dsn naming a
+# server not in recovery serves nothing.
 
 use strict;
 use warnings;
@@ -322,6 +323,26 @@ is($st, 201, '(e) a deposit (by the service, not C) moves the primary on');
 resume_replay();
 ($st, $d) = until_replica("/v1/accounts/$acct{c1}/balance", $ch);
 is($st, 200, '(e) caught up again: back to the replica');
+
+# ---------------------------------------------------------------------
+# (f) a "replica" that is not in recovery (a primary) serves nothing
+# ---------------------------------------------------------------------
+
+$h->stop_server;
+$h->start_server('--replica-dsn',
+	'host=' . $primary->host . ' port=' . $primary->port . ' user=bank_gateway dbname=postgres',
+	'--replica-poll', '5');
+{
+	usleep(300_000);
+	my $n = 0;
+	for (1 .. 5)
+	{
+		($st, $d, $by) = call('GET', "/v1/accounts/$acct{c1}/balance", headers => $ch);
+		$n++ if $st == 200 && $by eq 'primary';
+	}
+	is($n, 5, '(f) --replica-dsn naming a primary: every read stays on the primary');
+	like($h->server_log, qr/the replica is not in recovery/, '(f) and the server says why');
+}
 
 is($h->stop_server, 0, 'the server stops cleanly');
 unlike($h->server_log, qr/statement \d+ not prepared/, 'every statement prepared on both nodes');
