@@ -15,7 +15,10 @@
 # as (b) with --replica-read-your-writes=0: A then reads the stale balance
 # from the standby, which is what (b) proves does not happen.  (e) With a
 # small --replica-max-lag, a paused standby stops serving even subjects
-# with no write once it lags more than that.  (f) A --replica-dsn naming a
+# with no write once it lags more than that.  (g) A write whose connection
+# is killed while it waits for a lock (it may have committed, as far as the
+# server knows) sends its subject's reads to the primary until the replica
+# is past a position taken after the loss.  (f) A --replica-dsn naming a
 # server not in recovery serves nothing.
 
 use strict;
@@ -27,6 +30,9 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use PgbankTest;
 use PgbankHttp;
+use IPC::Run;
+use HTTP::Tiny;
+use POSIX ();
 
 my $h = PgbankHttp->new('replica_primary', allows_streaming => 1);
 my $primary = $h->node;
@@ -323,6 +329,48 @@ is($st, 201, '(e) a deposit (by the service, not C) moves the primary on');
 resume_replay();
 ($st, $d) = until_replica("/v1/accounts/$acct{c1}/balance", $ch);
 is($st, 200, '(e) caught up again: back to the replica');
+
+# ---------------------------------------------------------------------
+# (g) a write lost with its connection may have committed: its subject's
+# reads go to the primary from then on
+# ---------------------------------------------------------------------
+
+$h->stop_server;
+$h->start_server(@replica, '--replica-max-lag', '60000', '--lock-timeout', '10000');
+($st) = until_replica("/v1/accounts/$acct{a1}/balance", $ah);
+is($st, 200, '(g) A reads from the caught-up replica');
+pause_replay();
+{
+	my $locker = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-d', $primary->connstr('postgres'), '-c',
+		  "BEGIN; SELECT 1 FROM bank.accounts WHERE id = $acct{a1} FOR UPDATE; SELECT pg_sleep(3); COMMIT;" ],
+		'>', \my $lout, '2>', \my $lerr);
+	$primary->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE; SELECT pg_sleep(3)%' AND pid <> pg_backend_pid()")
+	  or die 'the locking session did not start';
+	my $writer = fork();
+	if ($writer == 0)
+	{
+		my $r = HTTP::Tiny->new(timeout => 30)->request('POST', $h->url . '/v1/transfers',
+			{ headers => { Authorization => "Bearer $a->{token}", 'Idempotency-Key' => 'lost-1',
+				'Content-Type' => 'application/json' },
+			  content => qq({"from_account": $acct{a1}, "to_account": $acct{a2}, "amount": "1.00"}) });
+		POSIX::_exit($r->{status} == 503 ? 0 : 1);    # no END blocks: they stop the node
+	}
+	$primary->poll_query_until('postgres',
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = 'bank_gateway'")
+	  or die 'the transfer did not wait for the lock';
+	waitpid($writer, 0);
+	is($? >> 8, 0, '(g) A\'s transfer, its connection killed while it waited: 503');
+	$locker->finish;
+}
+($st) = until_replica("/v1/accounts/$acct{c1}/balance", $ch);
+is($st, 200, '(g) C still reads from the replica (the doubt is settled by a later primary position)');
+($st, $d, $by) = call('GET', "/v1/accounts/$acct{a1}/balance", headers => $ah);
+is("$st $by", '200 primary', '(g) A\'s reads go to the primary while the replica is behind that position');
+resume_replay();
+($st) = until_replica("/v1/accounts/$acct{a1}/balance", $ah);
+is($st, 200, '(g) replayed: A is back on the replica');
 
 # ---------------------------------------------------------------------
 # (f) a "replica" that is not in recovery (a primary) serves nothing
