@@ -311,7 +311,7 @@ struct st_pbh_job_t
 	int			lsn_after;		/* ask the WAL insert position after the Sync */
 	int			lsn_phase;		/* the first Sync came: now that position */
 	int			sent;			/* went out on a connection */
-	int			on_replica;		/* sent to the replica */
+	int			on_replica;		/* given to the replica's class */
 	uint64_t	lsn;			/* the position asked for; 0: unknown */
 };
 

@@ -591,7 +591,6 @@ conn_send(pbh_conn_t *conn, pbh_job_t *job)
 	job->ntuples = 0;
 	job->lsn_phase = 0;
 	job->lsn = 0;
-	job->on_replica = conn->cls == PBH_POOL_REPLICA;
 	for (int i = 0; i < job->nstmts; i++)
 	{
 		if (!conn->prepared[job->stmts[i]])
@@ -663,7 +662,8 @@ pbh_pool_submit(pbh_job_t *job)
 
 	t->inflight++;
 	job->sent = 0;
-	job->on_replica = 0;
+	/* (a replica read that fails, even here for a full queue, goes to the primary) */
+	job->on_replica = cls == PBH_POOL_REPLICA;
 	for (int i = 0; i < pool_size(); i++)
 	{
 		pbh_conn_t *c = &t->conns[i];
