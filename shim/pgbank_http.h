@@ -182,7 +182,7 @@ typedef struct st_pbh_arg_t
 
 typedef enum
 {
-	PBH_RESULT_JSON,			/* one jsonb value; NULL is "not found" */
+	PBH_RESULT_JSON,			/* one json or jsonb value; NULL is "not found" */
 	PBH_RESULT_VOID,			/* 204 */
 	PBH_RESULT_AUTH				/* (status, jsonb): status 'ok' or a 401 */
 } pbh_result_kind_t;
