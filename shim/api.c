@@ -256,15 +256,6 @@ pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len)
 	h2o_send_inline(req, body, len);
 }
 
-static int
-origin_allowed(h2o_iovec_t origin)
-{
-	for (char **o = pbh_config.cors_origins; *o != NULL; o++)
-		if (strlen(*o) == origin.len && memcmp(*o, origin.base, origin.len) == 0)
-			return 1;
-	return 0;
-}
-
 /* request id, security headers and CORS: on every response */
 void
 pbh_add_common_headers(h2o_req_t *req)
@@ -310,7 +301,7 @@ pbh_add_common_headers(h2o_req_t *req)
 	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0,
 						  NULL, H2O_STRLIT("default-src 'none'; frame-ancestors 'none'"));
 	i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
-	if (i != -1 && origin_allowed(req->headers.entries[i].value))
+	if (i != -1 && pbh_cors_origin_allowed(req->headers.entries[i].value))
 	{
 		h2o_iovec_t o = req->headers.entries[i].value;
 
@@ -319,9 +310,14 @@ pbh_add_common_headers(h2o_req_t *req)
 		h2o_add_header_by_str(&req->pool, &req->res.headers,
 							  H2O_STRLIT("access-control-expose-headers"), 0, NULL,
 							  H2O_STRLIT("X-Request-Id, WWW-Authenticate"));
+		/* cookie sessions from an allowed origin (never with a wildcard) */
+		h2o_add_header_by_str(&req->pool, &req->res.headers,
+							  H2O_STRLIT("access-control-allow-credentials"), 0, NULL,
+							  H2O_STRLIT("true"));
 	}
 	if (i != -1)
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+	pbh_tls_add_headers(req);
 	req->env.size = 0;
 	h2o_vector_reserve(&req->pool, &req->env, 2);
 	req->env.entries[0] = h2o_iovec_init(H2O_STRLIT("request_id"));
@@ -432,6 +428,9 @@ on_done(pbh_job_t *job)
 		submit_request(r);
 		return;
 	}
+	/* logging out of a browser session clears its cookies, whatever happens */
+	if (route->result == PBH_RESULT_SESSION_END)
+		pbh_session_clear(req);
 	if (job->failed)
 	{
 		if (job->conn_lost)
@@ -466,9 +465,19 @@ on_done(pbh_job_t *job)
 	switch (route->result)
 	{
 		case PBH_RESULT_VOID:
+		case PBH_RESULT_SESSION_END:
 			pbh_send_json(req, 204, NULL, 0);
 			return;
 		case PBH_RESULT_AUTH:
+		case PBH_RESULT_SESSION:
+			if (route->result == PBH_RESULT_SESSION && job->value[0] != NULL &&
+				strcmp(job->value[0], "ok") == 0 && job->value[1] != NULL)
+			{
+				pbh_session_send(req, route->status, job->value[1], job->value_len[1]);
+				return;
+			}
+			if (route->result == PBH_RESULT_SESSION)
+				pbh_session_clear(req);
 			if (job->value[0] != NULL && strcmp(job->value[0], "ok") == 0 && job->value[1] != NULL)
 			{
 				size_t		len;
@@ -563,24 +572,6 @@ header_text(h2o_req_t *req, const char *name)
 					  req->headers.entries[i].value.len).base;
 }
 
-static int
-cors_preflight(h2o_req_t *req, const char *allow)
-{
-	ssize_t		o = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
-
-	if (o == -1 || !origin_allowed(req->headers.entries[o].value))
-		return forbidden(req, "This origin is not allowed.");
-	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"),
-						  0, NULL, allow, strlen(allow));
-	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-headers"),
-						  0, NULL,
-						  H2O_STRLIT("Authorization, Content-Type, Idempotency-Key, X-API-Key, X-Request-Id"));
-	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-max-age"),
-						  0, NULL, H2O_STRLIT("600"));
-	pbh_send_json(req, 204, NULL, 0);
-	return 0;
-}
-
 int
 pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -604,10 +595,14 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	int			path_i = 0;
 	const char *bad = NULL;
 	int			rc;
+	const char *cookie = NULL;
+	pbh_qparam_t fp[PBH_MAX_QUERY_PARAMS];
+	int			nf = 0,
+				form = 0;
 
 	t->n_requests++;
 	pbh_add_common_headers(req);
-	if (req->version >= 0x200)
+	if (req->version >= 0x200 && !pbh_config.http2)
 	{
 		pbh_problem_send(req, 505, "http_version", "Only HTTP/1.1 is served", NULL);
 		return 0;
@@ -622,7 +617,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		if (status == 405 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")))
 		{
 			if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("access-control-request-method"), -1) != -1)
-				return cors_preflight(req, allow);
+				return pbh_cors_preflight(req, allow);
 			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
 			pbh_send_json(req, 204, NULL, 0);
 			return 0;
@@ -684,8 +679,30 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			credential = h2o_strdup(&req->pool, v.base, v.len).base;
 			api_key = 1;
 		}
+		else if ((cookie = pbh_cookie_value(req, PBH_COOKIE_ACCESS)) != NULL)
+		{
+			/* a browser session: only without either header (see browser.c) */
+			pbh_jwt_result_t jr = pbh_jwt_verify(&req->pool, cookie, strlen(cookie),
+												 (int64_t) time(NULL));
+
+			if (jr != PBH_JWT_OK)
+				return unauthorized(req, "Bearer", "invalid_token", pbh_jwt_result_text(jr));
+			if (!(route->roles & PBH_ROLE_CUSTOMER))
+				return forbidden(req, "Customers may not use this route.");
+			if (pbh_csrf_check(req, cookie) != 0)
+				return 0;
+			credential = cookie;
+			role = "bank_customer";
+		}
 		else
 			return unauthorized(req, "Bearer", NULL, "This route needs an access token or an API key.");
+	}
+	/* a browser login or refresh sets cookies: only for a trusted origin */
+	if (route->result == PBH_RESULT_SESSION && !pbh_origin_trusted(req))
+	{
+		pbh_problem_send(req, 403, "csrf_origin", "Cross-site request refused",
+						 "A browser session must be opened from an allowed origin.");
+		return 0;
 	}
 
 	/* the arguments: query, body, path, headers */
@@ -701,14 +718,25 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		ssize_t		ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
 		const char *err;
 
-		if (ct == -1 || req->headers.entries[ct].value.len < 16 ||
-			!h2o_lcstris(req->headers.entries[ct].value.base, 16, H2O_STRLIT("application/json")))
+		if (pbh_is_form(req))
 		{
-			pbh_problem_send(req, 415, "unsupported_media_type", "The body must be application/json", NULL);
+			/* a form: the query string's parser, then the same checks */
+			form = 1;
+			rc = pbh_parse_query(&req->pool, req->entity.base, req->entity.len, fp, &nf, &bad);
+			if (rc == -2)
+				return bad_request(req, "invalid_argument", "form field %s is given twice", bad);
+			if (rc != 0)
+				return bad_request(req, "invalid_form", "the form body is malformed: %s", bad);
+		}
+		else if (ct == -1 || req->headers.entries[ct].value.len < 16 ||
+				 !h2o_lcstris(req->headers.entries[ct].value.base, 16, H2O_STRLIT("application/json")))
+		{
+			pbh_problem_send(req, 415, "unsupported_media_type",
+							 "The body must be application/json or application/x-www-form-urlencoded", NULL);
 			return 0;
 		}
-		if (pbh_json_parse_object(&req->pool, req->entity.base, req->entity.len, &members,
-								  &nmembers, &err) != 0)
+		else if (pbh_json_parse_object(&req->pool, req->entity.base, req->entity.len, &members,
+									   &nmembers, &err) != 0)
 			return bad_request(req, "invalid_json", "the body is not valid JSON: %s", err);
 	}
 	args = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * (route->nargs + 1));
@@ -734,6 +762,13 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 					}
 				break;
 			case PBH_ARG_BODY:
+				if (form)
+				{
+					text = pbh_form_arg_text(a, fp, nf, &aerr);
+					if (aerr.code != NULL)
+						return bad_request(req, aerr.code, aerr.format, a->name);
+					break;
+				}
 				for (size_t k = 0; k < nmembers; k++)
 					if (strcmp(members[k].name, a->name) == 0)
 					{
@@ -743,6 +778,9 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 				break;
 			case PBH_ARG_HEADER:
 				text = header_text(req, a->name);
+				break;
+			case PBH_ARG_COOKIE:
+				text = pbh_cookie_value(req, a->name);
 				break;
 		}
 		args[i] = pbh_arg_value(&req->pool, a, text, m, &aerr);
@@ -755,6 +793,9 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	for (size_t k = 0; k < nmembers; k++)
 		if (!members[k].used)
 			return bad_request(req, "unknown_field", "unknown field %s", members[k].name);
+	for (int k = 0; k < nf; k++)
+		if (!fp[k].used)
+			return bad_request(req, "unknown_field", "unknown field %s", fp[k].name);
 
 	/* the pipeline */
 	r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
