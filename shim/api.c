@@ -33,6 +33,13 @@
  *	  cache decides only which role to switch to: every request's own
  *	  transaction still runs bank.authenticate_api_key, so a revoked or
  *	  expired key is refused at once (401), and its entry is dropped.
+ *	- A request may go away before its database work ends (an HTTP/2
+ *	  stream reset or connection close disposes the h2o request and its
+ *	  pool).  So what the database job uses (the pbh_request_t, its
+ *	  parameters and results) lives outside req->pool, in a block of its
+ *	  own, and a dispose hook in req->pool tells it the request is gone: the
+ *	  job then ends without an answer and without a retry, like an
+ *	  HTTP/1.1 client that hung up, and the block is freed.
  *
  *-------------------------------------------------------------------------
  */
@@ -61,6 +68,12 @@ typedef struct st_pbh_request_t
 	const char **begin_params;	/* role, read-only, the credential if any, ... */
 	int			nbegin_params;
 	const char **args;
+	/* the request outliving its h2o request (see the header comment) */
+	h2o_mem_pool_t own;			/* parameters and results */
+	struct st_pbh_request_t **guard;	/* in req->pool; NULL: answered */
+	int			pending;		/* a statement was (re)submitted */
+	int			depth;			/* on_done calls under way (a resubmit may
+								 * finish at once, inside one) */
 } pbh_request_t;
 
 /* ---------------------------------------------------------------------
@@ -376,6 +389,7 @@ submit_request(pbh_request_t *r)
 	pbh_job_t  *job = &r->job;
 
 	r->key_lookup = 0;
+	r->pending = 1;
 	job->tries = 0;
 	job->stmts[0] = r->begin_stmt;
 	job->nparams[0] = r->nbegin_params;
@@ -394,6 +408,7 @@ submit_key_lookup(pbh_request_t *r)
 	pbh_job_t  *job = &r->job;
 
 	r->key_lookup = 1;
+	r->pending = 1;
 	job->stmts[0] = PBH_STMT_KEY_ROLE;
 	job->nparams[0] = 1;
 	job->params[0] = &r->begin_params[2];	/* the key */
@@ -402,7 +417,7 @@ submit_key_lookup(pbh_request_t *r)
 }
 
 static void
-on_done(pbh_job_t *job)
+on_done_req(pbh_job_t *job)
 {
 	pbh_request_t *r = (pbh_request_t *) job;
 	h2o_req_t  *req = r->req;
@@ -442,6 +457,7 @@ on_done(pbh_job_t *job)
 		{
 			job->tries++;
 			job->thread->n_retries++;
+			r->pending = 1;
 			pbh_pool_submit(job);
 			return;
 		}
@@ -514,6 +530,49 @@ on_done(pbh_job_t *job)
 			}
 			return;
 	}
+}
+
+/* the h2o request is being disposed: its job must not answer it */
+static void
+on_req_dispose(void *p)
+{
+	pbh_request_t *r = *(pbh_request_t **) p;
+
+	if (r != NULL)
+		r->req = NULL;
+}
+
+static void
+request_free(pbh_request_t *r)
+{
+	if (r->guard != NULL && r->req != NULL)
+		*r->guard = NULL;
+	h2o_mem_clear_pool(&r->own);
+	free(r);
+}
+
+/* a job's end: answer the request if it is still there, then free */
+static void
+on_done(pbh_job_t *job)
+{
+	pbh_request_t *r = (pbh_request_t *) job;
+
+	r->pending = 0;
+	if (r->req != NULL)
+	{
+		r->depth++;
+		on_done_req(job);
+		r->depth--;
+	}
+	/* the outermost call frees, once nothing is pending */
+	if (r->depth == 0 && !r->pending)
+		request_free(r);
+}
+
+static const char *
+own_strdup(h2o_mem_pool_t *pool, const char *s)
+{
+	return s == NULL ? NULL : h2o_strdup(pool, s, strlen(s)).base;
 }
 
 static const char *
@@ -797,9 +856,12 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		if (!fp[k].used)
 			return bad_request(req, "unknown_field", "unknown field %s", fp[k].name);
 
-	/* the pipeline */
-	r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
+	/* the pipeline, in memory of its own */
+	r = h2o_mem_alloc(sizeof(*r));
 	memset(r, 0, sizeof(*r));
+	h2o_mem_init_pool(&r->own);
+	r->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*r->guard), on_req_dispose);
+	*r->guard = r;
 	r->req = req;
 	r->route = route;
 	r->api_key = api_key;
@@ -808,11 +870,11 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	job = &r->job;
 	job->thread = t;
 	job->read_only = route->read_only;
-	job->pool = &req->pool;
+	job->pool = &r->own;
 	job->on_done = on_done;
 
 	/* role, read-only, the credential if any, request id, client, user agent */
-	r->begin_params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * 6);
+	r->begin_params = h2o_mem_alloc_pool(&r->own, sizeof(char *) * 6);
 	{
 		int			n = 0;
 		const char *rid = req->env.size == 2 ? req->env.entries[1].base : NULL;
@@ -820,15 +882,17 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		r->begin_params[n++] = role;
 		r->begin_params[n++] = route->read_only ? "on" : "off";
 		if (credential != NULL)
-			r->begin_params[n++] = credential;
-		r->begin_params[n++] = rid;
-		r->begin_params[n++] = client_addr(req);
-		r->begin_params[n++] = user_agent(req);
+			r->begin_params[n++] = own_strdup(&r->own, credential);
+		r->begin_params[n++] = own_strdup(&r->own, rid);
+		r->begin_params[n++] = own_strdup(&r->own, client_addr(req));
+		r->begin_params[n++] = own_strdup(&r->own, user_agent(req));
 		r->begin_stmt = credential == NULL ? PBH_STMT_CONTEXT :
 			api_key ? PBH_STMT_AUTH_KEY : PBH_STMT_AUTH_TOKEN;
 		r->nbegin_params = n;
 	}
-	r->args = args;
+	r->args = h2o_mem_alloc_pool(&r->own, sizeof(char *) * (route->nargs + 1));
+	for (int i = 0; i < route->nargs; i++)
+		r->args[i] = own_strdup(&r->own, args[i]);
 	if (role == NULL)
 		submit_key_lookup(r);
 	else

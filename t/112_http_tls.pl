@@ -173,6 +173,41 @@ $r = curl("$url/v1/accounts", '--cacert', $cert, '--http2', '-X', 'POST',
 is("$r->{code} $r->{version}", '201 2', 'over HTTP/2: POST /v1/accounts opens an account');
 is($node->safe_psql('postgres', "SELECT count(*) FROM bank.accounts WHERE name = 'h2'"), '1',
 	'... once');
+my $acct = eval { $JSON->decode($r->{body})->{id} } // die 'no account id';
+
+# A client that goes away while its request waits for the database: h2o
+# disposes an HTTP/2 request (and its memory) at once, where HTTP/1.1 does
+# not notice.  The answer that comes later must not touch it: before
+# api.c kept its job in memory of its own, this was a use-after-free
+# (AddressSanitizer: heap-use-after-free in pbh_problem_send from on_done)
+# and the server died.
+my $locker = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
+	  "BEGIN; SELECT 1 FROM bank.accounts WHERE id = $acct FOR UPDATE; SELECT pg_sleep(2); COMMIT;" ],
+	'>', \my $lout, '2>', \my $lerr);
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE; SELECT pg_sleep(2)%' AND pid <> pg_backend_pid()")
+  or die 'the locking session did not start';
+my $gone = IPC::Run::start(
+	[ 'curl', '-s', '--max-time', '30', '--cacert', $cert, '--http2', '-X', 'PATCH',
+	  '-H', "Authorization: Bearer $token", '-H', 'Content-Type: application/json',
+	  '--data', '{"name": "renamed after hang-up"}', "$url/v1/accounts/$acct" ],
+	'<', \undef, '>', \my $gout, '2>', \my $gerr);
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = 'bank_gateway'"),
+	'over HTTP/2: a rename waits for a locked account');
+$gone->kill_kill;
+$locker->finish;
+ok($node->poll_query_until('postgres',
+	"SELECT name = 'renamed after hang-up' FROM bank.accounts WHERE id = $acct"),
+	'... its client hangs up; the rename still commits (as with HTTP/1.1)');
+my @after;
+for (1 .. 5)
+{
+	$r = curl("$url/v1/accounts/$acct", '--cacert', $cert, '--http2', '-H', "Authorization: Bearer $token");
+	push @after, "$r->{code} " . (eval { $JSON->decode($r->{body})->{name} } // '');
+}
+is_deeply(\@after, [ ('200 renamed after hang-up') x 5 ], '... and the server goes on answering');
 like($h->server_log, qr/listening on 127\.0\.0\.1 port \d+ \(https, HTTP\/1\.1 and HTTP\/2;/,
 	'the server says it serves HTTPS with HTTP/2');
 is($h->stop_server, 0, 'the server stops cleanly');
