@@ -400,7 +400,7 @@ int			pbh_origin_trusted(h2o_req_t *req);
 /* a login or refresh result (the route's jsonb) as cookies and a body */
 void		pbh_session_send(h2o_req_t *req, int status, const char *json, size_t len);
 void		pbh_session_clear(h2o_req_t *req);
-/* a JWT's sid claim (after pbh_jwt_verify accepted it), or NULL */
+/* jwt.c: a JWT's sid claim (after pbh_jwt_verify accepted it), or NULL */
 const char *pbh_jwt_sid(h2o_mem_pool_t *pool, const char *token, size_t len);
 
 /* application/x-www-form-urlencoded bodies, parsed by pbh_parse_query */
