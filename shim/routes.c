@@ -272,6 +272,24 @@ pbh_route_t pbh_routes[] = {
 		{{0}}},
 	{"DELETE", "/v1/api-keys/{id}", R_ADMN, 0, PBH_RESULT_VOID, 204, NULL,
 		"SELECT bank.revoke_api_key($1)", {PATH_ID("id")}},
+
+	/*
+	 * Browser sessions (browser.c): login and refresh as above, but the
+	 * tokens go into HttpOnly cookies and the body holds the CSRF token;
+	 * the refresh token comes from its cookie; logout clears them.  Any
+	 * customer route then takes the access cookie in place of a bearer
+	 * token (with CSRF checks on unsafe methods).
+	 */
+	{"POST", "/v1/browser/login", R_ANON, 0, PBH_RESULT_SESSION, 200, NULL,
+		"SELECT r.status, CASE WHEN r.status = 'ok' THEN to_jsonb(r) - 'status' END"
+		" FROM bank.login($1, $2, $3) r",
+		{BODY("email", PBH_T_TEXT, 1), BODY("password", PBH_T_TEXT, 1), BODY("totp", PBH_T_TEXT, 0)}},
+	{"POST", "/v1/browser/refresh", R_ANON, 0, PBH_RESULT_SESSION, 200, NULL,
+		"SELECT r.status, CASE WHEN r.status = 'ok' THEN to_jsonb(r) - 'status' END"
+		" FROM bank.refresh($1) r",
+		{{PBH_COOKIE_REFRESH, PBH_ARG_COOKIE, PBH_T_TEXT, 1, NULL, 0}}},
+	{"POST", "/v1/browser/logout", R_CUST, 0, PBH_RESULT_SESSION_END, 204, NULL,
+		"SELECT bank.logout()", {{0}}},
 };
 
 int			pbh_nroutes = sizeof(pbh_routes) / sizeof(pbh_routes[0]);
