@@ -119,6 +119,8 @@ extern ErrorData *PgbSubxactAbort(const PgbSubxact *sx);
 extern void PgbRequirePinnedSearchPath(void);
 extern int	PgbPinSearchPath(void);
 extern void PgbUnpinSearchPath(int level);
+extern bool PgbFetchById(const char *table, int64 id, int ncols, const char *const *cols,
+						 Datum *values, bool *nulls);
 extern int	PgbExec(PgbQuery *q, Datum *values, const char *nulls, bool read_only,
 					long count);
 extern bytea *PgbBytea(const void *data, size_t len);

@@ -48,7 +48,7 @@ PGB_DEPS=(
     postgresql-15 postgresql-client-15 postgresql-contrib postgresql-server-dev-15
     libipc-run-perl
     libh2o-evloop-dev libssl-dev libpq-dev
-    wrk curl
+    wrk curl openssl
     clang libclang-rt-14-dev
 )
 

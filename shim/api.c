@@ -33,6 +33,13 @@
  *	  cache decides only which role to switch to: every request's own
  *	  transaction still runs bank.authenticate_api_key, so a revoked or
  *	  expired key is refused at once (401), and its entry is dropped.
+ *	- A request may go away before its database work ends (an HTTP/2
+ *	  stream reset or connection close disposes the h2o request and its
+ *	  pool).  So what the database job uses (the pbh_request_t, its
+ *	  parameters and results) lives outside req->pool, in a block of its
+ *	  own, and a dispose hook in req->pool tells it the request is gone: the
+ *	  job then ends without an answer and without a retry, like an
+ *	  HTTP/1.1 client that hung up, and the block is freed.
  *
  *-------------------------------------------------------------------------
  */
@@ -61,6 +68,12 @@ typedef struct st_pbh_request_t
 	const char **begin_params;	/* role, read-only, the credential if any, ... */
 	int			nbegin_params;
 	const char **args;
+	/* the request outliving its h2o request (see the header comment) */
+	h2o_mem_pool_t own;			/* parameters and results */
+	struct st_pbh_request_t **guard;	/* in req->pool; NULL: answered */
+	int			pending;		/* a statement was (re)submitted */
+	int			depth;			/* on_done calls under way (a resubmit may
+								 * finish at once, inside one) */
 } pbh_request_t;
 
 /* ---------------------------------------------------------------------
@@ -256,15 +269,6 @@ pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len)
 	h2o_send_inline(req, body, len);
 }
 
-static int
-origin_allowed(h2o_iovec_t origin)
-{
-	for (char **o = pbh_config.cors_origins; *o != NULL; o++)
-		if (strlen(*o) == origin.len && memcmp(*o, origin.base, origin.len) == 0)
-			return 1;
-	return 0;
-}
-
 /* request id, security headers and CORS: on every response */
 void
 pbh_add_common_headers(h2o_req_t *req)
@@ -310,7 +314,7 @@ pbh_add_common_headers(h2o_req_t *req)
 	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0,
 						  NULL, H2O_STRLIT("default-src 'none'; frame-ancestors 'none'"));
 	i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
-	if (i != -1 && origin_allowed(req->headers.entries[i].value))
+	if (i != -1 && pbh_cors_origin_allowed(req->headers.entries[i].value))
 	{
 		h2o_iovec_t o = req->headers.entries[i].value;
 
@@ -319,9 +323,14 @@ pbh_add_common_headers(h2o_req_t *req)
 		h2o_add_header_by_str(&req->pool, &req->res.headers,
 							  H2O_STRLIT("access-control-expose-headers"), 0, NULL,
 							  H2O_STRLIT("X-Request-Id, WWW-Authenticate"));
+		/* cookie sessions from an allowed origin (never with a wildcard) */
+		h2o_add_header_by_str(&req->pool, &req->res.headers,
+							  H2O_STRLIT("access-control-allow-credentials"), 0, NULL,
+							  H2O_STRLIT("true"));
 	}
 	if (i != -1)
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+	pbh_tls_add_headers(req);
 	req->env.size = 0;
 	h2o_vector_reserve(&req->pool, &req->env, 2);
 	req->env.entries[0] = h2o_iovec_init(H2O_STRLIT("request_id"));
@@ -380,6 +389,7 @@ submit_request(pbh_request_t *r)
 	pbh_job_t  *job = &r->job;
 
 	r->key_lookup = 0;
+	r->pending = 1;
 	job->tries = 0;
 	job->stmts[0] = r->begin_stmt;
 	job->nparams[0] = r->nbegin_params;
@@ -400,6 +410,7 @@ submit_key_lookup(pbh_request_t *r)
 	pbh_job_t  *job = &r->job;
 
 	r->key_lookup = 1;
+	r->pending = 1;
 	job->stmts[0] = PBH_STMT_KEY_ROLE;
 	job->nparams[0] = 1;
 	job->params[0] = &r->begin_params[2];	/* the key */
@@ -409,7 +420,7 @@ submit_key_lookup(pbh_request_t *r)
 }
 
 static void
-on_done(pbh_job_t *job)
+on_done_req(pbh_job_t *job)
 {
 	pbh_request_t *r = (pbh_request_t *) job;
 	h2o_req_t  *req = r->req;
@@ -435,6 +446,9 @@ on_done(pbh_job_t *job)
 		submit_request(r);
 		return;
 	}
+	/* logging out of a browser session clears its cookies, whatever happens */
+	if (route->result == PBH_RESULT_SESSION_END)
+		pbh_session_clear(req);
 	if (job->failed)
 	{
 		if (job->conn_lost)
@@ -446,6 +460,7 @@ on_done(pbh_job_t *job)
 		{
 			job->tries++;
 			job->thread->n_retries++;
+			r->pending = 1;
 			pbh_pool_submit(job);
 			return;
 		}
@@ -469,9 +484,19 @@ on_done(pbh_job_t *job)
 	switch (route->result)
 	{
 		case PBH_RESULT_VOID:
+		case PBH_RESULT_SESSION_END:
 			pbh_send_json(req, 204, NULL, 0);
 			return;
 		case PBH_RESULT_AUTH:
+		case PBH_RESULT_SESSION:
+			if (route->result == PBH_RESULT_SESSION && job->value[0] != NULL &&
+				strcmp(job->value[0], "ok") == 0 && job->value[1] != NULL)
+			{
+				pbh_session_send(req, route->status, job->value[1], job->value_len[1]);
+				return;
+			}
+			if (route->result == PBH_RESULT_SESSION)
+				pbh_session_clear(req);
 			if (job->value[0] != NULL && strcmp(job->value[0], "ok") == 0 && job->value[1] != NULL)
 			{
 				size_t		len;
@@ -508,6 +533,49 @@ on_done(pbh_job_t *job)
 			}
 			return;
 	}
+}
+
+/* the h2o request is being disposed: its job must not answer it */
+static void
+on_req_dispose(void *p)
+{
+	pbh_request_t *r = *(pbh_request_t **) p;
+
+	if (r != NULL)
+		r->req = NULL;
+}
+
+static void
+request_free(pbh_request_t *r)
+{
+	if (r->guard != NULL && r->req != NULL)
+		*r->guard = NULL;
+	h2o_mem_clear_pool(&r->own);
+	free(r);
+}
+
+/* a job's end: answer the request if it is still there, then free */
+static void
+on_done(pbh_job_t *job)
+{
+	pbh_request_t *r = (pbh_request_t *) job;
+
+	r->pending = 0;
+	if (r->req != NULL)
+	{
+		r->depth++;
+		on_done_req(job);
+		r->depth--;
+	}
+	/* the outermost call frees, once nothing is pending */
+	if (r->depth == 0 && !r->pending)
+		request_free(r);
+}
+
+static const char *
+own_strdup(h2o_mem_pool_t *pool, const char *s)
+{
+	return s == NULL ? NULL : h2o_strdup(pool, s, strlen(s)).base;
 }
 
 static const char *
@@ -566,24 +634,6 @@ header_text(h2o_req_t *req, const char *name)
 					  req->headers.entries[i].value.len).base;
 }
 
-static int
-cors_preflight(h2o_req_t *req, const char *allow)
-{
-	ssize_t		o = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
-
-	if (o == -1 || !origin_allowed(req->headers.entries[o].value))
-		return forbidden(req, "This origin is not allowed.");
-	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"),
-						  0, NULL, allow, strlen(allow));
-	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-headers"),
-						  0, NULL,
-						  H2O_STRLIT("Authorization, Content-Type, Idempotency-Key, X-API-Key, X-Request-Id"));
-	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-max-age"),
-						  0, NULL, H2O_STRLIT("600"));
-	pbh_send_json(req, 204, NULL, 0);
-	return 0;
-}
-
 int
 pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -607,10 +657,14 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	int			path_i = 0;
 	const char *bad = NULL;
 	int			rc;
+	const char *cookie = NULL;
+	pbh_qparam_t fp[PBH_MAX_QUERY_PARAMS];
+	int			nf = 0,
+				form = 0;
 
 	t->n_requests++;
 	pbh_add_common_headers(req);
-	if (req->version >= 0x200)
+	if (req->version >= 0x200 && !pbh_config.http2)
 	{
 		pbh_problem_send(req, 505, "http_version", "Only HTTP/1.1 is served", NULL);
 		return 0;
@@ -625,7 +679,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		if (status == 405 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")))
 		{
 			if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("access-control-request-method"), -1) != -1)
-				return cors_preflight(req, allow);
+				return pbh_cors_preflight(req, allow);
 			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
 			pbh_send_json(req, 204, NULL, 0);
 			return 0;
@@ -687,8 +741,30 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			credential = h2o_strdup(&req->pool, v.base, v.len).base;
 			api_key = 1;
 		}
+		else if ((cookie = pbh_cookie_value(req, PBH_COOKIE_ACCESS)) != NULL)
+		{
+			/* a browser session: only without either header (see browser.c) */
+			pbh_jwt_result_t jr = pbh_jwt_verify(&req->pool, cookie, strlen(cookie),
+												 (int64_t) time(NULL));
+
+			if (jr != PBH_JWT_OK)
+				return unauthorized(req, "Bearer", "invalid_token", pbh_jwt_result_text(jr));
+			if (!(route->roles & PBH_ROLE_CUSTOMER))
+				return forbidden(req, "Customers may not use this route.");
+			if (pbh_csrf_check(req, cookie) != 0)
+				return 0;
+			credential = cookie;
+			role = "bank_customer";
+		}
 		else
 			return unauthorized(req, "Bearer", NULL, "This route needs an access token or an API key.");
+	}
+	/* a browser login or refresh sets cookies: only for a trusted origin */
+	if (route->result == PBH_RESULT_SESSION && !pbh_origin_trusted(req))
+	{
+		pbh_problem_send(req, 403, "csrf_origin", "Cross-site request refused",
+						 "A browser session must be opened from an allowed origin.");
+		return 0;
 	}
 
 	/* the arguments: query, body, path, headers */
@@ -704,14 +780,25 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		ssize_t		ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
 		const char *err;
 
-		if (ct == -1 || req->headers.entries[ct].value.len < 16 ||
-			!h2o_lcstris(req->headers.entries[ct].value.base, 16, H2O_STRLIT("application/json")))
+		if (pbh_is_form(req))
 		{
-			pbh_problem_send(req, 415, "unsupported_media_type", "The body must be application/json", NULL);
+			/* a form: the query string's parser, then the same checks */
+			form = 1;
+			rc = pbh_parse_query(&req->pool, req->entity.base, req->entity.len, fp, &nf, &bad);
+			if (rc == -2)
+				return bad_request(req, "invalid_argument", "form field %s is given twice", bad);
+			if (rc != 0)
+				return bad_request(req, "invalid_form", "the form body is malformed: %s", bad);
+		}
+		else if (ct == -1 || req->headers.entries[ct].value.len < 16 ||
+				 !h2o_lcstris(req->headers.entries[ct].value.base, 16, H2O_STRLIT("application/json")))
+		{
+			pbh_problem_send(req, 415, "unsupported_media_type",
+							 "The body must be application/json or application/x-www-form-urlencoded", NULL);
 			return 0;
 		}
-		if (pbh_json_parse_object(&req->pool, req->entity.base, req->entity.len, &members,
-								  &nmembers, &err) != 0)
+		else if (pbh_json_parse_object(&req->pool, req->entity.base, req->entity.len, &members,
+									   &nmembers, &err) != 0)
 			return bad_request(req, "invalid_json", "the body is not valid JSON: %s", err);
 	}
 	args = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * (route->nargs + 1));
@@ -737,6 +824,13 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 					}
 				break;
 			case PBH_ARG_BODY:
+				if (form)
+				{
+					text = pbh_form_arg_text(a, fp, nf, &aerr);
+					if (aerr.code != NULL)
+						return bad_request(req, aerr.code, aerr.format, a->name);
+					break;
+				}
 				for (size_t k = 0; k < nmembers; k++)
 					if (strcmp(members[k].name, a->name) == 0)
 					{
@@ -746,6 +840,9 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 				break;
 			case PBH_ARG_HEADER:
 				text = header_text(req, a->name);
+				break;
+			case PBH_ARG_COOKIE:
+				text = pbh_cookie_value(req, a->name);
 				break;
 		}
 		args[i] = pbh_arg_value(&req->pool, a, text, m, &aerr);
@@ -758,10 +855,16 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	for (size_t k = 0; k < nmembers; k++)
 		if (!members[k].used)
 			return bad_request(req, "unknown_field", "unknown field %s", members[k].name);
+	for (int k = 0; k < nf; k++)
+		if (!fp[k].used)
+			return bad_request(req, "unknown_field", "unknown field %s", fp[k].name);
 
-	/* the pipeline */
-	r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
+	/* the pipeline, in memory of its own */
+	r = h2o_mem_alloc(sizeof(*r));
 	memset(r, 0, sizeof(*r));
+	h2o_mem_init_pool(&r->own);
+	r->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*r->guard), on_req_dispose);
+	*r->guard = r;
 	r->req = req;
 	r->route = route;
 	r->api_key = api_key;
@@ -770,14 +873,14 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	job = &r->job;
 	job->thread = t;
 	job->read_only = route->read_only;
-	job->pool = &req->pool;
+	job->pool = &r->own;
 	job->on_done = on_done;
 	if (pbh_config.replica_dsn != NULL && credential != NULL)
 		job->subject = api_key ? pbh_replica_key_subject(key_hash) :
 			pbh_replica_token_subject(&req->pool, credential, strlen(credential));
 
 	/* role, read-only, the credential if any, request id, client, user agent */
-	r->begin_params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * 6);
+	r->begin_params = h2o_mem_alloc_pool(&r->own, sizeof(char *) * 6);
 	{
 		int			n = 0;
 		const char *rid = req->env.size == 2 ? req->env.entries[1].base : NULL;
@@ -785,15 +888,17 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		r->begin_params[n++] = role;
 		r->begin_params[n++] = route->read_only ? "on" : "off";
 		if (credential != NULL)
-			r->begin_params[n++] = credential;
-		r->begin_params[n++] = rid;
-		r->begin_params[n++] = client_addr(req);
-		r->begin_params[n++] = user_agent(req);
+			r->begin_params[n++] = own_strdup(&r->own, credential);
+		r->begin_params[n++] = own_strdup(&r->own, rid);
+		r->begin_params[n++] = own_strdup(&r->own, client_addr(req));
+		r->begin_params[n++] = own_strdup(&r->own, user_agent(req));
 		r->begin_stmt = credential == NULL ? PBH_STMT_CONTEXT :
 			api_key ? PBH_STMT_AUTH_KEY : PBH_STMT_AUTH_TOKEN;
 		r->nbegin_params = n;
 	}
-	r->args = args;
+	r->args = h2o_mem_alloc_pool(&r->own, sizeof(char *) * (route->nargs + 1));
+	for (int i = 0; i < route->nargs; i++)
+		r->args[i] = own_strdup(&r->own, args[i]);
 	if (role == NULL)
 		submit_key_lookup(r);
 	else

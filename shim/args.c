@@ -100,7 +100,7 @@ pbh_parse_query(h2o_mem_pool_t *pool, const char *q, size_t len, pbh_qparam_t *o
 			eq = memchr(q, '=', amp - q);
 			if (*n == PBH_MAX_QUERY_PARAMS)
 			{
-				*bad = "too many query parameters";
+				*bad = "too many parameters";
 				return -1;
 			}
 			out[*n].name = url_decode(pool, q, (eq ? eq : amp) - q);
@@ -108,7 +108,7 @@ pbh_parse_query(h2o_mem_pool_t *pool, const char *q, size_t len, pbh_qparam_t *o
 			out[*n].used = 0;
 			if (out[*n].name == NULL || out[*n].value == NULL)
 			{
-				*bad = "a query parameter is not well encoded";
+				*bad = "a parameter is not well encoded";
 				return -1;
 			}
 			for (int i = 0; i < *n; i++)
@@ -278,6 +278,8 @@ pbh_arg_value(h2o_mem_pool_t *pool, const pbh_arg_t *a, const char *text,
 missing:
 	if (a->source == PBH_ARG_HEADER)
 		return arg_error(err, "missing_argument", "the %s header is required");
+	if (a->source == PBH_ARG_COOKIE)
+		return arg_error(err, "missing_argument", "the %s cookie is required");
 	return arg_error(err, "missing_argument", "%s is required");
 wrong_type:
 	switch (a->type)

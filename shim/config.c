@@ -89,6 +89,16 @@ static const pbh_option_t options[] = {
 	"seconds an API key's role is remembered (0: ask the database every time)", FIELD(api_key_cache)},
 	{"read-connections", "PGBANK_HTTP_READ_CONNECTIONS", OPT_INT, "2", 0, 256,
 	"more database connections per thread, for read-only routes only", FIELD(read_connections)},
+	{"tls-cert", "PGBANK_HTTP_TLS_CERT", OPT_STRING, NULL, 0, 0,
+	"PEM certificate (chain) file: serve HTTPS only (with --tls-key)", FIELD(tls_cert)},
+	{"tls-key", "PGBANK_HTTP_TLS_KEY", OPT_STRING, NULL, 0, 0,
+	"PEM private key file of --tls-cert", FIELD(tls_key)},
+	{"http2", "PGBANK_HTTP_HTTP2", OPT_BOOL, "0", 0, 1,
+	"1: also offer HTTP/2 by ALPN (needs TLS; never h2c). This h2o lacks the fix for HTTP/2\n"
+	"      rapid reset (CVE-2023-44487): a client can make it burn CPU; leave 0 on\n"
+	"      anything reachable by untrusted clients", FIELD(http2)},
+	{"hsts-max-age", "PGBANK_HTTP_HSTS_MAX_AGE", OPT_INT, "31536000", 0, 63072000,
+	"max-age of Strict-Transport-Security, sent on every response when TLS is on", FIELD(hsts_max_age)},
 	{"replica-dsn", "PGBANK_HTTP_REPLICA_DSN", OPT_STRING, NULL, 0, 0,
 	"libpq connection string of a streaming replica for read-only routes (none by default)",
 	FIELD(replica_dsn)},
@@ -127,7 +137,8 @@ pbh_config_usage(FILE *out)
 			"  --help\n      this text\n"
 			"  --version\n      the version\n\n"
 			"The token secret must equal the cluster's pgbank.jwt_secret.  Listen on a\n"
-			"loopback address unless a TLS-terminating proxy sits in front.\n");
+			"loopback address unless TLS is on (--tls-cert, --tls-key) or a\n"
+			"TLS-terminating proxy sits in front.  HTTP/1.1 only unless --http2=1.\n");
 }
 
 static int

@@ -248,3 +248,30 @@ pbh_api_key_shape_ok(const char *key, size_t len)
 			return 0;
 	return 1;
 }
+
+/*
+ * The sid claim of a token pbh_jwt_verify has accepted (browser.c binds a
+ * cookie session's CSRF token to it), or NULL.
+ */
+const char *
+pbh_jwt_sid(h2o_mem_pool_t *pool, const char *token, size_t len)
+{
+	const char *dot1 = memchr(token, '.', len),
+			   *dot2;
+	unsigned char *buf;
+	pbh_json_member_t *c;
+	size_t		nc;
+	const char *err;
+	const pbh_json_member_t *sid;
+	long		n;
+
+	if (dot1 == NULL || len > MAX_TOKEN_CHARS ||
+		(dot2 = memchr(dot1 + 1, '.', token + len - dot1 - 1)) == NULL)
+		return NULL;
+	buf = h2o_mem_alloc_pool(pool, len + 1);
+	n = b64url_decode(dot1 + 1, dot2 - dot1 - 1, buf);
+	if (n < 0 || pbh_json_parse_object(pool, (char *) buf, n, &c, &nc, &err) != 0)
+		return NULL;
+	sid = member(c, nc, "sid");
+	return is_id(sid) ? sid->str : NULL;
+}

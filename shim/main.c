@@ -13,7 +13,11 @@
  *	  group and taking half its connections.
  *	- SIGTERM or SIGINT: the listeners close, requests in flight finish and
  *	  are answered, then the threads end and the process exits 0.
- *	- HTTP/1.1 only (this h2o lacks the HTTP/2 rapid-reset fix).
+ *	- HTTP/1.1 only (this h2o lacks the HTTP/2 rapid-reset fix), unless
+ *	  --http2=1 with TLS: then ALPN offers h2.  Never h2c (no upgrade, no
+ *	  prior knowledge over plain TCP).
+ *	- With --tls-cert and --tls-key every listener speaks TLS (tls.c);
+ *	  there is no plain HTTP beside it.
  *
  *-------------------------------------------------------------------------
  */
@@ -166,6 +170,7 @@ run_thread(void *arg)
 	h2o_context_init(&t->ctx, loop, &globalconf);
 	t->accept_ctx.ctx = &t->ctx;
 	t->accept_ctx.hosts = globalconf.hosts;
+	t->accept_ctx.ssl_ctx = pbh_tls_ctx;
 	t->listener = h2o_evloop_socket_create(loop, listen_fds[t->index], H2O_SOCKET_FLAG_DONT_READ);
 	t->listener->data = t;
 	h2o_socket_read_start(t->listener, on_accept);
@@ -211,6 +216,12 @@ main(int argc, char **argv)
 	pbh_routes_init();
 	pbh_openapi_init();
 	pbh_api_init();
+	pbh_browser_init();
+	if (pbh_tls_init(err, sizeof(err)) != 0)
+	{
+		fprintf(stderr, "pgbank-http: error: %s\n", err);
+		return 2;
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	memset(&sa, 0, sizeof(sa));
@@ -222,6 +233,7 @@ main(int argc, char **argv)
 	globalconf.server_name = h2o_iovec_init(H2O_STRLIT("pgbank-http"));
 	globalconf.max_request_entity_size = pbh_config.max_body;
 	globalconf.http1.req_timeout = pbh_config.request_timeout;
+	/* never h2c: HTTP/2 only by ALPN over TLS, and only with --http2=1 */
 	globalconf.http1.upgrade_to_http2 = 0;
 	hostconf = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
 	pathconf = h2o_config_register_path(hostconf, "/", 0);
@@ -261,9 +273,10 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	fprintf(stderr, "pgbank-http %s: listening on %s port %d (%d threads, %d + %d read-only database connections each)\n",
-			PBH_VERSION, pbh_config.listen_addr, pbh_config.port, pbh_config.threads,
-			pbh_config.connections, pbh_config.read_connections);
+	fprintf(stderr, "pgbank-http %s: listening on %s port %d (%s, %s; %d threads, %d + %d read-only database connections each)\n",
+			PBH_VERSION, pbh_config.listen_addr, pbh_config.port,
+			pbh_tls_ctx ? "https" : "http", pbh_config.http2 ? "HTTP/1.1 and HTTP/2" : "HTTP/1.1 only",
+			pbh_config.threads, pbh_config.connections, pbh_config.read_connections);
 	for (i = 0; i < pbh_config.threads; i++)
 		pthread_join(pbh_threads[i].tid, NULL);
 	fprintf(stderr, "pgbank-http: stopped\n");

@@ -132,6 +132,49 @@ put_operation_id(out_t *o, const pbh_route_t *r)
 	put_str(o, id);
 }
 
+/*
+ * The same body as application/x-www-form-urlencoded (browser.c), unless
+ * a required member is an object or an array, which a form cannot hold:
+ * every value is text, an amount only a decimal string.
+ */
+static void
+put_form_body(out_t *o, const pbh_route_t *r)
+{
+	int			first = 1;
+
+	for (int i = 0; i < r->nargs; i++)
+		if (r->args[i].source == PBH_ARG_BODY && r->args[i].required &&
+			(r->args[i].type == PBH_T_OBJECT || r->args[i].type == PBH_T_ARRAY ||
+			 r->args[i].type == PBH_T_STRINGS))
+			return;
+	put(o, ",\"application/x-www-form-urlencoded\":{\"schema\":"
+		"{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{");
+	for (int i = 0; i < r->nargs; i++)
+	{
+		const pbh_arg_t *a = &r->args[i];
+
+		if (a->source != PBH_ARG_BODY || a->type == PBH_T_MINOR || a->type == PBH_T_OBJECT ||
+			a->type == PBH_T_ARRAY || a->type == PBH_T_STRINGS)
+			continue;
+		put(o, first ? "" : ",");
+		put_str(o, a->name);
+		put(o, ":");
+		put_schema(o, a, 0);
+		first = 0;
+	}
+	put(o, "},\"required\":[");
+	first = 1;
+	for (int i = 0; i < r->nargs; i++)
+		if (r->args[i].source == PBH_ARG_BODY && r->args[i].required &&
+			r->args[i].type != PBH_T_MINOR)
+		{
+			put(o, first ? "" : ",");
+			put_str(o, r->args[i].name);
+			first = 0;
+		}
+	put(o, "]}}");
+}
+
 static void
 put_operation(out_t *o, const pbh_route_t *r)
 {
@@ -162,7 +205,7 @@ put_operation(out_t *o, const pbh_route_t *r)
 	}
 	if (r->roles & PBH_ROLE_CUSTOMER)
 	{
-		put(o, "%s{\"bearer\":[]}", first ? "" : ",");
+		put(o, "%s{\"bearer\":[]},{\"cookie\":[]}", first ? "" : ",");
 		first = 0;
 	}
 	if (r->roles & PBH_ROLES_STAFF)
@@ -177,7 +220,8 @@ put_operation(out_t *o, const pbh_route_t *r)
 		const pbh_arg_t *a = &r->args[i];
 		const char *in = a->source == PBH_ARG_PATH ? "path" :
 			a->source == PBH_ARG_QUERY ? "query" :
-			a->source == PBH_ARG_HEADER ? "header" : NULL;
+			a->source == PBH_ARG_HEADER ? "header" :
+			a->source == PBH_ARG_COOKIE ? "cookie" : NULL;
 
 		if (in == NULL)
 		{
@@ -231,7 +275,9 @@ put_operation(out_t *o, const pbh_route_t *r)
 				put_str(o, r->args[i].name);
 				first = 0;
 			}
-		put(o, "]}}}}");
+		put(o, "]}}");
+		put_form_body(o, r);
+		put(o, "}}");
 	}
 
 	/* what it answers */
@@ -257,7 +303,10 @@ pbh_openapi_init(void)
 		"Customers send an access token (Authorization: Bearer), staff an API key (X-API-Key).\"},"
 		"\"components\":{\"securitySchemes\":{"
 		"\"bearer\":{\"type\":\"http\",\"scheme\":\"bearer\",\"bearerFormat\":\"JWT\"},"
-		"\"apiKey\":{\"type\":\"apiKey\",\"in\":\"header\",\"name\":\"X-API-Key\"}},"
+		"\"apiKey\":{\"type\":\"apiKey\",\"in\":\"header\",\"name\":\"X-API-Key\"},"
+		"\"cookie\":{\"type\":\"apiKey\",\"in\":\"cookie\",\"name\":\"" PBH_COOKIE_ACCESS "\","
+		"\"description\":\"A browser session from POST /v1/browser/login; unsafe methods also need "
+		"X-CSRF-Token and an allowed Origin\"}},"
 		"\"schemas\":{\"Problem\":{\"type\":\"object\",\"required\":[\"type\",\"title\",\"status\",\"code\"],"
 		"\"properties\":{\"type\":{\"type\":\"string\"},\"title\":{\"type\":\"string\"},"
 		"\"status\":{\"type\":\"integer\"},\"code\":{\"type\":\"string\"},\"detail\":{\"type\":\"string\"}}}},"

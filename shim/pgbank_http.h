@@ -57,6 +57,10 @@ typedef struct st_pbh_config_t
 	char	  **cors_origins;	/* NULL-terminated */
 	int			access_log;
 	int			api_key_cache;	/* seconds a key's role is cached; 0: never */
+	char	   *tls_cert;		/* PEM certificate (chain) file; NULL: no TLS */
+	char	   *tls_key;		/* PEM private key file */
+	int			http2;			/* 1: offer HTTP/2 by ALPN (TLS only) */
+	int			hsts_max_age;	/* seconds, Strict-Transport-Security */
 	char	   *replica_dsn;	/* NULL: no replica (replica.c) */
 	int			replica_connections;	/* per thread, on the replica */
 	int			replica_max_lag;	/* milliseconds */
@@ -154,7 +158,8 @@ typedef enum
 	PBH_ARG_PATH,				/* the n-th {id} of the path */
 	PBH_ARG_QUERY,
 	PBH_ARG_BODY,
-	PBH_ARG_HEADER				/* Idempotency-Key */
+	PBH_ARG_HEADER,				/* Idempotency-Key */
+	PBH_ARG_COOKIE				/* a cookie of a browser session */
 } pbh_arg_source_t;
 
 typedef enum
@@ -187,9 +192,11 @@ typedef struct st_pbh_arg_t
 
 typedef enum
 {
-	PBH_RESULT_JSON,			/* one jsonb value; NULL is "not found" */
+	PBH_RESULT_JSON,			/* one json or jsonb value; NULL is "not found" */
 	PBH_RESULT_VOID,			/* 204 */
-	PBH_RESULT_AUTH				/* (status, jsonb): status 'ok' or a 401 */
+	PBH_RESULT_AUTH,			/* (status, jsonb): status 'ok' or a 401 */
+	PBH_RESULT_SESSION,			/* as AUTH, the tokens sent as cookies (browser.c) */
+	PBH_RESULT_SESSION_END		/* 204, and the session's cookies cleared */
 } pbh_result_kind_t;
 
 typedef struct st_pbh_route_t
@@ -395,5 +402,54 @@ void		pbh_count_status(h2o_req_t *req, int status);
 
 extern pbh_thread_t *pbh_threads;
 extern volatile int pbh_stopping;
+
+/* ---------------------------------------------------------------------
+ * tls.c: optional TLS from --tls-cert and --tls-key, ALPN, HSTS
+ * ---------------------------------------------------------------------
+ */
+extern SSL_CTX *pbh_tls_ctx;	/* NULL: plain HTTP; shared by every thread */
+
+/* check the files and build the context (0), or -1 with a message */
+int			pbh_tls_init(char *err, size_t errlen);
+/* Strict-Transport-Security, when TLS is on */
+void		pbh_tls_add_headers(h2o_req_t *req);
+
+/* ---------------------------------------------------------------------
+ * browser.c: CORS, cookie sessions with CSRF protection, form bodies
+ * ---------------------------------------------------------------------
+ */
+#define PBH_COOKIE_ACCESS "__Secure-pgbank-access"
+#define PBH_COOKIE_REFRESH "__Secure-pgbank-refresh"
+#define PBH_CSRF_HEADER "x-csrf-token"
+
+void		pbh_browser_init(void);
+int			pbh_cors_origin_allowed(h2o_iovec_t origin);
+/* answer an OPTIONS preflight for a path whose methods are allow */
+int			pbh_cors_preflight(h2o_req_t *req, const char *allow);
+/* a cookie's value (NUL-terminated, in the request's pool), or NULL */
+const char *pbh_cookie_value(h2o_req_t *req, const char *name);
+/*
+ * CSRF protection of a request authenticated by the access cookie: 0, or
+ * -1 with the 403 sent.  Unsafe methods need a trusted Origin (or Referer)
+ * and the session's X-CSRF-Token.
+ */
+int			pbh_csrf_check(h2o_req_t *req, const char *token);
+/* 1 when the Origin (or Referer) is in the allow-list or our own origin */
+int			pbh_origin_trusted(h2o_req_t *req);
+/* a login or refresh result (the route's jsonb) as cookies and a body */
+void		pbh_session_send(h2o_req_t *req, int status, const char *json, size_t len);
+void		pbh_session_clear(h2o_req_t *req);
+/* jwt.c: a JWT's sid claim (after pbh_jwt_verify accepted it), or NULL */
+const char *pbh_jwt_sid(h2o_mem_pool_t *pool, const char *token, size_t len);
+
+/* application/x-www-form-urlencoded bodies, parsed by pbh_parse_query */
+int			pbh_is_form(h2o_req_t *req);
+/*
+ * A body argument's text from a form: NULL when absent; an error for what
+ * a form cannot express (objects, arrays).  Minor units are JSON only: a
+ * form's amount is a decimal string.
+ */
+const char *pbh_form_arg_text(const pbh_arg_t *a, pbh_qparam_t *fp, int nf,
+							  pbh_arg_error_t *err);
 
 #endif							/* PGBANK_HTTP_H */

@@ -5,7 +5,14 @@
  *		runs, the roles allowed, read-only or not, and where each argument
  *		comes from.  Every route is one statement, prepared on every
  *		connection, whose $n are the route's arguments in table order; it
- *		returns one jsonb value (or, for logins, a status and a jsonb).
+ *		returns one JSON value (or, for logins, a status and a jsonb).
+ *
+ *		Rows become JSON with row_to_json and json_agg, not to_jsonb and
+ *		jsonb_agg: the body is printed at once, in the function's column
+ *		order, instead of built as jsonb (keys sorted, values converted) and
+ *		printed again; on GET /v1/accounts that saved about 7 of the 28
+ *		microseconds of the statement.  jsonb stays where a route removes a
+ *		key (- 'status'), which json cannot.
  *
  * Invariants:
  *	- A route's SQL calls the extension's functions, which decide
@@ -98,14 +105,14 @@ pbh_route_t pbh_routes[] = {
 	{"POST", "/v1/logout", R_CUST, 0, PBH_RESULT_VOID, 204, NULL,
 		"SELECT bank.logout()", {{0}}},
 	{"POST", "/v1/mfa/enroll", R_CUST, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.mfa_enroll() r", {{0}}},
+		"SELECT row_to_json(r) FROM bank.mfa_enroll() r", {{0}}},
 	{"POST", "/v1/mfa/confirm", R_CUST, 0, PBH_RESULT_VOID, 204, NULL,
 		"SELECT bank.mfa_confirm($1)", {BODY("code", PBH_T_TEXT, 1)}},
 	{"GET", "/v1/me", R_CUST, 1, PBH_RESULT_JSON, 200, "customer_not_found",
-		"SELECT to_jsonb(r) FROM bank.get_customer() r", {{0}}},
+		"SELECT row_to_json(r) FROM bank.get_customer() r", {{0}}},
 	{"GET", "/v1/customers/{id}", R_TELL | R_AUDI | R_SERV | R_ADMN, 1, PBH_RESULT_JSON, 200,
 		"customer_not_found",
-		"SELECT to_jsonb(r) FROM bank.get_customer($1) r", {PATH_ID("id")}},
+		"SELECT row_to_json(r) FROM bank.get_customer($1) r", {PATH_ID("id")}},
 	{"PUT", "/v1/customers/{id}/kyc", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
 		"SELECT jsonb_build_object('kyc_status', bank.set_kyc_status($1, $2::bank.kyc_status, $3))",
 		{PATH_ID("id"), {"status", PBH_ARG_BODY, PBH_T_ENUM, 1, kyc_statuses, 0},
@@ -113,31 +120,31 @@ pbh_route_t pbh_routes[] = {
 
 	/* accounts */
 	{"GET", "/v1/accounts", R_ALL, 1, PBH_RESULT_JSON, 200, NULL,
-		"SELECT jsonb_build_object('data', coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id), '[]'),"
+		"SELECT json_build_object('data', coalesce(json_agg(row_to_json(r) ORDER BY r.id), '[]'),"
 		" 'next_after', CASE WHEN count(*) = coalesce($4::int, 50) THEN max(r.id) END)"
 		" FROM bank.list_accounts($1, $2::bank.account_type, $3, coalesce($4::int, 50)) r",
 		{QUERY("customer_id", PBH_T_ID, 0),
 			{"type", PBH_ARG_QUERY, PBH_T_ENUM, 0, account_types, 0},
 		QUERY("after", PBH_T_ID, 0), QUERY("limit", PBH_T_INT, 0)}},
 	{"POST", "/v1/accounts", R_CUST | R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.open_account($1::bank.account_type, $2, $3, $4) r",
+		"SELECT row_to_json(r) FROM bank.open_account($1::bank.account_type, $2, $3, $4) r",
 		{{"type", PBH_ARG_BODY, PBH_T_ENUM, 1, account_types, 0}, BODY("name", PBH_T_TEXT, 1),
 		BODY("currency", PBH_T_TEXT, 1), BODY("customer_id", PBH_T_ID, 0)}},
 	{"GET", "/v1/accounts/{id}", R_ALL, 1, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.get_account($1) r", {PATH_ID("id")}},
+		"SELECT row_to_json(r) FROM bank.get_account($1) r", {PATH_ID("id")}},
 	{"PATCH", "/v1/accounts/{id}", R_CUST, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.rename_account($1, $2) r",
+		"SELECT row_to_json(r) FROM bank.rename_account($1, $2) r",
 		{PATH_ID("id"), BODY("name", PBH_T_TEXT, 1)}},
 	{"POST", "/v1/accounts/{id}/close", R_CUST, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.close_account($1) r", {PATH_ID("id")}},
+		"SELECT row_to_json(r) FROM bank.close_account($1) r", {PATH_ID("id")}},
 	{"POST", "/v1/accounts/{id}/freeze", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.freeze_account($1, $2) r",
+		"SELECT row_to_json(r) FROM bank.freeze_account($1, $2) r",
 		{PATH_ID("id"), BODY("reason", PBH_T_TEXT, 1)}},
 	{"POST", "/v1/accounts/{id}/unfreeze", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.unfreeze_account($1, $2) r",
+		"SELECT row_to_json(r) FROM bank.unfreeze_account($1, $2) r",
 		{PATH_ID("id"), BODY("reason", PBH_T_TEXT, 1)}},
 	{"GET", "/v1/accounts/{id}/balance", R_ALL, 1, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.balance($1, $2::timestamptz) r",
+		"SELECT row_to_json(r) FROM bank.balance($1, $2::timestamptz) r",
 		{PATH_ID("id"), QUERY("as_of", PBH_T_TIME, 0)}},
 	{"GET", "/v1/accounts/{id}/entries", R_ALL, 1, PBH_RESULT_JSON, 200, NULL,
 		"SELECT jsonb_build_object('data', coalesce(jsonb_agg(to_jsonb(r) - 'ordinality' ORDER BY r.ordinality), '[]'),"
@@ -152,7 +159,7 @@ pbh_route_t pbh_routes[] = {
 
 	/* money movement */
 	{"POST", "/v1/transfers", R_CUST, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.transfer($1, $2, " AMOUNT_SQL("3", "4", "$1") ", $5, $6,"
+		"SELECT row_to_json(r) FROM bank.transfer($1, $2, " AMOUNT_SQL("3", "4", "$1") ", $5, $6,"
 		" coalesce($7::jsonb, '{}')) r",
 		{BODY("from_account", PBH_T_ID, 1), BODY("to_account", PBH_T_ID, 1),
 			AMOUNT("amount", 1), IDEMPOTENCY_KEY, BODY("description", PBH_T_TEXT, 0),
@@ -164,43 +171,43 @@ pbh_route_t pbh_routes[] = {
 	 * /v1/transfers/{id}, which would match its path.
 	 */
 	{"POST", "/v1/transfers/batch", R_SERV, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT jsonb_build_object('data', jsonb_agg(to_jsonb(r) ORDER BY r.item))"
+		"SELECT json_build_object('data', json_agg(row_to_json(r) ORDER BY r.item))"
 		" FROM bank.transfer_batch($1::jsonb) r",
 		{BODY("items", PBH_T_ARRAY, 1)}},
 	{"GET", "/v1/transfers/{id}", R_ALL, 1, PBH_RESULT_JSON, 200, "transfer_not_found",
-		"SELECT to_jsonb(r) FROM bank.get_transfer($1) r", {PATH_ID("id")}},
+		"SELECT row_to_json(r) FROM bank.get_transfer($1) r", {PATH_ID("id")}},
 	{"GET", "/v1/transfers", R_ALL, 1, PBH_RESULT_JSON, 200, NULL,
-		"SELECT jsonb_build_object('data', coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]'),"
+		"SELECT json_build_object('data', coalesce(json_agg(row_to_json(r) ORDER BY r.id DESC), '[]'),"
 		" 'next_after', CASE WHEN count(*) = coalesce($3::int, 50) THEN min(r.id) END)"
 		" FROM bank.list_transfers($1, $2, coalesce($3::int, 50)) r",
 		{QUERY("account", PBH_T_ID, 1), QUERY("after", PBH_T_ID, 0), QUERY("limit", PBH_T_INT, 0)}},
 	{"POST", "/v1/holds", R_CUST, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.hold($1, $2, " AMOUNT_SQL("3", "4", "$1") ", $5, $6::interval,"
+		"SELECT row_to_json(r) FROM bank.hold($1, $2, " AMOUNT_SQL("3", "4", "$1") ", $5, $6::interval,"
 		" $7, coalesce($8::jsonb, '{}')) r",
 		{BODY("from_account", PBH_T_ID, 1), BODY("to_account", PBH_T_ID, 1),
 			AMOUNT("amount", 1), IDEMPOTENCY_KEY, BODY("expires_in", PBH_T_INTERVAL, 0),
 		BODY("description", PBH_T_TEXT, 0), BODY("metadata", PBH_T_OBJECT, 0)}},
 	/* minor units of a hold's currency: a hold the caller cannot see is PB009 */
 	{"POST", "/v1/holds/{id}/capture", R_CUST | R_SERV | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.capture($1, " AMOUNT_SQL("2", "3",
+		"SELECT row_to_json(r) FROM bank.capture($1, " AMOUNT_SQL("2", "3",
 			"coalesce((SELECT t.from_account FROM bank.transfers t WHERE t.id = $1), 0)") ") r",
 		{PATH_ID("id"), AMOUNT("amount", 0)}},
 	{"POST", "/v1/holds/{id}/void", R_CUST | R_SERV | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.void($1) r", {PATH_ID("id")}},
+		"SELECT row_to_json(r) FROM bank.void($1) r", {PATH_ID("id")}},
 	{"POST", "/v1/deposits", R_SERV | R_ADMN, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.deposit($1, " AMOUNT_SQL("2", "3", "$1") ", $4, $5,"
+		"SELECT row_to_json(r) FROM bank.deposit($1, " AMOUNT_SQL("2", "3", "$1") ", $4, $5,"
 		" coalesce($6::jsonb, '{}')) r",
 		{BODY("account", PBH_T_ID, 1), AMOUNT("amount", 1), IDEMPOTENCY_KEY,
 		BODY("description", PBH_T_TEXT, 0), BODY("metadata", PBH_T_OBJECT, 0)}},
 	{"POST", "/v1/withdrawals", R_SERV | R_ADMN, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.withdraw($1, " AMOUNT_SQL("2", "3", "$1") ", $4, $5,"
+		"SELECT row_to_json(r) FROM bank.withdraw($1, " AMOUNT_SQL("2", "3", "$1") ", $4, $5,"
 		" coalesce($6::jsonb, '{}')) r",
 		{BODY("account", PBH_T_ID, 1), AMOUNT("amount", 1), IDEMPOTENCY_KEY,
 		BODY("description", PBH_T_TEXT, 0), BODY("metadata", PBH_T_OBJECT, 0)}},
 
 	/* staff */
 	{"POST", "/v1/transfers/{id}/reverse", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.reverse($1, $2, $3) r",
+		"SELECT row_to_json(r) FROM bank.reverse($1, $2, $3) r",
 		{PATH_ID("id"), BODY("reason", PBH_T_TEXT, 1), IDEMPOTENCY_KEY}},
 
 	/*
@@ -209,22 +216,22 @@ pbh_route_t pbh_routes[] = {
 	 * themselves are a table admins edit in SQL.
 	 */
 	{"GET", "/v1/reviews", R_TELL | R_ADMN, 1, PBH_RESULT_JSON, 200, NULL,
-		"SELECT jsonb_build_object('data', coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.transfer_id), '[]'),"
+		"SELECT json_build_object('data', coalesce(json_agg(row_to_json(r) ORDER BY r.transfer_id), '[]'),"
 		" 'next_after', CASE WHEN count(*) = coalesce($2::int, 50) THEN max(r.transfer_id) END)"
 		" FROM bank.review_queue($1, coalesce($2::int, 50)) r",
 		{QUERY("after", PBH_T_ID, 0), QUERY("limit", PBH_T_INT, 0)}},
 	{"POST", "/v1/reviews/{id}/approve", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.review_approve($1, $2) r",
+		"SELECT row_to_json(r) FROM bank.review_approve($1, $2) r",
 		{PATH_ID("id"), BODY("reason", PBH_T_TEXT, 1)}},
 	{"POST", "/v1/reviews/{id}/reject", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.review_reject($1, $2) r",
+		"SELECT row_to_json(r) FROM bank.review_reject($1, $2) r",
 		{PATH_ID("id"), BODY("reason", PBH_T_TEXT, 1)}},
 	{"PUT", "/v1/customers/{id}/limits", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.set_customer_limits($1, $2, $3::numeric, $4::numeric, $5) r",
+		"SELECT row_to_json(r) FROM bank.set_customer_limits($1, $2, $3::numeric, $4::numeric, $5) r",
 		{PATH_ID("id"), BODY("currency", PBH_T_TEXT, 1), BODY("daily_limit", PBH_T_AMOUNT, 0),
 		BODY("monthly_limit", PBH_T_AMOUNT, 0), BODY("reason", PBH_T_TEXT, 1)}},
 	{"PUT", "/v1/accounts/{id}/overdraft-limit", R_TELL | R_ADMN, 0, PBH_RESULT_JSON, 200, NULL,
-		"SELECT to_jsonb(r) FROM bank.set_overdraft_limit($1, $2::numeric, $3) r",
+		"SELECT row_to_json(r) FROM bank.set_overdraft_limit($1, $2::numeric, $3) r",
 		{PATH_ID("id"), BODY("overdraft_limit", PBH_T_AMOUNT, 1), BODY("reason", PBH_T_TEXT, 1)}},
 
 	/*
@@ -256,15 +263,33 @@ pbh_route_t pbh_routes[] = {
 
 	/* administration */
 	{"POST", "/v1/api-keys", R_ADMN, 0, PBH_RESULT_JSON, 201, NULL,
-		"SELECT to_jsonb(r) FROM bank.create_api_key($1::name,"
+		"SELECT row_to_json(r) FROM bank.create_api_key($1::name,"
 		" ARRAY(SELECT jsonb_array_elements_text($2::jsonb)), $3::timestamptz, coalesce($4, 'api key')) r",
 		{{"role", PBH_ARG_BODY, PBH_T_ENUM, 1, key_roles, 0}, BODY("scopes", PBH_T_STRINGS, 1),
 		BODY("expires_at", PBH_T_TIME, 1), BODY("name", PBH_T_TEXT, 0)}},
 	{"GET", "/v1/api-keys", R_ADMN, 1, PBH_RESULT_JSON, 200, NULL,
-		"SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id), '[]') FROM bank.list_api_keys() r",
+		"SELECT coalesce(json_agg(row_to_json(r) ORDER BY r.id), '[]') FROM bank.list_api_keys() r",
 		{{0}}},
 	{"DELETE", "/v1/api-keys/{id}", R_ADMN, 0, PBH_RESULT_VOID, 204, NULL,
 		"SELECT bank.revoke_api_key($1)", {PATH_ID("id")}},
+
+	/*
+	 * Browser sessions (browser.c): login and refresh as above, but the
+	 * tokens go into HttpOnly cookies and the body holds the CSRF token;
+	 * the refresh token comes from its cookie; logout clears them.  Any
+	 * customer route then takes the access cookie in place of a bearer
+	 * token (with CSRF checks on unsafe methods).
+	 */
+	{"POST", "/v1/browser/login", R_ANON, 0, PBH_RESULT_SESSION, 200, NULL,
+		"SELECT r.status, CASE WHEN r.status = 'ok' THEN to_jsonb(r) - 'status' END"
+		" FROM bank.login($1, $2, $3) r",
+		{BODY("email", PBH_T_TEXT, 1), BODY("password", PBH_T_TEXT, 1), BODY("totp", PBH_T_TEXT, 0)}},
+	{"POST", "/v1/browser/refresh", R_ANON, 0, PBH_RESULT_SESSION, 200, NULL,
+		"SELECT r.status, CASE WHEN r.status = 'ok' THEN to_jsonb(r) - 'status' END"
+		" FROM bank.refresh($1) r",
+		{{PBH_COOKIE_REFRESH, PBH_ARG_COOKIE, PBH_T_TEXT, 1, NULL, 0}}},
+	{"POST", "/v1/browser/logout", R_CUST, 0, PBH_RESULT_SESSION_END, 204, NULL,
+		"SELECT bank.logout()", {{0}}},
 };
 
 int			pbh_nroutes = sizeof(pbh_routes) / sizeof(pbh_routes[0]);

@@ -1604,7 +1604,8 @@ SELECT base || lpad((98 - (base::bigint * 100) % 97)::text, 2, '0'), type, name,
 -- operators it names without a schema, can never resolve to a caller's
 -- object.  The exceptions run no SQL and look nothing up by name: pure
 -- arithmetic, the identity checks row-level security calls on every query,
--- and the row triggers of every ledger write, which read the catalog by OID.
+-- the request context pgbank-http sets on every request, and the row
+-- triggers of every ledger write, which read the catalog by OID.
 -- A pin costs a save and restore of search_path per call (per row, in a
 -- policy or a trigger).  spi.c refuses to run SQL under any other
 -- search_path, so an exception that ever ran SQL would fail its tests.
@@ -1620,6 +1621,7 @@ BEGIN
 								  'bank.account_number_valid(text)'::pg_catalog.regprocedure,
 								  'bank.current_customer_id()'::pg_catalog.regprocedure,
 								  'bank.acting_as_staff()'::pg_catalog.regprocedure,
+								  'bank.set_request_context(text, text, text)'::pg_catalog.regprocedure,
 								  'bank.refuse_change()'::pg_catalog.regprocedure,
 								  'bank.guard_engine_columns()'::pg_catalog.regprocedure,
 								  'bank.check_transfer_legs()'::pg_catalog.regprocedure)

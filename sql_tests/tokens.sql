@@ -181,3 +181,37 @@ COMMIT;
 SELECT bank.authenticate(:'tok');
 SELECT bank.authenticate(:'good');
 RESET ROLE;
+
+-- the session check (two primary-key probes, no SQL): a fresh session works;
+-- expired, naming another customer, of an erased customer, or unknown: PB040
+SELECT access_token AS tok2 FROM bank.login('tess@example.com', 'a long enough password') \gset
+SELECT max(id) AS sid2 FROM bank.sessions \gset
+SELECT bank.register('ursula@example.com', 'a long enough password', 'Ursula', 'U') AS uid \gset
+SELECT pg_temp.jwt(:'hdr', :'claims'::jsonb || jsonb_build_object('sid', :'sid2'), :'secret') AS tess2,
+	   pg_temp.jwt(:'hdr', :'claims'::jsonb || jsonb_build_object('sid', :'sid2', 'sub', :'uid'), :'secret') AS ursula_on_tess,
+	   pg_temp.jwt(:'hdr', :'claims'::jsonb || jsonb_build_object('sid', '999999999'), :'secret') AS no_session
+\gset
+SET ROLE bank_customer;
+BEGIN;
+SELECT bank.authenticate(:'tess2') = :cid AS fresh_session;
+ROLLBACK;
+SELECT bank.authenticate(:'ursula_on_tess');
+SELECT bank.authenticate(:'no_session');
+RESET ROLE;
+UPDATE bank.sessions SET expires_at = now() - interval '1 second' WHERE id = :sid2;
+SET ROLE bank_customer;
+SELECT bank.authenticate(:'tess2');
+RESET ROLE;
+-- a live session of an erased customer (erasure revokes sessions; this
+-- one is left live by hand to show the customer is checked on its own)
+UPDATE bank.sessions SET expires_at = now() + interval '1 hour' WHERE id = :sid2;
+UPDATE bank.customers SET erased_at = now(), password_hash = NULL WHERE id = :cid;
+SET ROLE bank_customer;
+SELECT bank.authenticate(:'tess2');
+RESET ROLE;
+UPDATE bank.customers SET erased_at = NULL WHERE id = :cid;
+SET ROLE bank_customer;
+BEGIN;
+SELECT bank.authenticate(:'tess2') = :cid AS live_again;
+ROLLBACK;
+RESET ROLE;

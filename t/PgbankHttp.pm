@@ -92,13 +92,19 @@ sub start_server
 	delete $ENV{PGAPPNAME};
 	$self->{server} = IPC::Run::start(\@cmd, '<', \undef, '>>', $log, '2>>', $log);
 	push @servers, $self->{server};
-	$self->{url} = "http://127.0.0.1:$port";
+	# with --tls-cert (a self-signed one: it is its own CA) the server
+	# speaks HTTPS only; HTTP::Tiny needs IO::Socket::SSL for it, curl not
+	my ($tls) = map { $flags[ $_ + 1 ] } grep { $flags[$_] eq '--tls-cert' } 0 .. $#flags;
+	$self->{tls_ca} = $tls;
+	$self->{url} = ($tls ? 'https' : 'http') . "://127.0.0.1:$port";
 	$self->{http} = HTTP::Tiny->new(keep_alive => 1, timeout => 30);
 	my $ready = 0;
 	for (1 .. 200)
 	{
-		my $r = HTTP::Tiny->new(timeout => 2)->get("$self->{url}/readyz");
-		if ($r->{status} == 200) { $ready = 1; last; }
+		my $status = $tls
+		  ? `curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert '$tls' '$self->{url}/readyz'`
+		  : HTTP::Tiny->new(timeout => 2)->get("$self->{url}/readyz")->{status};
+		if ($status == 200) { $ready = 1; last; }
 		usleep(50_000);
 	}
 	BAIL_OUT("pgbank-http did not become ready: " . slurp_file($log)) unless $ready;
