@@ -398,6 +398,8 @@ submit_request(pbh_request_t *r)
 	job->nparams[1] = r->route->nargs;
 	job->params[1] = r->args;
 	job->nstmts = 2;
+	/* a write: its WAL position after the commit, for read-your-writes (replica.c) */
+	job->lsn_after = pbh_config.replica_dsn != NULL && !r->route->read_only && job->subject != 0;
 	pbh_pool_submit(job);
 }
 
@@ -413,6 +415,7 @@ submit_key_lookup(pbh_request_t *r)
 	job->nparams[0] = 1;
 	job->params[0] = &r->begin_params[2];	/* the key */
 	job->nstmts = 1;
+	job->lsn_after = 0;
 	pbh_pool_submit(job);
 }
 
@@ -872,6 +875,9 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	job->read_only = route->read_only;
 	job->pool = &r->own;
 	job->on_done = on_done;
+	if (pbh_config.replica_dsn != NULL && credential != NULL)
+		job->subject = api_key ? pbh_replica_key_subject(key_hash) :
+			pbh_replica_token_subject(&req->pool, credential, strlen(credential));
 
 	/* role, read-only, the credential if any, request id, client, user agent */
 	r->begin_params = h2o_mem_alloc_pool(&r->own, sizeof(char *) * 6);

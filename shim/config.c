@@ -99,6 +99,17 @@ static const pbh_option_t options[] = {
 	"      anything reachable by untrusted clients", FIELD(http2)},
 	{"hsts-max-age", "PGBANK_HTTP_HSTS_MAX_AGE", OPT_INT, "31536000", 0, 63072000,
 	"max-age of Strict-Transport-Security, sent on every response when TLS is on", FIELD(hsts_max_age)},
+	{"replica-dsn", "PGBANK_HTTP_REPLICA_DSN", OPT_STRING, NULL, 0, 0,
+	"libpq connection string of a streaming replica for read-only routes (none by default)",
+	FIELD(replica_dsn)},
+	{"replica-connections", "PGBANK_HTTP_REPLICA_CONNECTIONS", OPT_INT, "2", 1, 256,
+	"database connections per thread on the replica", FIELD(replica_connections)},
+	{"replica-max-lag", "PGBANK_HTTP_REPLICA_MAX_LAG", OPT_INT, "1000", 10, 600000,
+	"reads go to the primary while the replica lags more, milliseconds", FIELD(replica_max_lag)},
+	{"replica-poll", "PGBANK_HTTP_REPLICA_POLL", OPT_INT, "10", 1, 10000,
+	"how often each thread asks the replica's replay position, milliseconds", FIELD(replica_poll)},
+	{"replica-read-your-writes", "PGBANK_HTTP_REPLICA_READ_YOUR_WRITES", OPT_BOOL, "1", 0, 1,
+	"0: a subject's reads may miss its own writes (only to measure)", FIELD(replica_ryw)},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -269,6 +280,8 @@ check(char *err, size_t errlen)
 			return -1;
 		}
 	}
+	if (pbh_config.replica_dsn != NULL && pbh_config.replica_dsn[0] == '\0')
+		pbh_config.replica_dsn = NULL;
 	if (pbh_config.threads == 0)
 	{
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);

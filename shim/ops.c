@@ -89,6 +89,7 @@ pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen)
 		for (int k = 1; k < 6; k++)
 			n += snprintf(body + n, 2048 - n, "pgbank_http_responses_total{class=\"%dxx\"} %llu\n",
 						  k, (unsigned long long) status[k]);
+		n += pbh_replica_metrics(body + n, 2048 - n);
 		req->res.status = 200;
 		pbh_count_status(req, 200);
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,

@@ -61,6 +61,11 @@ typedef struct st_pbh_config_t
 	char	   *tls_key;		/* PEM private key file */
 	int			http2;			/* 1: offer HTTP/2 by ALPN (TLS only) */
 	int			hsts_max_age;	/* seconds, Strict-Transport-Security */
+	char	   *replica_dsn;	/* NULL: no replica (replica.c) */
+	int			replica_connections;	/* per thread, on the replica */
+	int			replica_max_lag;	/* milliseconds */
+	int			replica_poll;	/* milliseconds between replay position polls */
+	int			replica_ryw;	/* read-your-writes per subject (1) */
 } pbh_config_t;
 
 extern pbh_config_t pbh_config;
@@ -269,13 +274,21 @@ enum
 	PBH_STMT_AUTH_KEY,			/* the same with bank.authenticate_api_key */
 	PBH_STMT_CONTEXT,			/* role, read-only, request context (anonymous) */
 	PBH_STMT_KEY_ROLE,			/* bank.api_key_role, as the gateway itself */
+	PBH_STMT_WRITE_LSN,			/* pg_current_wal_insert_lsn(), as a number */
+	PBH_STMT_REPLAY_LSN,		/* pg_last_wal_replay_lsn(), as a number */
 	PBH_STMT_FIXED
 };
 
 /* connection classes of a thread's pool */
 #define PBH_POOL_WRITE 0		/* any route */
 #define PBH_POOL_READ 1			/* read-only routes only */
-#define PBH_POOL_CLASSES 2
+#define PBH_POOL_REPLICA 2		/* read-only routes, on --replica-dsn */
+#define PBH_POOL_CLASSES 3
+
+/* where a job may go (pbh_job_t.target) */
+#define PBH_TARGET_ANY 0		/* a read may go to the replica (replica.c) */
+#define PBH_TARGET_PRIMARY 1
+#define PBH_TARGET_REPLICA 2	/* the replica or nowhere */
 
 struct st_pbh_job_t
 {
@@ -299,6 +312,14 @@ struct st_pbh_job_t
 	char	   *value[2];		/* first row of the last statement */
 	size_t		value_len[2];
 	void		(*on_done) (pbh_job_t *job);
+	/* the replica (replica.c) */
+	uint64_t	subject;		/* whose reads must see this job's writes; 0: none */
+	int			target;			/* PBH_TARGET_* */
+	int			lsn_after;		/* ask the WAL insert position after the Sync */
+	int			lsn_phase;		/* the first Sync came: now that position */
+	int			sent;			/* went out on a connection */
+	int			on_replica;		/* given to the replica's class */
+	uint64_t	lsn;			/* the position asked for; 0: unknown */
 };
 
 struct st_pbh_thread_t
@@ -319,6 +340,7 @@ struct st_pbh_thread_t
 	uint64_t	n_db_requests;
 	uint64_t	n_retries;
 	uint64_t	n_status[6];	/* 1xx..5xx by first digit */
+	struct st_pbh_replica_t *replica;	/* replica.c's, NULL without one */
 };
 
 void		pbh_pool_init(pbh_thread_t *thread);
@@ -327,6 +349,23 @@ int			pbh_pool_ready(pbh_thread_t *thread);
 void		pbh_pool_close(pbh_thread_t *thread);
 const char *pbh_stmt_sql(int stmt);
 int			pbh_nstmts(void);
+
+/* ---------------------------------------------------------------------
+ * replica.c: read-only routes on a streaming replica, read-your-writes
+ * ---------------------------------------------------------------------
+ */
+void		pbh_replica_init(pbh_thread_t *thread);
+void		pbh_replica_close(pbh_thread_t *thread);
+void		pbh_replica_lost(pbh_thread_t *thread);	/* a replica connection broke */
+/* 1: this read may go to the replica now */
+int			pbh_replica_eligible(pbh_thread_t *thread, const pbh_job_t *job);
+/* a job ended: 1 when it was sent on again (to the primary), else count it */
+int			pbh_replica_job_end(pbh_job_t *job);
+/* the subject of a verified token (its sub) or of an API key (its hash) */
+uint64_t	pbh_replica_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len);
+uint64_t	pbh_replica_key_subject(const unsigned char *sha256);
+/* Prometheus lines for /metrics; bytes written */
+size_t		pbh_replica_metrics(char *buf, size_t len);
 
 /* ---------------------------------------------------------------------
  * problem.c: errors as application/problem+json

@@ -24,6 +24,9 @@
  *	  (--read-connections), so a read never waits in a pipeline behind a
  *	  write that waits for a lock or a commit; writes never go there.  With
  *	  none, or none up, reads share the general connections.
+ *	- A third class, on --replica-dsn, serves the reads replica.c allows
+ *	  there; a write with a subject asks, after its Sync, the WAL insert
+ *	  position in an implicit transaction of its own (same round trip).
  *
  *-------------------------------------------------------------------------
  */
@@ -76,6 +79,8 @@ static const char *const fixed_sql[PBH_STMT_FIXED] = {
 	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true),"
 	" bank.set_request_context($3, $4, $5)",
 	"SELECT r.role::text, r.id FROM bank.api_key_role($1) r",
+	"SELECT (pg_current_wal_insert_lsn() - '0/0')::text",
+	"SELECT (pg_last_wal_replay_lsn() - '0/0')::text",
 };
 
 /*
@@ -98,11 +103,12 @@ pbh_stmt_sql(int stmt)
 	return stmt < PBH_STMT_FIXED ? fixed_sql[stmt] : pbh_routes[stmt - PBH_STMT_FIXED].sql;
 }
 
-/* connections per thread: the general ones, then the read-only ones */
+/* connections per thread: the general ones, the read-only ones, the replica's */
 static int
 pool_size(void)
 {
-	return pbh_config.connections + pbh_config.read_connections;
+	return pbh_config.connections + pbh_config.read_connections +
+		(pbh_config.replica_dsn != NULL ? pbh_config.replica_connections : 0);
 }
 
 static void stmt_name(int stmt, char *buf, size_t len)
@@ -229,7 +235,8 @@ conn_start(pbh_conn_t *conn)
 {
 	/* pg_stat_activity tells the classes apart (unless the DSN names one) */
 	const char *keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[] = {pbh_config.dsn,
+	const char *values[] = {conn->cls == PBH_POOL_REPLICA ? pbh_config.replica_dsn : pbh_config.dsn,
+		conn->cls == PBH_POOL_REPLICA ? "pgbank-http replica" :
 	conn->cls == PBH_POOL_READ ? "pgbank-http read" : "pgbank-http", NULL};
 
 	conn->pg = PQconnectStartParams(keys, values, 1);
@@ -255,6 +262,8 @@ static void
 job_finish(pbh_job_t *job)
 {
 	job->thread->inflight--;
+	if (pbh_replica_job_end(job))
+		return;					/* a failed replica read, sent to the primary */
 	job->on_done(job);
 }
 
@@ -276,6 +285,9 @@ pool_hopeless(pbh_thread_t *t, int cls)
 static int
 job_class(pbh_thread_t *t, const pbh_job_t *job)
 {
+	if (job->target == PBH_TARGET_REPLICA ||
+		(pbh_replica_eligible(t, job) && !pool_hopeless(t, PBH_POOL_REPLICA)))
+		return PBH_POOL_REPLICA;
 	return job->read_only && pbh_config.read_connections > 0 &&
 		!pool_hopeless(t, PBH_POOL_READ) ? PBH_POOL_READ : PBH_POOL_WRITE;
 }
@@ -310,6 +322,8 @@ conn_fail(pbh_conn_t *conn, const char *why)
 	conn->state = CONN_DOWN;
 	conn->write_wait = 0;
 	memset(conn->prepared, 0, pbh_nstmts());
+	if (conn->cls == PBH_POOL_REPLICA)
+		pbh_replica_lost(t);
 
 	/* jobs in flight fail (a write may have committed: never resend) */
 	h2o_linklist_init_anchor(&failed);
@@ -320,8 +334,12 @@ conn_fail(pbh_conn_t *conn, const char *why)
 		pbh_job_t  *job = H2O_STRUCT_FROM_MEMBER(pbh_job_t, link, failed.next);
 
 		h2o_linklist_unlink(&job->link);
-		job->failed = 1;
-		job->conn_lost = 1;
+		if (!job->lsn_phase)
+		{
+			/* (past its Sync, a job has its answer: only the position is lost) */
+			job->failed = 1;
+			job->conn_lost = 1;
+		}
 		job_finish(job);
 	}
 	/*
@@ -338,7 +356,8 @@ conn_fail(pbh_conn_t *conn, const char *why)
 
 			h2o_linklist_unlink(&job->link);
 			t->nwaiting[conn->cls]--;
-			if (conn->cls == PBH_POOL_READ && !pool_hopeless(t, PBH_POOL_WRITE))
+			if ((conn->cls == PBH_POOL_READ || conn->cls == PBH_POOL_REPLICA) &&
+				job->target != PBH_TARGET_REPLICA && !pool_hopeless(t, PBH_POOL_WRITE))
 			{
 				t->inflight--;
 				pbh_pool_submit(job);
@@ -503,6 +522,25 @@ conn_process(pbh_conn_t *conn)
 		{
 			pbh_job_t  *job = H2O_STRUCT_FROM_MEMBER(pbh_job_t, link, conn->inflight.next);
 
+			if (PQresultStatus(res) == PGRES_PIPELINE_SYNC && job->lsn_after && !job->lsn_phase)
+			{
+				/* the job's transaction ended: its WAL position follows */
+				PQclear(res);
+				job->lsn_phase = 1;
+				continue;
+			}
+			if (job->lsn_phase && PQresultStatus(res) == PGRES_TUPLES_OK)
+			{
+				if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+					job->lsn = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+				PQclear(res);
+				continue;
+			}
+			if (job->lsn_phase && PQresultStatus(res) != PGRES_PIPELINE_SYNC)
+			{
+				PQclear(res);	/* no position: job->lsn stays 0 */
+				continue;
+			}
 			if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
 			{
 				PQclear(res);
@@ -551,6 +589,8 @@ conn_send(pbh_conn_t *conn, pbh_job_t *job)
 	job->nresults = 0;
 	job->failed = 0;
 	job->ntuples = 0;
+	job->lsn_phase = 0;
+	job->lsn = 0;
 	for (int i = 0; i < job->nstmts; i++)
 	{
 		if (!conn->prepared[job->stmts[i]])
@@ -572,6 +612,15 @@ conn_send(pbh_conn_t *conn, pbh_job_t *job)
 	}
 	if (PQpipelineSync(conn->pg) != 1)
 		goto broken;
+	job->sent = 1;
+	if (job->lsn_after)
+	{
+		stmt_name(PBH_STMT_WRITE_LSN, name, sizeof(name));
+		if (!conn->prepared[PBH_STMT_WRITE_LSN] ||
+			PQsendQueryPrepared(conn->pg, name, 0, NULL, NULL, NULL, 0) != 1 ||
+			PQpipelineSync(conn->pg) != 1)
+			goto broken;
+	}
 	h2o_linklist_insert(&conn->inflight, &job->link);
 	conn->ninflight++;
 	conn->thread->n_db_requests++;
@@ -612,6 +661,9 @@ pbh_pool_submit(pbh_job_t *job)
 	int			cls = job_class(t, job);
 
 	t->inflight++;
+	job->sent = 0;
+	/* (a replica read that fails, even here for a full queue, goes to the primary) */
+	job->on_replica = cls == PBH_POOL_REPLICA;
 	for (int i = 0; i < pool_size(); i++)
 	{
 		pbh_conn_t *c = &t->conns[i];
@@ -638,7 +690,7 @@ int
 pbh_pool_ready(pbh_thread_t *t)
 {
 	for (int i = 0; i < pool_size(); i++)
-		if (t->conns[i].state == CONN_READY)
+		if (t->conns[i].state == CONN_READY && t->conns[i].cls != PBH_POOL_REPLICA)
 			return 1;
 	return 0;
 }
@@ -656,18 +708,22 @@ pbh_pool_init(pbh_thread_t *t)
 
 		c->thread = t;
 		c->index = i;
-		c->cls = i < pbh_config.connections ? PBH_POOL_WRITE : PBH_POOL_READ;
+		c->cls = i < pbh_config.connections ? PBH_POOL_WRITE :
+			i < pbh_config.connections + pbh_config.read_connections ? PBH_POOL_READ :
+			PBH_POOL_REPLICA;
 		c->state = CONN_DOWN;
 		c->prepared = calloc(pbh_nstmts(), 1);
 		h2o_linklist_init_anchor(&c->inflight);
 		c->reopen.cb = on_reopen;
 		conn_start(c);
 	}
+	pbh_replica_init(t);
 }
 
 void
 pbh_pool_close(pbh_thread_t *t)
 {
+	pbh_replica_close(t);
 	for (int i = 0; i < pool_size(); i++)
 	{
 		pbh_conn_t *c = &t->conns[i];

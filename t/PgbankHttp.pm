@@ -39,14 +39,15 @@ sub shim_path
 	return $path;
 }
 
-# new(name): a started cluster with the extension, and no server yet
+# new(name, allows_streaming => 1 for a primary with standbys): a started
+# cluster with the extension, and no server yet
 sub new
 {
 	my ($class, $name, %opt) = @_;
 	my $self = bless {}, $class;
 	$self->{secret} = 'tapsecret' . join('', map { ('a' .. 'z')[ rand 26 ] } 1 .. 40);
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(allows_streaming => $opt{allows_streaming} ? 1 : 0);
 	$node->append_conf(
 		'postgresql.conf', qq{
 shared_preload_libraries = 'pgbank, pg_stat_statements'
