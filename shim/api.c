@@ -174,22 +174,7 @@ pbh_count_status(h2o_req_t *req, int status)
 	req->res.reason = reason(status);
 	if (status >= 100 && status < 600)
 		t->n_status[status / 100]++;
-	if (pbh_config.access_log)
-	{
-		struct timeval now;
-		double		ms;
-		char		path[PBH_JSON_ESCAPED_MAX(256)];
-		size_t		plen = req->path_normalized.len < 256 ? req->path_normalized.len : 256;
-
-		gettimeofday(&now, NULL);
-		ms = (now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000.0 +
-			(now.tv_usec - req->timestamps.request_begin_at.tv_usec) / 1000.0;
-		path[pbh_json_escape(path, req->path_normalized.base, plen)] = '\0';
-		fprintf(stdout, "{\"time\":%ld.%03ld,\"method\":\"%.*s\",\"path\":%s,\"status\":%d,\"ms\":%.3f}\n",
-				(long) now.tv_sec, (long) now.tv_usec / 1000,
-				(int) (req->method.len < 16 ? req->method.len : 16), req->method.base,
-				path, status, ms);
-	}
+	pbh_obs_end(req, status);
 }
 
 /*
@@ -259,7 +244,9 @@ pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len)
 static int
 origin_allowed(h2o_iovec_t origin)
 {
-	for (char **o = pbh_config.cors_origins; *o != NULL; o++)
+	const pbh_live_t *live = pbh_live();
+
+	for (char **o = live != NULL ? live->cors_origins : pbh_config.cors_origins; *o != NULL; o++)
 		if (strlen(*o) == origin.len && memcmp(*o, origin.base, origin.len) == 0)
 			return 1;
 	return 0;
@@ -327,6 +314,7 @@ pbh_add_common_headers(h2o_req_t *req)
 	req->env.entries[0] = h2o_iovec_init(H2O_STRLIT("request_id"));
 	req->env.entries[1] = h2o_iovec_init(rid, strlen(rid));
 	req->env.size = 2;
+	pbh_obs_begin(req, rid);
 }
 
 static int
@@ -413,6 +401,9 @@ on_done(pbh_job_t *job)
 	const pbh_route_t *route = r->route;
 	const pbh_error_t *e;
 
+	pbh_obs_db(req, job);
+	if (job->failed)
+		pbh_obs_db_error(job->thread, job);
 	if (r->key_lookup && !job->failed)
 	{
 		unsigned	bit = job->value[0] ? pbh_role_bit(job->value[0]) : 0;
@@ -636,6 +627,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			pbh_problem_send(req, 404, "not_found", "No such route", NULL);
 		return 0;
 	}
+	pbh_obs_route(req, route->index);
 
 	/* the credential, checked here before any database work */
 	if (route->roles & PBH_ROLE_ANON)
@@ -774,7 +766,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->begin_params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * 6);
 	{
 		int			n = 0;
-		const char *rid = req->env.size == 2 ? req->env.entries[1].base : NULL;
+		const char *rid = req->env.size >= 2 ? req->env.entries[1].base : NULL;
 
 		r->begin_params[n++] = role;
 		r->begin_params[n++] = route->read_only ? "on" : "off";

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <time.h>
 #include <libpq-fe.h>
 #include "h2o.h"
 
@@ -57,6 +58,7 @@ typedef struct st_pbh_config_t
 	char	  **cors_origins;	/* NULL-terminated */
 	int			access_log;
 	int			api_key_cache;	/* seconds a key's role is cached; 0: never */
+	char	   *config_file;	/* settings read before the environment */
 } pbh_config_t;
 
 extern pbh_config_t pbh_config;
@@ -292,6 +294,8 @@ struct st_pbh_job_t
 	char	   *value[2];		/* first row of the last statement */
 	size_t		value_len[2];
 	void		(*on_done) (pbh_job_t *job);
+	uint64_t	sent_ns;		/* pbh_clock_ns() when last sent; 0: never */
+	uint64_t	db_ns;			/* sent to Sync, summed over round trips */
 };
 
 struct st_pbh_thread_t
@@ -312,11 +316,27 @@ struct st_pbh_thread_t
 	uint64_t	n_db_requests;
 	uint64_t	n_retries;
 	uint64_t	n_status[6];	/* 1xx..5xx by first digit */
+	uint64_t	n_rate_limited;
+	/* observability (obs.c, pool.c): written by the owner, read by any */
+	struct st_pbh_metrics_t *metrics;
+	uint64_t	n_db_conn_failures;
+	int			g_conn_ready[PBH_POOL_CLASSES];
+	int			g_conn_down[PBH_POOL_CLASSES];
+	int			g_waiting[PBH_POOL_CLASSES];
+	int			g_inflight;
+	uint64_t	loop_rounds;	/* for freeing an old live config */
 };
+
+/* reconnection: exponential backoff with jitter, checked on a tick */
+#define PBH_RECONNECT_MIN_MS 100
+#define PBH_RECONNECT_MAX_MS 5000
+#define PBH_RECONNECT_TICK_MS 25
+#define PBH_CONNECT_TIMEOUT_MS 10000
 
 void		pbh_pool_init(pbh_thread_t *thread);
 void		pbh_pool_submit(pbh_job_t *job);
 int			pbh_pool_ready(pbh_thread_t *thread);
+void		pbh_pool_publish(pbh_thread_t *thread);
 void		pbh_pool_close(pbh_thread_t *thread);
 const char *pbh_stmt_sql(int stmt);
 int			pbh_nstmts(void);
@@ -356,5 +376,76 @@ void		pbh_count_status(h2o_req_t *req, int status);
 
 extern pbh_thread_t *pbh_threads;
 extern volatile int pbh_stopping;
+
+/* ---------------------------------------------------------------------
+ * obs.c: per-route metrics, Server-Timing, the access log
+ *
+ * Every request gets a pbh_obs_t in its pool (pbh_obs_begin, from
+ * pbh_add_common_headers); the handlers name its route (pbh_obs_route) and
+ * its database time (pbh_obs_db); pbh_count_status, which every response
+ * passes through before it is sent, ends it (pbh_obs_end): the thread's
+ * own counters, the Server-Timing header, the access log line.  Counters
+ * are per thread, written only by their thread (relaxed atomic stores),
+ * summed by /metrics with relaxed atomic loads.
+ * ---------------------------------------------------------------------
+ */
+/* metric slots past the routes' */
+enum
+{
+	PBH_SLOT_LIVEZ,
+	PBH_SLOT_READYZ,
+	PBH_SLOT_METRICS,
+	PBH_SLOT_OPENAPI,
+	PBH_SLOT_UNMATCHED,
+	PBH_SLOT_EXTRA
+};
+
+static inline uint64_t
+pbh_clock_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+void		pbh_obs_init(void);	/* after pbh_threads is allocated */
+void		pbh_obs_begin(h2o_req_t *req, const char *rid);
+void		pbh_obs_route(h2o_req_t *req, int slot);	/* a route's index or
+														 * pbh_nroutes + PBH_SLOT_* */
+void		pbh_obs_db(h2o_req_t *req, const pbh_job_t *job);
+void		pbh_obs_db_error(pbh_thread_t *t, const pbh_job_t *job);
+void		pbh_obs_end(h2o_req_t *req, int status);
+size_t		pbh_obs_metrics(h2o_mem_pool_t *pool, char **out);
+
+/* ---------------------------------------------------------------------
+ * config.c: what SIGHUP reloads
+ *
+ * The settings a reload may change live in an immutable snapshot,
+ * published by an atomic pointer swap (release; readers acquire).  A
+ * reader uses the snapshot only within one callback of its loop; the
+ * replaced one is freed once every thread has finished a round of its
+ * loop since the swap (main.c).
+ * ---------------------------------------------------------------------
+ */
+typedef struct st_pbh_live_t
+{
+	char	   *jwt_secret;
+	char	  **cors_origins;	/* NULL-terminated */
+	int			access_log;
+} pbh_live_t;
+
+extern pbh_live_t *pbh_live_ptr;
+
+/* the current snapshot (NULL before pbh_config_load: pbh_config holds it) */
+static inline const pbh_live_t *
+pbh_live(void)
+{
+	return __atomic_load_n(&pbh_live_ptr, __ATOMIC_ACQUIRE);
+}
+
+/* re-read the settings; publish the new snapshot, *old the replaced one */
+int			pbh_config_reload(pbh_live_t **old, char *err, size_t errlen);
+void		pbh_live_free(pbh_live_t *live);
 
 #endif							/* PGBANK_HTTP_H */
