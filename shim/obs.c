@@ -8,7 +8,8 @@
  *
  * Invariants:
  *	- The label sets are bounded: a route is its method and pattern from
- *	  the route table ("GET /v1/accounts/{id}"), or one of five fixed names,
+ *	  the route table ("GET /v1/accounts/{id}"), or an operator's path
+ *	  ("/livez", "/readyz", "/metrics", "/v1/openapi.json") or "unmatched",
  *	  never the raw path; a status is a number from 100 to 599; a database
  *	  error is its SQLSTATE's class (two characters of [0-9A-Z]).
  *	- Each thread writes only its own counters (pbh_thread_t.metrics), with
@@ -49,7 +50,7 @@ static const double buckets[] = {
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 static const char *const slot_names[PBH_SLOT_EXTRA] = {
-	"GET /livez", "GET /readyz", "GET /metrics", "GET /v1/openapi.json", "unmatched"
+	"/livez", "/readyz", "/metrics", "/v1/openapi.json", "unmatched"
 };
 
 typedef struct st_pbh_metrics_t
