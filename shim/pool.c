@@ -23,7 +23,10 @@
  *	  at PBH_RECONNECT_MIN_MS and doubles at each failed attempt up to
  *	  PBH_RECONNECT_MAX_MS, with jitter (a random half of it), so that a
  *	  restarting database is not hammered in step by every thread; the
- *	  first connection that gets ready resets it.  An attempt that is
+ *	  first connection that gets ready resets it, and tells every other
+ *	  connection waiting for its next attempt, in any thread, to try at once
+ *	  (db_back, the only state the threads share here: read on the
+ *	  reconnection tick, never per request).  An attempt that is
  *	  neither ready nor failed after PBH_CONNECT_TIMEOUT_MS is abandoned.
  *	- A job is queued only while a connection of its class is ready (or it
  *	  is sent at once); with none ready it fails at once (503
@@ -71,7 +74,11 @@ struct st_pbh_conn_t
 	uint64_t	next_try;		/* DOWN: loop time (ms) of the next attempt */
 	uint64_t	deadline;		/* CONNECTING, PREPARING: give up then */
 	int			backoff;		/* ms: the next delay's upper bound */
+	uint64_t	db_back_seen;	/* db_back when it went down */
 };
+
+/* bumped when a connection gets ready after a failure: the database is back */
+static uint64_t db_back;
 
 /* per-thread seed of the reconnection jitter */
 static __thread unsigned int jitter_seed;
@@ -279,7 +286,8 @@ on_reopen(h2o_timeout_entry_t *entry)
 		return;
 	if (conn->state == CONN_DOWN)
 	{
-		if (now >= conn->next_try)
+		if (now >= conn->next_try ||
+			__atomic_load_n(&db_back, __ATOMIC_RELAXED) != conn->db_back_seen)
 			conn_start(conn);
 		else
 			h2o_timeout_link(conn->thread->ctx.loop, &conn->thread->retry_timeout, &conn->reopen);
@@ -399,6 +407,7 @@ conn_fail(pbh_conn_t *conn, const char *why)
 		int			b = conn->backoff > 0 ? conn->backoff : PBH_RECONNECT_MIN_MS;
 
 		conn->next_try = h2o_now(t->ctx.loop) + b / 2 + rand_r(&jitter_seed) % (b / 2 + 1);
+		conn->db_back_seen = __atomic_load_n(&db_back, __ATOMIC_RELAXED);
 		conn->backoff = b * 2 < PBH_RECONNECT_MAX_MS ? b * 2 : PBH_RECONNECT_MAX_MS;
 		if (!h2o_timeout_is_linked(&conn->reopen))
 			h2o_timeout_link(t->ctx.loop, &t->retry_timeout, &conn->reopen);
@@ -526,6 +535,8 @@ conn_process(pbh_conn_t *conn)
 				if (--conn->prepares_left == 0)
 				{
 					conn->state = CONN_READY;
+					if (conn->backoff > PBH_RECONNECT_MIN_MS)
+						__atomic_fetch_add(&db_back, 1, __ATOMIC_RELAXED);
 					conn->backoff = PBH_RECONNECT_MIN_MS;
 					if (h2o_timeout_is_linked(&conn->reopen))
 						h2o_timeout_unlink(&conn->reopen);

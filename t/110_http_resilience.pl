@@ -23,6 +23,8 @@ use strict;
 use warnings;
 
 use IO::Socket::INET;
+use IO::Socket::UNIX;
+use Socket qw(SOCK_STREAM);
 use JSON::PP;
 use POSIX ();
 use PostgreSQL::Test::Cluster;
@@ -190,7 +192,9 @@ unlink $stop_file;
 
 my @before = grep { $_->[0] + $_->[1] < $t_down } @lines;
 my @during = grep { $_->[0] > $t_stopped + 0.2 && $_->[0] + $_->[1] < $t_start } @lines;
-my @after = grep { $_->[0] > $t_started + $recovered + 1 } @lines;
+# every thread has a connection again once /readyz says so
+my $back = ($recovered // 0) > ($readyz_back // 0) ? $recovered : $readyz_back;
+my @after = grep { $_->[0] > $t_started + ($back // 0) + 0.5 } @lines;
 my @unavailable = grep { $_->[2] == 503 } @lines;
 note(sprintf('%d requests: %d before the kill, %d during the outage, %d after recovery',
 	scalar(@lines), scalar(@before), scalar(@during), scalar(@after)));
@@ -227,6 +231,47 @@ ok($unavail >= scalar(@unavailable) - 10, "metrics: $unavail requests refused fo
 # 8 connections, a few seconds: with backoff a few attempts each, never a tight loop
 ok($failures >= 8 && $failures < 200, "metrics: $failures connection failures (8 connections, backoff)");
 like($h->server_log, qr/connection \d+: down.*connection \d+: ready/s, 'the log shows connections down, then ready');
+
+# ---------------------------------------------------------------------
+# 1b. A database that hangs: its socket accepts and never answers (a
+# listener of this test in place of PostgreSQL's).  Connection attempts
+# hang in the middle of the handshake; requests must not wait for them.
+# ---------------------------------------------------------------------
+my $sockpath = $node->host . '/.s.PGSQL.' . $node->port;
+$node->stop('immediate');
+unlink $sockpath;
+my $silent = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $sockpath, Listen => 64)
+  or die "listen on $sockpath: $!";
+my $t_hang = time;
+@probes = ();
+$max_probe = 0;
+while (time - $t_hang < 12)
+{
+	my @p = probe();
+	push @probes, \@p;
+	$max_probe = $p[2] if $p[2] > $max_probe;
+	$max_probe = $p[4] if $p[4] > $max_probe;
+	usleep(200_000);
+}
+is(scalar(grep { $_->[0] == 503 && $_->[1] eq 'database_unavailable' && $_->[3] == 503 } @probes),
+	scalar(@probes), scalar(@probes) . ' probes while the database hangs: every read 503, /readyz 503')
+  or diag(join(', ', map { "$_->[0] $_->[1] $_->[3]" } @probes));
+ok($max_probe < 1.0, sprintf('... each answered within a second (slowest %.3f s)', $max_probe));
+like($h->server_log, qr/down: timeout connecting or preparing/,
+	'... and the hanging attempts were given up after 10 s');
+close $silent;
+unlink $sockpath;
+$node->start;
+$recovered = undef;
+$t_started = time;
+while (time - $t_started < 30)
+{
+	my @p = probe();
+	if ($p[0] == 200 && $p[3] == 200) { $recovered = time - $t_started; last; }
+	usleep(50_000);
+}
+ok(defined $recovered && $recovered < 12,
+	sprintf('service resumed %.2f s after PostgreSQL was back', $recovered // -1));
 
 # ---------------------------------------------------------------------
 # 2. SIGHUP
