@@ -173,7 +173,7 @@ pbh_count_status(h2o_req_t *req, int status)
 
 	req->res.reason = reason(status);
 	if (status >= 100 && status < 600)
-		t->n_status[status / 100]++;
+		PBH_COUNT(t->n_status[status / 100]);
 	pbh_obs_end(req, status);
 }
 
@@ -433,7 +433,7 @@ on_done(pbh_job_t *job)
 		if (pbh_sqlstate_retryable(job->sqlstate) && job->tries < pbh_config.retries)
 		{
 			job->tries++;
-			job->thread->n_retries++;
+			PBH_COUNT(job->thread->n_retries);
 			pbh_pool_submit(job);
 			return;
 		}
@@ -596,7 +596,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	const char *bad = NULL;
 	int			rc;
 
-	t->n_requests++;
+	PBH_COUNT(t->n_requests);
 	pbh_add_common_headers(req);
 	if (req->version >= 0x200)
 	{

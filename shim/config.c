@@ -135,7 +135,11 @@ pbh_config_usage(FILE *out)
 			"  --help\n      this text\n"
 			"  --version\n      the version\n\n"
 			"The token secret must equal the cluster's pgbank.jwt_secret.  Listen on a\n"
-			"loopback address unless a TLS-terminating proxy sits in front.\n");
+			"loopback address unless a TLS-terminating proxy sits in front.\n\n"
+			"Signals: SIGTERM or SIGINT refuse new connections, answer the requests in\n"
+			"flight, and exit 0.  SIGHUP reads every source again and applies access-log,\n"
+			"cors-origins and the token secret (no grace period for the old one: the\n"
+			"database holds one pgbank.jwt_secret); a reload that fails changes nothing.\n");
 }
 
 static int
@@ -354,6 +358,10 @@ read_config_file(pbh_config_t *cfg, const char *path, char *err, size_t errlen)
 		}
 		if (apply(cfg, i, value, err, errlen) != 0)
 		{
+			char		why[512];
+
+			snprintf(why, sizeof(why), "%s", err);
+			snprintf(err, errlen, "%s line %d: %s", path, lineno, why);
 			fclose(f);
 			return -1;
 		}

@@ -36,7 +36,7 @@
 #include "pgbank_http.h"
 
 pbh_thread_t *pbh_threads;
-volatile int pbh_stopping = 0;
+_Atomic int pbh_stopping = 0;
 
 static h2o_globalconf_t globalconf;
 static int *listen_fds;

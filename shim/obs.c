@@ -71,7 +71,6 @@ typedef struct st_pbh_obs_t
 	uint64_t	db_ns;
 } pbh_obs_t;
 
-#define COUNT(x) __atomic_store_n(&(x), (x) + 1, __ATOMIC_RELAXED)
 #define ADD(x, n) __atomic_store_n(&(x), (x) + (n), __ATOMIC_RELAXED)
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
@@ -159,13 +158,13 @@ pbh_obs_db_error(pbh_thread_t *t, const pbh_job_t *job)
 
 	if (job->conn_lost)
 	{
-		COUNT(m->db_unavailable);
+		PBH_COUNT(m->db_unavailable);
 		return;
 	}
 	a = class_char(job->sqlstate[0]);
 	b = class_char(job->sqlstate[1]);
 	if (a >= 0 && b >= 0)
-		COUNT(m->db_errors[a * 36 + b]);
+		PBH_COUNT(m->db_errors[a * 36 + b]);
 }
 
 /* s as a JSON string, every byte outside printable ASCII as \u00XX */
@@ -275,10 +274,10 @@ pbh_obs_end(h2o_req_t *req, int status)
 	us = (uint64_t) ((now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000000 +
 					 (now.tv_usec - req->timestamps.request_begin_at.tv_usec));
 	if (status >= 100 && status < 600)
-		COUNT(m->status[(size_t) o->slot * NSTATUS + status - 100]);
+		PBH_COUNT(m->status[(size_t) o->slot * NSTATUS + status - 100]);
 	for (b = 0; b < NBUCKETS && us > buckets[b] * 1e6; b++)
 		;
-	COUNT(m->bucket[(size_t) o->slot * (NBUCKETS + 1) + b]);
+	PBH_COUNT(m->bucket[(size_t) o->slot * (NBUCKETS + 1) + b]);
 	ADD(m->sum_us[o->slot], us);
 	if (o->db)
 	{

@@ -327,6 +327,12 @@ struct st_pbh_thread_t
 	uint64_t	loop_rounds;	/* for freeing an old live config */
 };
 
+/*
+ * A counter of the thread's, read by /metrics in any thread: one relaxed
+ * atomic store by its only writer (a plain add on x86, no lock prefix)
+ */
+#define PBH_COUNT(x) __atomic_store_n(&(x), (x) + 1, __ATOMIC_RELAXED)
+
 /* reconnection: exponential backoff with jitter, checked on a tick */
 #define PBH_RECONNECT_MIN_MS 100
 #define PBH_RECONNECT_MAX_MS 5000
@@ -375,7 +381,7 @@ void		pbh_add_common_headers(h2o_req_t *req);
 void		pbh_count_status(h2o_req_t *req, int status);
 
 extern pbh_thread_t *pbh_threads;
-extern volatile int pbh_stopping;
+extern _Atomic int pbh_stopping;	/* set by a signal, read by every thread */
 
 /* ---------------------------------------------------------------------
  * obs.c: per-route metrics, Server-Timing, the access log

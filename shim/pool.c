@@ -83,7 +83,6 @@ static uint64_t db_back;
 /* per-thread seed of the reconnection jitter */
 static __thread unsigned int jitter_seed;
 
-#define COUNT(x) __atomic_store_n(&(x), (x) + 1, __ATOMIC_RELAXED)
 
 /*
  * The fixed statements; the routes' follow (see pbh_stmt_sql).  Each request
@@ -400,7 +399,7 @@ conn_fail(pbh_conn_t *conn, const char *why)
 		}
 	}
 	if (why != NULL)
-		COUNT(t->n_db_conn_failures);
+		PBH_COUNT(t->n_db_conn_failures);
 	if (!pbh_stopping)
 	{
 		/* the next attempt: a random point in the upper half of the backoff */
@@ -641,7 +640,7 @@ conn_send(pbh_conn_t *conn, pbh_job_t *job)
 		goto broken;
 	h2o_linklist_insert(&conn->inflight, &job->link);
 	conn->ninflight++;
-	conn->thread->n_db_requests++;
+	PBH_COUNT(conn->thread->n_db_requests);
 	job->sent_ns = pbh_clock_ns();
 	return conn_flush(conn);
 

@@ -128,6 +128,9 @@ sub probe
 		{ headers => { Authorization => "Bearer $alice->{token}" } });
 	my $t1 = time;
 	my $rz = $http->get("$url/readyz");
+	# a scrape from another connection (another thread, maybe) meanwhile
+	my $m = $http->get("$url/metrics");
+	die "metrics: $m->{status}" unless $m->{status} == 200;
 	my $code = (eval { decode_json($res->{content}) } // {})->{code} // '-';
 	return ($res->{status}, $code, $t1 - $t0, $rz->{status}, time - $t1);
 }
@@ -342,6 +345,12 @@ for (1 .. 50)
 	usleep(100_000);
 }
 is($fresh, 200, '... a token of the new secret (a new login) is accepted');
+($st, $d) = $h->request('POST', '/v1/refresh', body => { refresh_token => $bob->{refresh} });
+is($st, 200, '... a refresh token from before the rotation still gets a new access token');
+($st) = $h->request('GET', '/v1/accounts', headers => PgbankHttp::bearer($d->{access_token} // '-'));
+is($st, 200, '... which is accepted');
+($st, $d) = $h->request('POST', '/v1/login',
+	body => { email => 'alice@example.com', password => 'correct horse battery staple' });
 
 # a reload with a bad setting changes nothing
 write_file($conf, "access-log = 0\ncors-origins = ftp://nope.example\n");
