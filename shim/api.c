@@ -305,7 +305,10 @@ pbh_add_common_headers(h2o_req_t *req)
 							  H2O_STRLIT("access-control-allow-origin"), 0, NULL, o.base, o.len);
 		h2o_add_header_by_str(&req->pool, &req->res.headers,
 							  H2O_STRLIT("access-control-expose-headers"), 0, NULL,
-							  H2O_STRLIT("X-Request-Id, WWW-Authenticate"));
+							  H2O_STRLIT("X-Request-Id, WWW-Authenticate, Server-Timing"));
+		/* the browser's PerformanceServerTiming shows Server-Timing to it */
+		h2o_add_header_by_str(&req->pool, &req->res.headers,
+							  H2O_STRLIT("timing-allow-origin"), 0, NULL, o.base, o.len);
 	}
 	if (i != -1)
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));

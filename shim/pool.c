@@ -83,7 +83,6 @@ static uint64_t db_back;
 /* per-thread seed of the reconnection jitter */
 static __thread unsigned int jitter_seed;
 
-
 /*
  * The fixed statements; the routes' follow (see pbh_stmt_sql).  Each request
  * starts with one of them: the role switch, read-only or not, the credential

@@ -322,6 +322,11 @@ ok(hup(), 'SIGHUP: reloaded');
 like($h->server_log, qr/reloaded access-log, cors-origins and the token secret/, '... says so');
 is_deeply([ origin_allowed('https://a.example'), origin_allowed('https://b.example'),
 	origin_allowed('https://c.example') ], [ 0, 1, 1 ], '... CORS now b.example and c.example');
+(undef, undef, $r) = $h->request('GET', "/v1/accounts/$a1/balance",
+	headers => { Origin => 'https://b.example', Authorization => "Bearer $alice->{token}" });
+like($r->{headers}{'access-control-expose-headers'} // '', qr/\bServer-Timing\b/,
+	'... an allowed origin may read Server-Timing');
+is($r->{headers}{'timing-allow-origin'}, 'https://b.example', '... with Timing-Allow-Origin');
 $h->request('GET', '/livez', headers => { 'X-Request-Id' => 'hup-after' });
 my $seen = 0;
 for (1 .. 50) { last if ($seen = logged('hup-after')); usleep(50_000); }
