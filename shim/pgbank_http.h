@@ -7,8 +7,10 @@
  * Invariants:
  *	- One thread owns one h2o event loop, one h2o context, one listener
  *	  (SO_REUSEPORT) and one pool of libpq connections; nothing of a thread
- *	  is touched by another.  The configuration is read-only once the
- *	  threads start.
+ *	  is touched by another, except its counters and gauges, which /metrics
+ *	  and /readyz read with relaxed atomic loads.  The configuration is
+ *	  read-only once the threads start; what SIGHUP may change is a
+ *	  separate immutable snapshot, swapped whole (pbh_live).
  *	- Nothing inside a loop blocks: libpq runs non-blocking in pipeline
  *	  mode, its sockets registered in the loop.
  *	- A request costs no query until its credential has been verified here

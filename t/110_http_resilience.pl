@@ -248,7 +248,7 @@ my $silent = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $sockpath, Li
 my $t_hang = time;
 @probes = ();
 $max_probe = 0;
-while (time - $t_hang < 12)
+while (time - $t_hang < 13)
 {
 	my @p = probe();
 	push @probes, \@p;
