@@ -447,6 +447,13 @@ load(pbh_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 		snprintf(err, errlen, "unexpected argument \"%s\" (see --help)", argv[optind]);
 		return -1;
 	}
+	/* the file read first must be the one named (getopt takes --config=) */
+	if (cfg->config_file != NULL &&
+		(config_file == NULL || strcmp(config_file, cfg->config_file) != 0))
+	{
+		snprintf(err, errlen, "write --config-file in full");
+		return -1;
+	}
 	return check(cfg, err, errlen);
 }
 
