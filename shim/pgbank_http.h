@@ -340,6 +340,7 @@ struct st_pbh_thread_t
 #define PBH_RECONNECT_MAX_MS 5000
 #define PBH_RECONNECT_TICK_MS 25
 #define PBH_CONNECT_TIMEOUT_MS 10000
+#define PBH_ANSWER_MARGIN_MS 3000	/* past statement_timeout: a hung database */
 
 void		pbh_pool_init(pbh_thread_t *thread);
 void		pbh_pool_submit(pbh_job_t *job);

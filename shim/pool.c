@@ -28,6 +28,11 @@
  *	  (db_back, the only state the threads share here: read on the
  *	  reconnection tick, never per request).  An attempt that is
  *	  neither ready nor failed after PBH_CONNECT_TIMEOUT_MS is abandoned.
+ *	- A connection with jobs in flight that gets no result at all for
+ *	  statement_timeout + PBH_ANSWER_MARGIN_MS (every statement is bounded
+ *	  by statement_timeout, so a live database answers sooner) is taken for
+ *	  hung, e.g. cut off by the network or stopped, and failed like a broken
+ *	  one: its requests get 503 instead of waiting for TCP to give up.
  *	- A job is queued only while a connection of its class is ready (or it
  *	  is sent at once); with none ready it fails at once (503
  *	  database_unavailable), never waiting for a reconnection that may take
@@ -71,6 +76,7 @@ struct st_pbh_conn_t
 	int			write_wait;
 	unsigned char *prepared;	/* per statement: prepared here */
 	h2o_timeout_entry_t reopen; /* on the thread's tick while not ready */
+	h2o_timeout_entry_t watchdog;	/* while jobs are in flight */
 	uint64_t	next_try;		/* DOWN: loop time (ms) of the next attempt */
 	uint64_t	deadline;		/* CONNECTING, PREPARING: give up then */
 	int			backoff;		/* ms: the next delay's upper bound */
@@ -82,6 +88,9 @@ static uint64_t db_back;
 
 /* per-thread seed of the reconnection jitter */
 static __thread unsigned int jitter_seed;
+
+/* statement_timeout + PBH_ANSWER_MARGIN_MS, on the thread's loop */
+static __thread h2o_timeout_t answer_timeout;
 
 /*
  * The fixed statements; the routes' follow (see pbh_stmt_sql).  Each request
@@ -358,6 +367,8 @@ conn_fail(pbh_conn_t *conn, const char *why)
 	conn->state = CONN_DOWN;
 	conn->write_wait = 0;
 	memset(conn->prepared, 0, pbh_nstmts());
+	if (h2o_timeout_is_linked(&conn->watchdog))
+		h2o_timeout_unlink(&conn->watchdog);
 
 	/* jobs in flight fail (a write may have committed: never resend) */
 	h2o_linklist_init_anchor(&failed);
@@ -502,6 +513,7 @@ static void
 conn_process(pbh_conn_t *conn)
 {
 	int			nulls = 0;
+	int			progress = 0;
 
 	if (conn_flush(conn) != 0)
 		return;
@@ -523,6 +535,7 @@ conn_process(pbh_conn_t *conn)
 			continue;
 		}
 		nulls = 0;
+		progress = 1;
 		if (conn->state == CONN_PREPARING)
 		{
 			/* the session settings (-1), then each statement */
@@ -585,8 +598,28 @@ conn_process(pbh_conn_t *conn)
 		conn_fail(conn, PQerrorMessage(conn->pg));
 		return;
 	}
+	/* an answer: the watchdog starts again, for what is still in flight */
+	if (progress && h2o_timeout_is_linked(&conn->watchdog))
+	{
+		h2o_timeout_unlink(&conn->watchdog);
+		if (conn->ninflight > 0)
+			h2o_timeout_link(conn->thread->ctx.loop, &answer_timeout, &conn->watchdog);
+	}
 	if (conn->state == CONN_READY)
 		conn_dispatch(conn);
+}
+
+/* jobs in flight and no answer for too long: the database is not there */
+static void
+on_watchdog(h2o_timeout_entry_t *entry)
+{
+	pbh_conn_t *conn = H2O_STRUCT_FROM_MEMBER(pbh_conn_t, watchdog, entry);
+	char		why[64];
+
+	if (conn->state != CONN_READY || conn->ninflight == 0)
+		return;
+	snprintf(why, sizeof(why), "no answer in %d ms", (int) answer_timeout.timeout);
+	conn_fail(conn, why);
 }
 
 static void
@@ -641,6 +674,8 @@ conn_send(pbh_conn_t *conn, pbh_job_t *job)
 	conn->ninflight++;
 	PBH_COUNT(conn->thread->n_db_requests);
 	job->sent_ns = pbh_clock_ns();
+	if (!h2o_timeout_is_linked(&conn->watchdog))
+		h2o_timeout_link(conn->thread->ctx.loop, &answer_timeout, &conn->watchdog);
 	return conn_flush(conn);
 
 broken:
@@ -741,6 +776,8 @@ pbh_pool_init(pbh_thread_t *t)
 	for (int cls = 0; cls < PBH_POOL_CLASSES; cls++)
 		h2o_linklist_init_anchor(&t->waiting[cls]);
 	h2o_timeout_init(t->ctx.loop, &t->retry_timeout, PBH_RECONNECT_TICK_MS);
+	h2o_timeout_init(t->ctx.loop, &answer_timeout,
+					 (uint64_t) pbh_config.statement_timeout + PBH_ANSWER_MARGIN_MS);
 	jitter_seed = (unsigned int) time(NULL) ^ ((unsigned int) t->index * 2654435761u);
 	t->conns = calloc(pool_size(), sizeof(pbh_conn_t));
 	for (int i = 0; i < pool_size(); i++)
@@ -754,6 +791,7 @@ pbh_pool_init(pbh_thread_t *t)
 		c->prepared = calloc(pbh_nstmts(), 1);
 		h2o_linklist_init_anchor(&c->inflight);
 		c->reopen.cb = on_reopen;
+		c->watchdog.cb = on_watchdog;
 		c->backoff = PBH_RECONNECT_MIN_MS;
 		conn_start(c);
 	}
@@ -768,6 +806,8 @@ pbh_pool_close(pbh_thread_t *t)
 
 		if (h2o_timeout_is_linked(&c->reopen))
 			h2o_timeout_unlink(&c->reopen);
+		if (h2o_timeout_is_linked(&c->watchdog))
+			h2o_timeout_unlink(&c->watchdog);
 		if (c->state != CONN_DOWN)
 			conn_fail(c, NULL);
 		if (h2o_timeout_is_linked(&c->reopen))

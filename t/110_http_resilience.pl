@@ -441,4 +441,36 @@ is($rc, 0, sprintf('the server exited 0, %.2f s after SIGTERM', time - $t_term))
 $psql->quit;
 is($node->safe_psql('postgres', 'SELECT count(*) FROM bank.check_ledger()'), 0, 'the ledger holds');
 
+# ---------------------------------------------------------------------
+# 4. A database that stops answering on an open connection (its backend
+#    stopped with SIGSTOP, as a network cut would leave it): the request
+#    in flight gets 503 after statement_timeout + 3 s, not when TCP gives
+#    up, and service goes on over a new connection.
+# ---------------------------------------------------------------------
+$h->{secret} = $secret2;
+$h->start_server('--statement-timeout', '1000', '--threads', '1', '--connections', '1',
+	'--read-connections', '0');
+$pid = $h->{server}{KIDS}[0]{PID};
+my $backend = $node->safe_psql('postgres',
+	"SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE application_name = 'pgbank-http'");
+like($backend, qr/^\d+$/, 'one database connection');
+kill 'STOP', $backend;
+my $t0 = time;
+($st, $d) = $h->request('GET', "/v1/accounts/$a1/balance", headers => PgbankHttp::bearer($login));
+my $took = time - $t0;
+is_deeply([ $st, $d->{code} // '' ], [ 503, 'database_unavailable' ], 'a request to a stopped backend: 503');
+ok($took > 3.5 && $took < 10, sprintf('... after %.2f s (statement_timeout 1 s + 3 s)', $took));
+like($h->server_log, qr/connection 0: down: no answer in 4000 ms/, '... the connection given up');
+my $again;
+$t0 = time;
+while (time - $t0 < 10)
+{
+	($st) = $h->request('GET', "/v1/accounts/$a1/balance", headers => PgbankHttp::bearer($login));
+	if ($st == 200) { $again = time - $t0; last; }
+	usleep(50_000);
+}
+ok(defined $again, sprintf('... and service goes on over a new connection (%.2f s)', $again // -1));
+kill 'CONT', $backend;
+is($h->stop_server, 0, 'the server stops cleanly');
+
 done_testing();
