@@ -7,6 +7,9 @@
 #     timeout), /readyz says 503; PostgreSQL restarts and service resumes
 #     by itself, without restarting the server; every 201 the clients got
 #     is a posted transfer with their idempotency key, and the ledger holds.
+#  1b. PostgreSQL replaced by a socket that accepts and never answers:
+#     connection attempts hang mid-handshake; requests still get 503 at
+#     once, and the attempts are given up after 10 s.
 #  2. SIGHUP: the access-log switch, the CORS origins and the token secret
 #     change in the running server (from --config-file and the secret
 #     file); a reload with a bad setting changes nothing.
@@ -14,10 +17,14 @@
 #     session is in flight; after SIGTERM new connections are refused, the
 #     server waits, and when the lock goes the transfer is answered 201 and
 #     the server exits 0.
+#  4. A backend stopped (SIGSTOP) under an open connection: the request in
+#     flight gets 503 after statement_timeout + 3 s, then a new connection
+#     serves.
 #
-# Without the fix, a request made while every connection was reconnecting
-# waited in the queue (the pool queued while any connection was
-# "connecting"), and the readiness probe looked at one thread only.
+# Seen failing without the fixes: with the pool queueing requests while a
+# connection is merely connecting (the old rule), the probes of 1b took
+# 10.3 s (until the connect timeout; without that, forever); without the
+# answer watchdog, the request of 4 waited for the client's 30 s timeout.
 
 use strict;
 use warnings;
