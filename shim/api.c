@@ -186,23 +186,8 @@ pbh_count_status(h2o_req_t *req, int status)
 
 	req->res.reason = reason(status);
 	if (status >= 100 && status < 600)
-		t->n_status[status / 100]++;
-	if (pbh_config.access_log)
-	{
-		struct timeval now;
-		double		ms;
-		char		path[PBH_JSON_ESCAPED_MAX(256)];
-		size_t		plen = req->path_normalized.len < 256 ? req->path_normalized.len : 256;
-
-		gettimeofday(&now, NULL);
-		ms = (now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000.0 +
-			(now.tv_usec - req->timestamps.request_begin_at.tv_usec) / 1000.0;
-		path[pbh_json_escape(path, req->path_normalized.base, plen)] = '\0';
-		fprintf(stdout, "{\"time\":%ld.%03ld,\"method\":\"%.*s\",\"path\":%s,\"status\":%d,\"ms\":%.3f}\n",
-				(long) now.tv_sec, (long) now.tv_usec / 1000,
-				(int) (req->method.len < 16 ? req->method.len : 16), req->method.base,
-				path, status, ms);
-	}
+		PBH_COUNT(t->n_status[status / 100]);
+	pbh_obs_end(req, status);
 }
 
 /*
@@ -322,11 +307,14 @@ pbh_add_common_headers(h2o_req_t *req)
 							  H2O_STRLIT("access-control-allow-origin"), 0, NULL, o.base, o.len);
 		h2o_add_header_by_str(&req->pool, &req->res.headers,
 							  H2O_STRLIT("access-control-expose-headers"), 0, NULL,
-							  H2O_STRLIT("X-Request-Id, WWW-Authenticate"));
+							  H2O_STRLIT("X-Request-Id, WWW-Authenticate, Server-Timing"));
 		/* cookie sessions from an allowed origin (never with a wildcard) */
 		h2o_add_header_by_str(&req->pool, &req->res.headers,
 							  H2O_STRLIT("access-control-allow-credentials"), 0, NULL,
 							  H2O_STRLIT("true"));
+		/* the browser's PerformanceServerTiming shows Server-Timing to it */
+		h2o_add_header_by_str(&req->pool, &req->res.headers,
+							  H2O_STRLIT("timing-allow-origin"), 0, NULL, o.base, o.len);
 	}
 	if (i != -1)
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
@@ -336,6 +324,7 @@ pbh_add_common_headers(h2o_req_t *req)
 	req->env.entries[0] = h2o_iovec_init(H2O_STRLIT("request_id"));
 	req->env.entries[1] = h2o_iovec_init(rid, strlen(rid));
 	req->env.size = 2;
+	pbh_obs_begin(req, rid);
 }
 
 static int
@@ -427,6 +416,9 @@ on_done_req(pbh_job_t *job)
 	const pbh_route_t *route = r->route;
 	const pbh_error_t *e;
 
+	pbh_obs_db(req, job);
+	if (job->failed)
+		pbh_obs_db_error(job->thread, job);
 	if (r->key_lookup && !job->failed)
 	{
 		unsigned	bit = job->value[0] ? pbh_role_bit(job->value[0]) : 0;
@@ -459,7 +451,7 @@ on_done_req(pbh_job_t *job)
 		if (pbh_sqlstate_retryable(job->sqlstate) && job->tries < pbh_config.retries)
 		{
 			job->tries++;
-			job->thread->n_retries++;
+			PBH_COUNT(job->thread->n_retries);
 			r->pending = 1;
 			pbh_pool_submit(job);
 			return;
@@ -662,7 +654,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	int			nf = 0,
 				form = 0;
 
-	t->n_requests++;
+	PBH_COUNT(t->n_requests);
 	pbh_add_common_headers(req);
 	if (req->version >= 0x200 && !pbh_config.http2)
 	{
@@ -693,6 +685,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			pbh_problem_send(req, 404, "not_found", "No such route", NULL);
 		return 0;
 	}
+	pbh_obs_route(req, route->index);
 
 	/* the credential, checked here before any database work */
 	if (route->roles & PBH_ROLE_ANON)
@@ -883,7 +876,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->begin_params = h2o_mem_alloc_pool(&r->own, sizeof(char *) * 6);
 	{
 		int			n = 0;
-		const char *rid = req->env.size == 2 ? req->env.entries[1].base : NULL;
+		const char *rid = req->env.size >= 2 ? req->env.entries[1].base : NULL;
 
 		r->begin_params[n++] = role;
 		r->begin_params[n++] = route->read_only ? "on" : "off";

@@ -74,7 +74,9 @@ pbh_browser_init(void)
 int
 pbh_cors_origin_allowed(h2o_iovec_t origin)
 {
-	for (char **o = pbh_config.cors_origins; *o != NULL; o++)
+	const pbh_live_t *live = pbh_live();	/* SIGHUP may change the list */
+
+	for (char **o = live != NULL ? live->cors_origins : pbh_config.cors_origins; *o != NULL; o++)
 		if (strlen(*o) == origin.len && memcmp(*o, origin.base, origin.len) == 0)
 			return 1;
 	return 0;

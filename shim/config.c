@@ -5,6 +5,15 @@
  *		(the flag wins), a default, and a check.  A bad setting stops the
  *		server before it binds anything, with a message naming the setting.
  *
+ *		Sources, the later winning: the defaults, the --config-file (one
+ *		"name = value" a line, the names those of the flags), the
+ *		environment, the flags.  SIGHUP reads them all again, checks them,
+ *		and publishes what may change in a running server (pbh_live_t: the
+ *		access-log switch, the CORS origins, the token secret, read again
+ *		from its file) as a new snapshot; every other setting keeps the
+ *		value it had at start.  A reload that fails its checks changes
+ *		nothing.
+ *
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
@@ -20,6 +29,11 @@
 #include "pgbank_http.h"
 
 pbh_config_t pbh_config;
+pbh_live_t *pbh_live_ptr;
+
+/* argv as given to pbh_config_load, for a reload */
+static int	saved_argc;
+static char **saved_argv;
 
 typedef enum
 {
@@ -110,6 +124,11 @@ static const pbh_option_t options[] = {
 	"how often each thread asks the replica's replay position, milliseconds", FIELD(replica_poll)},
 	{"replica-read-your-writes", "PGBANK_HTTP_REPLICA_READ_YOUR_WRITES", OPT_BOOL, "1", 0, 1,
 	"0: a subject's reads may miss its own writes (only to measure)", FIELD(replica_ryw)},
+	{"config-file", "PGBANK_HTTP_CONFIG_FILE", OPT_STRING, NULL, 0, 0,
+		"file of settings, one \"name = value\" a line (names as the flags'), read before the\n"
+		"      environment and the flags; SIGHUP reads every source again and applies\n"
+		"      access-log, cors-origins and the token secret (read again from\n"
+		"      jwt-secret-file); the others need a restart", FIELD(config_file)},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -138,7 +157,11 @@ pbh_config_usage(FILE *out)
 			"  --version\n      the version\n\n"
 			"The token secret must equal the cluster's pgbank.jwt_secret.  Listen on a\n"
 			"loopback address unless TLS is on (--tls-cert, --tls-key) or a\n"
-			"TLS-terminating proxy sits in front.  HTTP/1.1 only unless --http2=1.\n");
+			"TLS-terminating proxy sits in front.  HTTP/1.1 only unless --http2=1.\n\n"
+			"Signals: SIGTERM or SIGINT refuse new connections, answer the requests in\n"
+			"flight, and exit 0.  SIGHUP reads every source again and applies access-log,\n"
+			"cors-origins and the token secret (no grace period for the old one: the\n"
+			"database holds one pgbank.jwt_secret); a reload that fails changes nothing.\n");
 }
 
 static int
@@ -192,15 +215,29 @@ split_list(const char *s)
 			list[n++] = tok;
 	}
 	list[n] = NULL;
+	list[n + 1] = copy;			/* for free_list */
 	return list;
+}
+
+static void
+free_list(char **list)
+{
+	int			n = 0;
+
+	if (list == NULL)
+		return;
+	while (list[n] != NULL)
+		n++;
+	free(list[n + 1]);
+	free(list);
 }
 
 /* apply one setting's text value */
 static int
-apply(size_t i, const char *value, char *err, size_t errlen)
+apply(pbh_config_t *cfg, size_t i, const char *value, char *err, size_t errlen)
 {
 	const pbh_option_t *o = &options[i];
-	char	   *field = (char *) &pbh_config + o->offset;
+	char	   *field = (char *) cfg + o->offset;
 	long		v = 0;
 
 	if (o->kind == OPT_INT || o->kind == OPT_SIZE || o->kind == OPT_BOOL)
@@ -215,6 +252,7 @@ apply(size_t i, const char *value, char *err, size_t errlen)
 	switch (o->kind)
 	{
 		case OPT_STRING:
+			free(*(char **) field);
 			*(char **) field = strdup(value);
 			break;
 		case OPT_INT:
@@ -225,10 +263,12 @@ apply(size_t i, const char *value, char *err, size_t errlen)
 			*(size_t *) field = (size_t) v;
 			break;
 		case OPT_FILE:
+			free(*(char **) field);
 			if ((*(char **) field = read_secret_file(o->flag, value, err, errlen)) == NULL)
 				return -1;
 			break;
 		case OPT_LIST:
+			free_list(*(char ***) field);
 			*(char ***) field = split_list(value);
 			break;
 	}
@@ -237,41 +277,41 @@ apply(size_t i, const char *value, char *err, size_t errlen)
 
 /* the checks that span settings or need more than a range */
 static int
-check(char *err, size_t errlen)
+check(pbh_config_t *cfg, char *err, size_t errlen)
 {
 	unsigned char addr[sizeof(struct in6_addr)];
 	char	  **o;
 	long		ncpu;
 
-	if (inet_pton(AF_INET, pbh_config.listen_addr, addr) != 1 &&
-		inet_pton(AF_INET6, pbh_config.listen_addr, addr) != 1)
+	if (inet_pton(AF_INET, cfg->listen_addr, addr) != 1 &&
+		inet_pton(AF_INET6, cfg->listen_addr, addr) != 1)
 	{
 		snprintf(err, errlen, "--listen (PGBANK_HTTP_LISTEN): \"%s\" is not a numeric IPv4 or IPv6 address",
-				 pbh_config.listen_addr);
+				 cfg->listen_addr);
 		return -1;
 	}
-	if (pbh_config.jwt_secret == NULL)
+	if (cfg->jwt_secret == NULL)
 	{
 		snprintf(err, errlen, "no token secret: set --jwt-secret-file, PGBANK_HTTP_JWT_SECRET_FILE or PGBANK_HTTP_JWT_SECRET "
 				 "(the cluster's pgbank.jwt_secret)");
 		return -1;
 	}
-	if (strlen(pbh_config.jwt_secret) < 32)
+	if (strlen(cfg->jwt_secret) < 32)
 	{
 		snprintf(err, errlen, "the token secret is shorter than 32 bytes (pgbank.jwt_secret needs 32+)");
 		return -1;
 	}
-	if (pbh_config.jwt_issuer[0] == '\0' || pbh_config.jwt_audience[0] == '\0')
+	if (cfg->jwt_issuer[0] == '\0' || cfg->jwt_audience[0] == '\0')
 	{
 		snprintf(err, errlen, "--jwt-issuer and --jwt-audience must not be empty");
 		return -1;
 	}
-	if (pbh_config.dsn[0] == '\0')
+	if (cfg->dsn[0] == '\0')
 	{
 		snprintf(err, errlen, "--dsn (PGBANK_HTTP_DSN) must not be empty");
 		return -1;
 	}
-	for (o = pbh_config.cors_origins; *o != NULL; o++)
+	for (o = cfg->cors_origins; *o != NULL; o++)
 	{
 		if ((strncmp(*o, "http://", 7) != 0 && strncmp(*o, "https://", 8) != 0) ||
 			strchr(*o, '/') != strrchr(*o, '/') - 1 || strpbrk(*o, " \t\"*") != NULL)
@@ -280,37 +320,116 @@ check(char *err, size_t errlen)
 			return -1;
 		}
 	}
-	if (pbh_config.replica_dsn != NULL && pbh_config.replica_dsn[0] == '\0')
-		pbh_config.replica_dsn = NULL;
-	if (pbh_config.threads == 0)
+	if (cfg->replica_dsn != NULL && cfg->replica_dsn[0] == '\0')
+	{
+		free(cfg->replica_dsn);
+		cfg->replica_dsn = NULL;
+	}
+	if (cfg->threads == 0)
 	{
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		pbh_config.threads = ncpu > 0 ? (int) ncpu : 1;
+		cfg->threads = ncpu > 0 ? (int) ncpu : 1;
 	}
 	return 0;
 }
 
-int
-pbh_config_load(int argc, char **argv, char *err, size_t errlen)
+/* the settings of a config file, applied to cfg */
+static int
+read_config_file(pbh_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE	   *f = fopen(path, "r");
+	char		line[4096];
+	int			lineno = 0;
+
+	if (f == NULL)
+	{
+		snprintf(err, errlen, "--config-file: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL)
+	{
+		char	   *name = line,
+				   *eq,
+				   *value,
+				   *end;
+		size_t		i;
+
+		lineno++;
+		line[strcspn(line, "\r\n")] = '\0';
+		while (*name == ' ' || *name == '\t')
+			name++;
+		if (*name == '\0' || *name == '#')
+			continue;
+		if ((eq = strchr(name, '=')) == NULL)
+		{
+			snprintf(err, errlen, "%s line %d: not \"name = value\"", path, lineno);
+			fclose(f);
+			return -1;
+		}
+		for (end = eq; end > name && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		*end = '\0';
+		for (value = eq + 1; *value == ' ' || *value == '\t'; value++)
+			;
+		for (end = value + strlen(value); end > value && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		*end = '\0';
+		for (i = 0; i < NOPTIONS; i++)
+			if (strcmp(options[i].flag, name) == 0 && options[i].offset != FIELD(config_file))
+				break;
+		if (i == NOPTIONS)
+		{
+			snprintf(err, errlen, "%s line %d: unknown setting \"%s\"", path, lineno, name);
+			fclose(f);
+			return -1;
+		}
+		if (apply(cfg, i, value, err, errlen) != 0)
+		{
+			char		why[512];
+
+			snprintf(why, sizeof(why), "%s", err);
+			snprintf(err, errlen, "%s line %d: %s", path, lineno, why);
+			fclose(f);
+			return -1;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+/* every source, in order, into cfg (zeroed by the caller) */
+static int
+load(pbh_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
 	struct option longopts[NOPTIONS + 3];
 	size_t		i;
 	int			c;
 	const char *secret_env;
+	const char *config_file = getenv("PGBANK_HTTP_CONFIG_FILE");
 
-	/* defaults, then the environment */
+	/* the defaults, then the config file (found first), then the environment */
+	for (i = 0; i < NOPTIONS; i++)
+		if (options[i].def != NULL && apply(cfg, i, options[i].def, err, errlen) != 0)
+			return -1;
+	for (int k = 1; k < argc; k++)
+	{
+		if (strncmp(argv[k], "--config-file=", 14) == 0)
+			config_file = argv[k] + 14;
+		else if (strcmp(argv[k], "--config-file") == 0 && k + 1 < argc)
+			config_file = argv[k + 1];
+	}
+	if (config_file != NULL && read_config_file(cfg, config_file, err, errlen) != 0)
+		return -1;
 	for (i = 0; i < NOPTIONS; i++)
 	{
 		const char *v = getenv(options[i].env);
 
-		if (options[i].def != NULL && apply(i, options[i].def, err, errlen) != 0)
-			return -1;
-		if (v != NULL && apply(i, v, err, errlen) != 0)
+		if (v != NULL && apply(cfg, i, v, err, errlen) != 0)
 			return -1;
 	}
 	secret_env = getenv("PGBANK_HTTP_JWT_SECRET");
-	if (pbh_config.jwt_secret == NULL && secret_env != NULL)
-		pbh_config.jwt_secret = strdup(secret_env);
+	if (cfg->jwt_secret == NULL && secret_env != NULL)
+		cfg->jwt_secret = strdup(secret_env);
 
 	/* then the flags */
 	for (i = 0; i < NOPTIONS; i++)
@@ -324,6 +443,7 @@ pbh_config_load(int argc, char **argv, char *err, size_t errlen)
 	longopts[NOPTIONS + 1] = (struct option) {"version", no_argument, NULL, 'V'};
 	longopts[NOPTIONS + 2] = (struct option) {NULL, 0, NULL, 0};
 	opterr = 0;
+	optind = 0;					/* GNU: start afresh (a reload parses again) */
 	while ((c = getopt_long(argc, argv, ":hV", longopts, NULL)) != -1)
 	{
 		if (c == 'h')
@@ -346,7 +466,7 @@ pbh_config_load(int argc, char **argv, char *err, size_t errlen)
 			snprintf(err, errlen, "unknown option %s (see --help)", argv[optind - 1]);
 			return -1;
 		}
-		if (apply((size_t) (c - 256), optarg, err, errlen) != 0)
+		if (apply(cfg, (size_t) (c - 256), optarg, err, errlen) != 0)
 			return -1;
 	}
 	if (optind < argc)
@@ -354,5 +474,86 @@ pbh_config_load(int argc, char **argv, char *err, size_t errlen)
 		snprintf(err, errlen, "unexpected argument \"%s\" (see --help)", argv[optind]);
 		return -1;
 	}
-	return check(err, errlen);
+	/* the file read first must be the one named (getopt takes --config=) */
+	if (cfg->config_file != NULL &&
+		(config_file == NULL || strcmp(config_file, cfg->config_file) != 0))
+	{
+		snprintf(err, errlen, "write --config-file in full");
+		return -1;
+	}
+	return check(cfg, err, errlen);
+}
+
+/* a snapshot of the settings a reload may change, copied from cfg */
+static pbh_live_t *
+live_new(const pbh_config_t *cfg)
+{
+	pbh_live_t *live = calloc(1, sizeof(pbh_live_t));
+	int			n = 0;
+
+	while (cfg->cors_origins[n] != NULL)
+		n++;
+	live->jwt_secret = strdup(cfg->jwt_secret);
+	live->cors_origins = calloc(n + 1, sizeof(char *));
+	for (int i = 0; i < n; i++)
+		live->cors_origins[i] = strdup(cfg->cors_origins[i]);
+	live->access_log = cfg->access_log;
+	return live;
+}
+
+void
+pbh_live_free(pbh_live_t *live)
+{
+	if (live == NULL)
+		return;
+	for (char **o = live->cors_origins; *o != NULL; o++)
+		free(*o);
+	free(live->cors_origins);
+	free(live->jwt_secret);
+	free(live);
+}
+
+/* the strings of a scratch configuration */
+static void
+config_free(pbh_config_t *cfg)
+{
+	for (size_t i = 0; i < NOPTIONS; i++)
+	{
+		char	   *field = (char *) cfg + options[i].offset;
+
+		if (options[i].kind == OPT_STRING || options[i].kind == OPT_FILE)
+			free(*(char **) field);
+		else if (options[i].kind == OPT_LIST)
+			free_list(*(char ***) field);
+	}
+}
+
+int
+pbh_config_load(int argc, char **argv, char *err, size_t errlen)
+{
+	saved_argc = argc;
+	saved_argv = argv;
+	if (load(&pbh_config, argc, argv, err, errlen) != 0)
+		return -1;
+	__atomic_store_n(&pbh_live_ptr, live_new(&pbh_config), __ATOMIC_RELEASE);
+	return 0;
+}
+
+/*
+ * Read every source again (called by the main thread, never by a loop):
+ * on success the new snapshot is published and *old is the one it
+ * replaced, which the caller frees once no thread can still be reading it.
+ */
+int
+pbh_config_reload(pbh_live_t **old, char *err, size_t errlen)
+{
+	pbh_config_t scratch;
+	int			rc;
+
+	memset(&scratch, 0, sizeof(scratch));
+	rc = load(&scratch, saved_argc, saved_argv, err, errlen);
+	if (rc == 0)
+		*old = __atomic_exchange_n(&pbh_live_ptr, live_new(&scratch), __ATOMIC_ACQ_REL);
+	config_free(&scratch);
+	return rc;
 }

@@ -142,6 +142,8 @@ pbh_jwt_verify(h2o_mem_pool_t *pool, const char *token, size_t len, int64_t now)
 			   *c;
 	size_t		nh,
 				nc;
+	const pbh_live_t *live = pbh_live();
+	const char *secret;
 	const char *err;
 	const pbh_json_member_t *alg,
 			   *exp,
@@ -161,7 +163,8 @@ pbh_jwt_verify(h2o_mem_pool_t *pool, const char *token, size_t len, int64_t now)
 		return PBH_JWT_MALFORMED;
 
 	/* the signature, over the bytes as received, before anything else */
-	if (HMAC(EVP_sha256(), pbh_config.jwt_secret, (int) strlen(pbh_config.jwt_secret),
+	secret = live != NULL ? live->jwt_secret : pbh_config.jwt_secret;
+	if (HMAC(EVP_sha256(), secret, (int) strlen(secret),
 			 (const unsigned char *) token, dot2 - token, mac, &maclen) == NULL)
 		return PBH_JWT_BAD_SIGNATURE;
 	if ((size_t) (token + len - dot2 - 1) > 86)

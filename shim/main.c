@@ -18,6 +18,10 @@
  *	  prior knowledge over plain TCP).
  *	- With --tls-cert and --tls-key every listener speaks TLS (tls.c);
  *	  there is no plain HTTP beside it.
+ *	- SIGHUP: the main thread (never a loop) reads the settings again and
+ *	  publishes the reloadable ones (config.c); the snapshot replaced is
+ *	  freed once every thread has ended the loop round it was in, since a
+ *	  loop uses a snapshot only within one round (loop_rounds).
  *
  *-------------------------------------------------------------------------
  */
@@ -36,15 +40,51 @@
 #include "pgbank_http.h"
 
 pbh_thread_t *pbh_threads;
-volatile int pbh_stopping = 0;
+_Atomic int pbh_stopping = 0;
 
 static h2o_globalconf_t globalconf;
 static int *listen_fds;
 
+static volatile sig_atomic_t reload_requested = 0;
+
 static void
 on_signal(int sig)
 {
-	pbh_stopping = 1;
+	if (sig == SIGHUP)
+		reload_requested = 1;
+	else
+		pbh_stopping = 1;
+}
+
+/* reload the settings; free the old snapshot once no loop can hold it */
+static void
+reload(void)
+{
+	char		err[512];
+	pbh_live_t *old = NULL;
+	uint64_t   *seen;
+	int			quiet = 0;
+
+	if (pbh_config_reload(&old, err, sizeof(err)) != 0)
+	{
+		fprintf(stderr, "pgbank-http: reload failed, settings unchanged: %s\n", err);
+		return;
+	}
+	fprintf(stderr, "pgbank-http: reloaded access-log, cors-origins and the token secret\n");
+	seen = calloc(pbh_config.threads, sizeof(uint64_t));
+	for (int i = 0; i < pbh_config.threads; i++)
+		seen[i] = __atomic_load_n(&pbh_threads[i].loop_rounds, __ATOMIC_ACQUIRE);
+	while (!quiet)
+	{
+		quiet = 1;
+		for (int i = 0; i < pbh_config.threads; i++)
+			if (__atomic_load_n(&pbh_threads[i].loop_rounds, __ATOMIC_ACQUIRE) == seen[i])
+				quiet = 0;
+		if (!quiet)
+			usleep(5000);
+	}
+	free(seen);
+	pbh_live_free(old);
 }
 
 /* the listening address as a sockaddr */
@@ -179,6 +219,8 @@ run_thread(void *arg)
 	for (;;)
 	{
 		h2o_evloop_run(loop, 100);
+		pbh_pool_publish(t);
+		__atomic_store_n(&t->loop_rounds, t->loop_rounds + 1, __ATOMIC_RELEASE);
 		if (!pbh_stopping)
 			continue;
 		if (t->listener != NULL)
@@ -194,6 +236,9 @@ run_thread(void *arg)
 	}
 	pbh_pool_close(t);
 	h2o_evloop_run(loop, 0);
+	pbh_pool_publish(t);
+	/* no more rounds: a reload waiting for this one may go on */
+	__atomic_store_n(&t->loop_rounds, t->loop_rounds + 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -228,6 +273,7 @@ main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 
 	h2o_config_init(&globalconf);
 	globalconf.server_name = h2o_iovec_init(H2O_STRLIT("pgbank-http"));
@@ -264,6 +310,7 @@ main(int argc, char **argv)
 		}
 
 	pbh_threads = calloc(pbh_config.threads, sizeof(pbh_thread_t));
+	pbh_obs_init();
 	for (i = 0; i < pbh_config.threads; i++)
 	{
 		pbh_threads[i].index = i;
@@ -277,6 +324,15 @@ main(int argc, char **argv)
 			PBH_VERSION, pbh_config.listen_addr, pbh_config.port,
 			pbh_tls_ctx ? "https" : "http", pbh_config.http2 ? "HTTP/1.1 and HTTP/2" : "HTTP/1.1 only",
 			pbh_config.threads, pbh_config.connections, pbh_config.read_connections);
+	while (!pbh_stopping)
+	{
+		if (reload_requested)
+		{
+			reload_requested = 0;
+			reload();
+		}
+		usleep(20000);
+	}
 	for (i = 0; i < pbh_config.threads; i++)
 		pthread_join(pbh_threads[i].tid, NULL);
 	fprintf(stderr, "pgbank-http: stopped\n");

@@ -1,11 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * ops.c
- *		The operator's routes: /livez (the process answers), /readyz (this
- *		thread has a database connection ready) and /metrics (Prometheus
- *		text: requests, pipelines sent to the database, retries, responses
- *		by class, summed over the threads), and /v1/openapi.json (the API's
- *		OpenAPI 3.1 document, openapi.c).  No credential, no query.
+ *		The operator's routes: /livez (the process answers), /readyz (every
+ *		thread has a general database connection ready, as its loop last
+ *		published: see pbh_pool_publish) and /metrics (Prometheus text,
+ *		summed over the threads: see obs.c), and /v1/openapi.json (the
+ *		API's OpenAPI 3.1 document, openapi.c).  No credential, no query.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +28,7 @@ pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen)
 
 	if (h2o_memis(path, plen, H2O_STRLIT("/livez")))
 	{
+		pbh_obs_route(req, pbh_nroutes + PBH_SLOT_LIVEZ);
 		if (!is_get(req))
 			goto not_get;
 		pbh_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
@@ -35,11 +36,17 @@ pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen)
 	}
 	if (h2o_memis(path, plen, H2O_STRLIT("/readyz")))
 	{
+		int			ready = 1;
+
+		pbh_obs_route(req, pbh_nroutes + PBH_SLOT_READYZ);
 		if (!is_get(req))
 			goto not_get;
+		for (int i = 0; i < pbh_config.threads; i++)
+			if (__atomic_load_n(&pbh_threads[i].g_conn_ready[PBH_POOL_WRITE], __ATOMIC_RELAXED) == 0)
+				ready = 0;
 		if (pbh_stopping)
 			pbh_send_json(req, 503, H2O_STRLIT("{\"status\":\"stopping\"}"));
-		else if (pbh_pool_ready(t))
+		else if (ready && pbh_pool_ready(t))
 			pbh_send_json(req, 200, H2O_STRLIT("{\"status\":\"ready\"}"));
 		else
 			pbh_send_json(req, 503, H2O_STRLIT("{\"status\":\"no database connection\"}"));
@@ -50,6 +57,7 @@ pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen)
 		size_t		len;
 		const char *doc = pbh_openapi_document(&len);
 
+		pbh_obs_route(req, pbh_nroutes + PBH_SLOT_OPENAPI);
 		if (!is_get(req))
 			goto not_get;
 		pbh_send_json(req, 200, doc, len);
@@ -57,39 +65,22 @@ pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen)
 	}
 	if (h2o_memis(path, plen, H2O_STRLIT("/metrics")))
 	{
-		uint64_t	requests = 0,
-					db = 0,
-					retries = 0,
-					status[6] = {0};
-		char	   *body = h2o_mem_alloc_pool(&req->pool, 2048);
-		size_t		n = 0;
+		char	   *body;
+		size_t		n;
 
+		pbh_obs_route(req, pbh_nroutes + PBH_SLOT_METRICS);
 		if (!is_get(req))
 			goto not_get;
-		for (int i = 0; i < pbh_config.threads; i++)
+		n = pbh_obs_metrics(&req->pool, &body);
+		if (pbh_config.replica_dsn != NULL)
 		{
-			pbh_thread_t *o = &pbh_threads[i];
+			/* the replica's lines after the others (replica.c) */
+			char	   *more = h2o_mem_alloc_pool(&req->pool, n + 512);
 
-			requests += __atomic_load_n(&o->n_requests, __ATOMIC_RELAXED);
-			db += __atomic_load_n(&o->n_db_requests, __ATOMIC_RELAXED);
-			retries += __atomic_load_n(&o->n_retries, __ATOMIC_RELAXED);
-			for (int k = 1; k < 6; k++)
-				status[k] += __atomic_load_n(&o->n_status[k], __ATOMIC_RELAXED);
+			memcpy(more, body, n);
+			n += pbh_replica_metrics(more + n, 512);
+			body = more;
 		}
-		n += snprintf(body + n, 2048 - n,
-					  "# TYPE pgbank_http_requests_total counter\n"
-					  "pgbank_http_requests_total %llu\n"
-					  "# TYPE pgbank_http_db_pipelines_total counter\n"
-					  "pgbank_http_db_pipelines_total %llu\n"
-					  "# TYPE pgbank_http_retries_total counter\n"
-					  "pgbank_http_retries_total %llu\n"
-					  "# TYPE pgbank_http_responses_total counter\n",
-					  (unsigned long long) requests, (unsigned long long) db,
-					  (unsigned long long) retries);
-		for (int k = 1; k < 6; k++)
-			n += snprintf(body + n, 2048 - n, "pgbank_http_responses_total{class=\"%dxx\"} %llu\n",
-						  k, (unsigned long long) status[k]);
-		n += pbh_replica_metrics(body + n, 2048 - n);
 		req->res.status = 200;
 		pbh_count_status(req, 200);
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,

@@ -7,8 +7,10 @@
  * Invariants:
  *	- One thread owns one h2o event loop, one h2o context, one listener
  *	  (SO_REUSEPORT) and one pool of libpq connections; nothing of a thread
- *	  is touched by another.  The configuration is read-only once the
- *	  threads start.
+ *	  is touched by another, except its counters and gauges, which /metrics
+ *	  and /readyz read with relaxed atomic loads.  The configuration is
+ *	  read-only once the threads start; what SIGHUP may change is a
+ *	  separate immutable snapshot, swapped whole (pbh_live).
  *	- Nothing inside a loop blocks: libpq runs non-blocking in pipeline
  *	  mode, its sockets registered in the loop.
  *	- A request costs no query until its credential has been verified here
@@ -26,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <time.h>
 #include <libpq-fe.h>
 #include "h2o.h"
 
@@ -66,6 +69,7 @@ typedef struct st_pbh_config_t
 	int			replica_max_lag;	/* milliseconds */
 	int			replica_poll;	/* milliseconds between replay position polls */
 	int			replica_ryw;	/* read-your-writes per subject (1) */
+	char	   *config_file;	/* settings read before the environment */
 } pbh_config_t;
 
 extern pbh_config_t pbh_config;
@@ -320,6 +324,8 @@ struct st_pbh_job_t
 	int			sent;			/* went out on a connection */
 	int			on_replica;		/* given to the replica's class */
 	uint64_t	lsn;			/* the position asked for; 0: unknown */
+	uint64_t	sent_ns;		/* pbh_clock_ns() when last sent; 0: never */
+	uint64_t	db_ns;			/* sent to Sync, summed over round trips */
 };
 
 struct st_pbh_thread_t
@@ -341,11 +347,34 @@ struct st_pbh_thread_t
 	uint64_t	n_retries;
 	uint64_t	n_status[6];	/* 1xx..5xx by first digit */
 	struct st_pbh_replica_t *replica;	/* replica.c's, NULL without one */
+	uint64_t	n_rate_limited;
+	/* observability (obs.c, pool.c): written by the owner, read by any */
+	struct st_pbh_metrics_t *metrics;
+	uint64_t	n_db_conn_failures;
+	int			g_conn_ready[PBH_POOL_CLASSES];
+	int			g_conn_down[PBH_POOL_CLASSES];
+	int			g_waiting[PBH_POOL_CLASSES];
+	int			g_inflight;
+	uint64_t	loop_rounds;	/* for freeing an old live config */
 };
+
+/*
+ * A counter of the thread's, read by /metrics in any thread: one relaxed
+ * atomic store by its only writer (a plain add on x86, no lock prefix)
+ */
+#define PBH_COUNT(x) __atomic_store_n(&(x), (x) + 1, __ATOMIC_RELAXED)
+
+/* reconnection: exponential backoff with jitter, checked on a tick */
+#define PBH_RECONNECT_MIN_MS 100
+#define PBH_RECONNECT_MAX_MS 5000
+#define PBH_RECONNECT_TICK_MS 25
+#define PBH_CONNECT_TIMEOUT_MS 10000
+#define PBH_ANSWER_MARGIN_MS 3000	/* past statement_timeout: a hung database */
 
 void		pbh_pool_init(pbh_thread_t *thread);
 void		pbh_pool_submit(pbh_job_t *job);
 int			pbh_pool_ready(pbh_thread_t *thread);
+void		pbh_pool_publish(pbh_thread_t *thread);
 void		pbh_pool_close(pbh_thread_t *thread);
 const char *pbh_stmt_sql(int stmt);
 int			pbh_nstmts(void);
@@ -401,7 +430,78 @@ void		pbh_add_common_headers(h2o_req_t *req);
 void		pbh_count_status(h2o_req_t *req, int status);
 
 extern pbh_thread_t *pbh_threads;
-extern volatile int pbh_stopping;
+extern _Atomic int pbh_stopping;	/* set by a signal, read by every thread */
+
+/* ---------------------------------------------------------------------
+ * obs.c: per-route metrics, Server-Timing, the access log
+ *
+ * Every request gets a pbh_obs_t in its pool (pbh_obs_begin, from
+ * pbh_add_common_headers); the handlers name its route (pbh_obs_route) and
+ * its database time (pbh_obs_db); pbh_count_status, which every response
+ * passes through before it is sent, ends it (pbh_obs_end): the thread's
+ * own counters, the Server-Timing header, the access log line.  Counters
+ * are per thread, written only by their thread (relaxed atomic stores),
+ * summed by /metrics with relaxed atomic loads.
+ * ---------------------------------------------------------------------
+ */
+/* metric slots past the routes' */
+enum
+{
+	PBH_SLOT_LIVEZ,
+	PBH_SLOT_READYZ,
+	PBH_SLOT_METRICS,
+	PBH_SLOT_OPENAPI,
+	PBH_SLOT_UNMATCHED,
+	PBH_SLOT_EXTRA
+};
+
+static inline uint64_t
+pbh_clock_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+void		pbh_obs_init(void);	/* after pbh_threads is allocated */
+void		pbh_obs_begin(h2o_req_t *req, const char *rid);
+void		pbh_obs_route(h2o_req_t *req, int slot);	/* a route's index or
+														 * pbh_nroutes + PBH_SLOT_* */
+void		pbh_obs_db(h2o_req_t *req, const pbh_job_t *job);
+void		pbh_obs_db_error(pbh_thread_t *t, const pbh_job_t *job);
+void		pbh_obs_end(h2o_req_t *req, int status);
+size_t		pbh_obs_metrics(h2o_mem_pool_t *pool, char **out);
+
+/* ---------------------------------------------------------------------
+ * config.c: what SIGHUP reloads
+ *
+ * The settings a reload may change live in an immutable snapshot,
+ * published by an atomic pointer swap (release; readers acquire).  A
+ * reader uses the snapshot only within one callback of its loop; the
+ * replaced one is freed once every thread has finished a round of its
+ * loop since the swap (main.c).
+ * ---------------------------------------------------------------------
+ */
+typedef struct st_pbh_live_t
+{
+	char	   *jwt_secret;
+	char	  **cors_origins;	/* NULL-terminated */
+	int			access_log;
+} pbh_live_t;
+
+extern pbh_live_t *pbh_live_ptr;
+
+/* the current snapshot (NULL before pbh_config_load: pbh_config holds it) */
+static inline const pbh_live_t *
+pbh_live(void)
+{
+	return __atomic_load_n(&pbh_live_ptr, __ATOMIC_ACQUIRE);
+}
+
+/* re-read the settings; publish the new snapshot, *old the replaced one */
+int			pbh_config_reload(pbh_live_t **old, char *err, size_t errlen);
+void		pbh_live_free(pbh_live_t *live);
 
 /* ---------------------------------------------------------------------
  * tls.c: optional TLS from --tls-cert and --tls-key, ALPN, HSTS

@@ -19,7 +19,26 @@
  *	  never closes libpq's descriptor, and PQfinish never pulls a
  *	  descriptor from under the loop.
  *	- A connection that breaks fails its jobs in flight (never resent: a
- *	  write may have committed) and is reopened after a second.
+ *	  write may have committed) and is reopened after a delay that starts
+ *	  at PBH_RECONNECT_MIN_MS and doubles at each failed attempt up to
+ *	  PBH_RECONNECT_MAX_MS, with jitter (a random half of it), so that a
+ *	  restarting database is not hammered in step by every thread; the
+ *	  first connection that gets ready resets it, and tells every other
+ *	  connection waiting for its next attempt, in any thread, to try at once
+ *	  (db_back, the only state the threads share here: read on the
+ *	  reconnection tick, never per request).  An attempt that is
+ *	  neither ready nor failed after PBH_CONNECT_TIMEOUT_MS is abandoned.
+ *	- A connection with jobs in flight that gets no result at all for
+ *	  statement_timeout + PBH_ANSWER_MARGIN_MS (every statement is bounded
+ *	  by statement_timeout, so a live database answers sooner) is taken for
+ *	  hung, e.g. cut off by the network or stopped, and failed like a broken
+ *	  one: its requests get 503 instead of waiting for TCP to give up.
+ *	- A job is queued only while a connection of its class is ready (or it
+ *	  is sent at once); with none ready it fails at once (503
+ *	  database_unavailable), never waiting for a reconnection that may take
+ *	  seconds; when the last ready connection of a class breaks, the jobs
+ *	  waiting for that class fail the same way (reads move to the general
+ *	  class if it has one ready).
  *	- Two classes of connections: read-only routes go to their own
  *	  (--read-connections), so a read never waits in a pipeline behind a
  *	  write that waits for a lock or a commit; writes never go there.  With
@@ -33,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pgbank_http.h"
@@ -58,8 +78,22 @@ struct st_pbh_conn_t
 	int			prepares_left;
 	int			write_wait;
 	unsigned char *prepared;	/* per statement: prepared here */
-	h2o_timeout_entry_t reopen;
+	h2o_timeout_entry_t reopen; /* on the thread's tick while not ready */
+	h2o_timeout_entry_t watchdog;	/* while jobs are in flight */
+	uint64_t	next_try;		/* DOWN: loop time (ms) of the next attempt */
+	uint64_t	deadline;		/* CONNECTING, PREPARING: give up then */
+	int			backoff;		/* ms: the next delay's upper bound */
+	uint64_t	db_back_seen;	/* db_back when it went down */
 };
+
+/* bumped when a connection gets ready after a failure: the database is back */
+static uint64_t db_back;
+
+/* per-thread seed of the reconnection jitter */
+static __thread unsigned int jitter_seed;
+
+/* statement_timeout + PBH_ANSWER_MARGIN_MS, on the thread's loop */
+static __thread h2o_timeout_t answer_timeout;
 
 /*
  * The fixed statements; the routes' follow (see pbh_stmt_sql).  Each request
@@ -246,16 +280,39 @@ conn_start(pbh_conn_t *conn)
 		return;
 	}
 	conn->state = CONN_CONNECTING;
+	conn->deadline = h2o_now(conn->thread->ctx.loop) + PBH_CONNECT_TIMEOUT_MS;
+	if (!h2o_timeout_is_linked(&conn->reopen))
+		h2o_timeout_link(conn->thread->ctx.loop, &conn->thread->retry_timeout, &conn->reopen);
 	connect_step(conn, PGRES_POLLING_WRITING);
 }
 
+/*
+ * The tick of a connection that is not ready: start the next attempt when
+ * its time has come, give up an attempt that takes too long.
+ */
 static void
 on_reopen(h2o_timeout_entry_t *entry)
 {
 	pbh_conn_t *conn = H2O_STRUCT_FROM_MEMBER(pbh_conn_t, reopen, entry);
+	uint64_t	now = h2o_now(conn->thread->ctx.loop);
 
-	if (conn->state == CONN_DOWN && !pbh_stopping)
-		conn_start(conn);
+	if (pbh_stopping || conn->state == CONN_READY)
+		return;
+	if (conn->state == CONN_DOWN)
+	{
+		if (now >= conn->next_try ||
+			__atomic_load_n(&db_back, __ATOMIC_RELAXED) != conn->db_back_seen)
+			conn_start(conn);
+		else
+			h2o_timeout_link(conn->thread->ctx.loop, &conn->thread->retry_timeout, &conn->reopen);
+		return;
+	}
+	if (now >= conn->deadline)
+	{
+		conn_fail(conn, "timeout connecting or preparing");
+		return;
+	}
+	h2o_timeout_link(conn->thread->ctx.loop, &conn->thread->retry_timeout, &conn->reopen);
 }
 
 static void
@@ -267,12 +324,12 @@ job_finish(pbh_job_t *job)
 	job->on_done(job);
 }
 
-/* the thread has no connection of a class that is or may soon be usable */
+/* the thread has no connection of a class ready to take a job */
 static int
 pool_hopeless(pbh_thread_t *t, int cls)
 {
 	for (int i = 0; i < pool_size(); i++)
-		if (t->conns[i].cls == cls && t->conns[i].state != CONN_DOWN)
+		if (t->conns[i].cls == cls && t->conns[i].state == CONN_READY)
 			return 0;
 	return 1;
 }
@@ -324,6 +381,8 @@ conn_fail(pbh_conn_t *conn, const char *why)
 	memset(conn->prepared, 0, pbh_nstmts());
 	if (conn->cls == PBH_POOL_REPLICA)
 		pbh_replica_lost(t);
+	if (h2o_timeout_is_linked(&conn->watchdog))
+		h2o_timeout_unlink(&conn->watchdog);
 
 	/* jobs in flight fail (a write may have committed: never resend) */
 	h2o_linklist_init_anchor(&failed);
@@ -368,8 +427,19 @@ conn_fail(pbh_conn_t *conn, const char *why)
 			job_finish(job);
 		}
 	}
-	if (!pbh_stopping && !h2o_timeout_is_linked(&conn->reopen))
-		h2o_timeout_link(t->ctx.loop, &t->retry_timeout, &conn->reopen);
+	if (why != NULL)
+		PBH_COUNT(t->n_db_conn_failures);
+	if (!pbh_stopping)
+	{
+		/* the next attempt: a random point in the upper half of the backoff */
+		int			b = conn->backoff > 0 ? conn->backoff : PBH_RECONNECT_MIN_MS;
+
+		conn->next_try = h2o_now(t->ctx.loop) + b / 2 + rand_r(&jitter_seed) % (b / 2 + 1);
+		conn->db_back_seen = __atomic_load_n(&db_back, __ATOMIC_RELAXED);
+		conn->backoff = b * 2 < PBH_RECONNECT_MAX_MS ? b * 2 : PBH_RECONNECT_MAX_MS;
+		if (!h2o_timeout_is_linked(&conn->reopen))
+			h2o_timeout_link(t->ctx.loop, &t->retry_timeout, &conn->reopen);
+	}
 }
 
 static void on_write(h2o_socket_t *sock, const char *err);
@@ -462,6 +532,7 @@ static void
 conn_process(pbh_conn_t *conn)
 {
 	int			nulls = 0;
+	int			progress = 0;
 
 	if (conn_flush(conn) != 0)
 		return;
@@ -483,6 +554,7 @@ conn_process(pbh_conn_t *conn)
 			continue;
 		}
 		nulls = 0;
+		progress = 1;
 		if (conn->state == CONN_PREPARING)
 		{
 			/* the session settings (-1), then each statement */
@@ -493,6 +565,11 @@ conn_process(pbh_conn_t *conn)
 				if (--conn->prepares_left == 0)
 				{
 					conn->state = CONN_READY;
+					if (conn->backoff > PBH_RECONNECT_MIN_MS)
+						__atomic_fetch_add(&db_back, 1, __ATOMIC_RELAXED);
+					conn->backoff = PBH_RECONNECT_MIN_MS;
+					if (h2o_timeout_is_linked(&conn->reopen))
+						h2o_timeout_unlink(&conn->reopen);
 					if (!pbh_stopping)
 						log_conn(conn, "ready", NULL);
 				}
@@ -544,6 +621,7 @@ conn_process(pbh_conn_t *conn)
 			if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
 			{
 				PQclear(res);
+				job->db_ns += pbh_clock_ns() - job->sent_ns;
 				h2o_linklist_unlink(&job->link);
 				conn->ninflight--;
 				job_finish(job);
@@ -558,8 +636,28 @@ conn_process(pbh_conn_t *conn)
 		conn_fail(conn, PQerrorMessage(conn->pg));
 		return;
 	}
+	/* an answer: the watchdog starts again, for what is still in flight */
+	if (progress && h2o_timeout_is_linked(&conn->watchdog))
+	{
+		h2o_timeout_unlink(&conn->watchdog);
+		if (conn->ninflight > 0)
+			h2o_timeout_link(conn->thread->ctx.loop, &answer_timeout, &conn->watchdog);
+	}
 	if (conn->state == CONN_READY)
 		conn_dispatch(conn);
+}
+
+/* jobs in flight and no answer for too long: the database is not there */
+static void
+on_watchdog(h2o_timeout_entry_t *entry)
+{
+	pbh_conn_t *conn = H2O_STRUCT_FROM_MEMBER(pbh_conn_t, watchdog, entry);
+	char		why[64];
+
+	if (conn->state != CONN_READY || conn->ninflight == 0)
+		return;
+	snprintf(why, sizeof(why), "no answer in %d ms", (int) answer_timeout.timeout);
+	conn_fail(conn, why);
 }
 
 static void
@@ -623,7 +721,10 @@ conn_send(pbh_conn_t *conn, pbh_job_t *job)
 	}
 	h2o_linklist_insert(&conn->inflight, &job->link);
 	conn->ninflight++;
-	conn->thread->n_db_requests++;
+	PBH_COUNT(conn->thread->n_db_requests);
+	job->sent_ns = pbh_clock_ns();
+	if (!h2o_timeout_is_linked(&conn->watchdog))
+		h2o_timeout_link(conn->thread->ctx.loop, &answer_timeout, &conn->watchdog);
 	return conn_flush(conn);
 
 broken:
@@ -695,12 +796,41 @@ pbh_pool_ready(pbh_thread_t *t)
 	return 0;
 }
 
+/*
+ * Publish the thread's pool gauges for /metrics and /readyz, read by any
+ * thread: called by the owner between two rounds of its loop.
+ */
+void
+pbh_pool_publish(pbh_thread_t *t)
+{
+	int			ready[PBH_POOL_CLASSES] = {0},
+				down[PBH_POOL_CLASSES] = {0};
+
+	for (int i = 0; i < pool_size(); i++)
+	{
+		if (t->conns[i].state == CONN_READY)
+			ready[t->conns[i].cls]++;
+		else
+			down[t->conns[i].cls]++;
+	}
+	for (int cls = 0; cls < PBH_POOL_CLASSES; cls++)
+	{
+		__atomic_store_n(&t->g_conn_ready[cls], ready[cls], __ATOMIC_RELAXED);
+		__atomic_store_n(&t->g_conn_down[cls], down[cls], __ATOMIC_RELAXED);
+		__atomic_store_n(&t->g_waiting[cls], t->nwaiting[cls], __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&t->g_inflight, t->inflight, __ATOMIC_RELAXED);
+}
+
 void
 pbh_pool_init(pbh_thread_t *t)
 {
 	for (int cls = 0; cls < PBH_POOL_CLASSES; cls++)
 		h2o_linklist_init_anchor(&t->waiting[cls]);
-	h2o_timeout_init(t->ctx.loop, &t->retry_timeout, 1000);
+	h2o_timeout_init(t->ctx.loop, &t->retry_timeout, PBH_RECONNECT_TICK_MS);
+	h2o_timeout_init(t->ctx.loop, &answer_timeout,
+					 (uint64_t) pbh_config.statement_timeout + PBH_ANSWER_MARGIN_MS);
+	jitter_seed = (unsigned int) time(NULL) ^ ((unsigned int) t->index * 2654435761u);
 	t->conns = calloc(pool_size(), sizeof(pbh_conn_t));
 	for (int i = 0; i < pool_size(); i++)
 	{
@@ -715,6 +845,8 @@ pbh_pool_init(pbh_thread_t *t)
 		c->prepared = calloc(pbh_nstmts(), 1);
 		h2o_linklist_init_anchor(&c->inflight);
 		c->reopen.cb = on_reopen;
+		c->watchdog.cb = on_watchdog;
+		c->backoff = PBH_RECONNECT_MIN_MS;
 		conn_start(c);
 	}
 	pbh_replica_init(t);
@@ -730,6 +862,8 @@ pbh_pool_close(pbh_thread_t *t)
 
 		if (h2o_timeout_is_linked(&c->reopen))
 			h2o_timeout_unlink(&c->reopen);
+		if (h2o_timeout_is_linked(&c->watchdog))
+			h2o_timeout_unlink(&c->watchdog);
 		if (c->state != CONN_DOWN)
 			conn_fail(c, NULL);
 		if (h2o_timeout_is_linked(&c->reopen))
