@@ -167,6 +167,12 @@ reason(int status)
 			return "Content Too Large";
 		case 415:
 			return "Unsupported Media Type";
+		case 417:
+			return "Expectation Failed";
+		case 429:
+			return "Too Many Requests";
+		case 431:
+			return "Request Header Fields Too Large";
 		case 422:
 			return "Unprocessable Content";
 		case 500:
@@ -661,6 +667,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	pbh_qparam_t fp[PBH_MAX_QUERY_PARAMS];
 	int			nf = 0,
 				form = 0;
+	pbh_limit_class_t limit_class;
 
 	t->n_requests++;
 	pbh_add_common_headers(req);
@@ -669,6 +676,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		pbh_problem_send(req, 505, "http_version", "Only HTTP/1.1 is served", NULL);
 		return 0;
 	}
+	if (pbh_guard_headers(req))
+		return 0;
 	if (pbh_ops_on_req(req, req->path_normalized.base, req->path_normalized.len))
 		return 0;
 
@@ -693,6 +702,11 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			pbh_problem_send(req, 404, "not_found", "No such route", NULL);
 		return 0;
 	}
+
+	/* rate limits (limits.c): the address now, the subject once verified */
+	limit_class = pbh_limits_class(route);
+	if (pbh_limits_address(req, limit_class))
+		return 0;
 
 	/* the credential, checked here before any database work */
 	if (route->roles & PBH_ROLE_ANON)
@@ -722,6 +736,14 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			}
 			credential = h2o_strdup(&req->pool, v.base + 7, v.len - 7).base;
 			role = "bank_customer";
+			{
+				char		sub[64];
+
+				if (pbh_limits_token_subject(&req->pool, v.base + 7, v.len - 7, sub, sizeof(sub)) == 0
+					? pbh_limits_subject(req, limit_class, sub, strlen(sub))
+					: pbh_limits_subject(req, limit_class, v.base + 7, v.len - 7))
+					return 0;
+			}
 		}
 		else if (ki != -1)
 		{
@@ -733,6 +755,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			if (!(route->roles & PBH_ROLES_STAFF))
 				return forbidden(req, "API keys may not use this route.");
 			SHA256((const unsigned char *) v.base, v.len, key_hash);
+			if (pbh_limits_subject(req, limit_class, key_hash, sizeof(key_hash)))
+				return 0;
 			/* a cached role: checked here; unknown: asked below (role NULL) */
 			bit = key_cache_get(key_hash);
 			if (bit != 0 && !(route->roles & bit))

@@ -157,7 +157,8 @@ on_accept(h2o_socket_t *listener, const char *err)
 	if (err != NULL)
 		return;
 	while ((sock = h2o_evloop_socket_accept(listener)) != NULL)
-		h2o_accept(&t->accept_ctx, sock);
+		if (pbh_guard_accept(t, sock) == 0)
+			h2o_accept(&t->accept_ctx, sock);
 }
 
 static void *
@@ -222,6 +223,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "pgbank-http: error: %s\n", err);
 		return 2;
 	}
+	pbh_limits_init();
 
 	signal(SIGPIPE, SIG_IGN);
 	memset(&sa, 0, sizeof(sa));
@@ -239,6 +241,7 @@ main(int argc, char **argv)
 	pathconf = h2o_config_register_path(hostconf, "/", 0);
 	handler = h2o_create_handler(pathconf, sizeof(*handler));
 	handler->on_req = pbh_api_on_req;
+	pbh_guard_register(hostconf);
 	{
 		/*
 		 * gzip (h2o's filter, fast level) for bodies of 1 KiB and more

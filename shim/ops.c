@@ -60,6 +60,8 @@ pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen)
 		uint64_t	requests = 0,
 					db = 0,
 					retries = 0,
+					limited = 0,
+					refused = 0,
 					status[6] = {0};
 		char	   *body = h2o_mem_alloc_pool(&req->pool, 2048);
 		size_t		n = 0;
@@ -73,6 +75,8 @@ pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen)
 			requests += __atomic_load_n(&o->n_requests, __ATOMIC_RELAXED);
 			db += __atomic_load_n(&o->n_db_requests, __ATOMIC_RELAXED);
 			retries += __atomic_load_n(&o->n_retries, __ATOMIC_RELAXED);
+			limited += __atomic_load_n(&o->n_rate_limited, __ATOMIC_RELAXED);
+			refused += __atomic_load_n(&o->n_conn_refused, __ATOMIC_RELAXED);
 			for (int k = 1; k < 6; k++)
 				status[k] += __atomic_load_n(&o->n_status[k], __ATOMIC_RELAXED);
 		}
@@ -90,6 +94,21 @@ pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen)
 			n += snprintf(body + n, 2048 - n, "pgbank_http_responses_total{class=\"%dxx\"} %llu\n",
 						  k, (unsigned long long) status[k]);
 		n += pbh_replica_metrics(body + n, 2048 - n);
+		if (n < 2048)
+		{
+			int			k = snprintf(body + n, 2048 - n,
+									 "# TYPE pgbank_http_rate_limited_total counter\n"
+									 "pgbank_http_rate_limited_total %llu\n"
+									 "# TYPE pgbank_http_connections_refused_total counter\n"
+									 "pgbank_http_connections_refused_total %llu\n"
+									 "# TYPE pgbank_http_connections_open gauge\n"
+									 "pgbank_http_connections_open %d\n",
+									 (unsigned long long) limited, (unsigned long long) refused,
+									 __atomic_load_n(&pbh_open_connections, __ATOMIC_RELAXED));
+
+			/* clamped to the buffer, like the replica's lines */
+			n += k < 0 ? 0 : (size_t) k < 2048 - n ? (size_t) k : 2048 - n - 1;
+		}
 		req->res.status = 200;
 		pbh_count_status(req, 200);
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
