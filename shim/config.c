@@ -135,6 +135,9 @@ static const pbh_option_t options[] = {
 	"requests per second per client address to the other /v1 routes", FIELD(rate_address)},
 	{"burst-address", "PGBANK_HTTP_BURST_ADDRESS", OPT_INT, "2000", 1, 1000000,
 	"burst of --rate-address", FIELD(burst_address)},
+	{"rate-limit-entries", "PGBANK_HTTP_RATE_LIMIT_ENTRIES", OPT_INT, "16384", 64, 4194304,
+	"rate-limit buckets per thread (24 bytes each); the longest idle is reused when full",
+	FIELD(rate_limit_entries)},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

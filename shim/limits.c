@@ -25,8 +25,9 @@
  *	  threads (SO_REUSEPORT) gets the whole rate; a client on one
  *	  connection gets its thread's share: the limit errs on the strict
  *	  side, never above the configured rate.
- *	- O(1) and bounded: the table is fixed (TABLE_SIZE entries a thread,
- *	  sets of SET_WAYS found by a keyed hash of the class and identity).  A
+ *	- O(1) and bounded: the table is fixed (--rate-limit-entries a thread,
+ *	  24 bytes each, 384 KiB by default; sets of SET_WAYS found by a keyed
+ *	  hash of the kind and identity).  A
  *	  new key takes an empty entry of its set, else the one idle longest.
  *	  A flood of distinct addresses or subjects therefore never grows
  *	  memory; it can only push out idle keys, and a key pushed out starts
@@ -49,7 +50,6 @@
 
 #include "pgbank_http.h"
 
-#define TABLE_SIZE 16384		/* entries per thread: 384 KiB */
 #define SET_WAYS 8
 
 /* the kinds of bucket, part of the key */
@@ -76,6 +76,7 @@ typedef struct st_pbh_rate_t
 
 static pbh_rate_t rates[KIND_SUBJ_WRITE + 1];
 static uint64_t hash_key[2];
+static size_t nsets;
 
 static __thread pbh_bucket_t *table;
 
@@ -129,6 +130,7 @@ pbh_limits_init(void)
 		if (rates[k].burst < 1.0)
 			rates[k].burst = 1.0;
 	}
+	nsets = pbh_config.rate_limit_entries / SET_WAYS;
 	if (getrandom(hash_key, sizeof(hash_key), 0) != (ssize_t) sizeof(hash_key))
 	{
 		struct timespec ts;
@@ -165,11 +167,11 @@ take(pbh_thread_t *t, int kind, uint64_t key)
 
 	if (table == NULL)
 	{
-		table = calloc(TABLE_SIZE, sizeof(pbh_bucket_t));
+		table = calloc(nsets * SET_WAYS, sizeof(pbh_bucket_t));
 		if (table == NULL)
 			return 0;			/* no memory: no limit, rather than no service */
 	}
-	set = &table[(key % (TABLE_SIZE / SET_WAYS)) * SET_WAYS];
+	set = &table[(key % nsets) * SET_WAYS];
 	for (int i = 0; i < SET_WAYS; i++)
 	{
 		if (set[i].key == key)

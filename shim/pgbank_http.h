@@ -79,6 +79,7 @@ typedef struct st_pbh_config_t
 	int			burst_write;
 	int			rate_address;	/* per second per address, read and write routes */
 	int			burst_address;
+	int			rate_limit_entries; /* buckets per thread */
 } pbh_config_t;
 
 extern pbh_config_t pbh_config;
