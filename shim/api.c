@@ -676,7 +676,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		pbh_problem_send(req, 505, "http_version", "Only HTTP/1.1 is served", NULL);
 		return 0;
 	}
-	if (pbh_guard_headers(req))
+	if (pbh_guard_request(req))
 		return 0;
 	if (pbh_ops_on_req(req, req->path_normalized.base, req->path_normalized.len))
 		return 0;

@@ -7,9 +7,9 @@
  *		- header fields: at most --max-headers of them and --max-header-size
  *		  bytes of request line and fields, else 431 (checked before
  *		  anything else of the request is looked at);
- *		- the body: --max-body (h2o's max_request_entity_size) refuses a
- *		  larger Content-Length at once and a chunked body as soon as it
- *		  grows past the limit; h2o answers these itself (413), as it does a
+ *		- the body: --max-body (h2o's max_request_entity_size, one more)
+ *		  refuses a larger Content-Length at once and a chunked body as soon
+ *		  as it grows past the limit; h2o answers these itself (413), as it does a
  *		  broken chunked encoding, an unknown Transfer-Encoding or a broken
  *		  Content-Length (400) and an unknown Expect (417).  A filter on the
  *		  host's fallback path (the only path such early errors are bound
@@ -51,10 +51,24 @@ volatile int pbh_open_connections = 0;
  * ---------------------------------------------------------------------
  */
 int
-pbh_guard_headers(h2o_req_t *req)
+pbh_guard_request(h2o_req_t *req)
 {
 	size_t		bytes = req->method.len + req->path.len + req->authority.len + 16;
 	char		detail[128];
+
+	/*
+	 * h2o refuses a chunked body once it reaches its limit (>=), a
+	 * Content-Length only above it (>): its limit is one byte more than
+	 * ours and this check makes both "more than --max-body".
+	 */
+	if (req->entity.base != NULL && req->entity.len > pbh_config.max_body)
+	{
+		snprintf(detail, sizeof(detail), "The request body may be at most %zu bytes.",
+				 pbh_config.max_body);
+		req->http1_is_persistent = 0;
+		pbh_problem_send(req, 413, "body_too_large", "The request body is too large", detail);
+		return 1;
+	}
 
 	if (req->headers.size > (size_t) pbh_config.max_headers)
 	{

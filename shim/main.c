@@ -233,7 +233,8 @@ main(int argc, char **argv)
 
 	h2o_config_init(&globalconf);
 	globalconf.server_name = h2o_iovec_init(H2O_STRLIT("pgbank-http"));
-	globalconf.max_request_entity_size = pbh_config.max_body;
+	/* one more: guard.c makes chunked and Content-Length bodies agree */
+	globalconf.max_request_entity_size = pbh_config.max_body + 1;
 	globalconf.http1.req_timeout = pbh_config.request_timeout;
 	/* never h2c: HTTP/2 only by ALPN over TLS, and only with --http2=1 */
 	globalconf.http1.upgrade_to_http2 = 0;

@@ -420,8 +420,8 @@ void		pbh_count_status(h2o_req_t *req, int status);
  * guard.c: request and connection limits, h2o's own errors as problems
  * ---------------------------------------------------------------------
  */
-/* 1 when the request breaks a header limit (and its 431 is sent) */
-int			pbh_guard_headers(h2o_req_t *req);
+/* 1 when the request breaks a header or body limit (and its 431 or 413 is sent) */
+int			pbh_guard_request(h2o_req_t *req);
 /* rewrite the errors h2o sends itself (413, 400, 417) as problem+json */
 void		pbh_guard_register(h2o_hostconf_t *hostconf);
 /* 0: serve the accepted connection; -1: over the limit, closed */
