@@ -20,6 +20,10 @@
  *	- No query before the credential is verified as far as the server can:
  *	  a token's signature and claims, an API key's shape.  401 (with
  *	  WWW-Authenticate) or 403 otherwise.
+ *	- Header and body limits (guard.c) come first, then rate limits
+ *	  (limits.c): the client address's once the route is known, the
+ *	  subject's once its credential is verified; a limited request costs
+ *	  no query.
  *	- Every argument is a bind parameter; the server never builds SQL.
  *	- A body member, query parameter or header the route does not know is a
  *	  400 naming it; so is a missing or mistyped one.
@@ -737,11 +741,15 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			credential = h2o_strdup(&req->pool, v.base + 7, v.len - 7).base;
 			role = "bank_customer";
 			{
+				/* the subject is the token's sub (the token itself if unreadable) */
 				char		sub[64];
+				int			limited;
 
-				if (pbh_limits_token_subject(&req->pool, v.base + 7, v.len - 7, sub, sizeof(sub)) == 0
-					? pbh_limits_subject(req, limit_class, sub, strlen(sub))
-					: pbh_limits_subject(req, limit_class, v.base + 7, v.len - 7))
+				if (pbh_limits_token_subject(&req->pool, v.base + 7, v.len - 7, sub, sizeof(sub)) == 0)
+					limited = pbh_limits_subject(req, limit_class, sub, strlen(sub));
+				else
+					limited = pbh_limits_subject(req, limit_class, v.base + 7, v.len - 7);
+				if (limited)
 					return 0;
 			}
 		}

@@ -8,12 +8,13 @@
 #  - write routes per subject, separately from its reads;
 #  - read and write routes also per address; /livez, /readyz, /metrics
 #    never;
-#  - a flood: wrk on 32 connections asks for a subject's entries (a heavy
+#  - a flood: wrk on 64 connections asks for a subject's entries (a heavy
 #    read) for several seconds against --rate-read 200: the 2xx answers are
 #    within 10 % of 200 x duration + burst, every other answer is a 429 with
 #    Retry-After >= 1, none a 5xx; meanwhile another subject on another
 #    loopback address (127.0.0.2) reads at 50/s and its median latency stays
-#    within 5 x its unloaded median + 5 ms;
+#    within 5 x its unloaded median + 10 ms (measured: 3-6 ms against 0.7 ms
+#    alone; 62 ms without rate limits, 150 ms with a limiter that sleeps);
 #  - the bucket table is bounded: with 64 entries a thread, an address that
 #    used up its bucket gets a fresh one after 2,000 other addresses came
 #    by (it was pushed out, not kept while the table grew).
@@ -224,7 +225,7 @@ my $pipes0 = metric('pgbank_http_db_pipelines_total');
 my $flood_seconds = 6;
 my $out = '';
 my $wrkrun = IPC::Run::start(
-	[ $wrk, '-t', '2', '-c', '32', '-d', "${flood_seconds}s", '-s', $luafile,
+	[ $wrk, '-t', '2', '-c', '64', '-d', "${flood_seconds}s", '-s', $luafile,
 		"$url/v1/accounts/$acct{flood}/entries?limit=100" ],
 	'<', \undef, '>', \$out, '2>&1',
 	init => sub { $ENV{FLOOD_TOKEN} = $c{flood}{token}; });
@@ -246,10 +247,16 @@ cmp_ok(abs(($f{n2xx} // 0) - $expect), '<=', 0.10 * $expect,
 is($f{n5xx}, 0, 'no 5xx');
 is($f{nother}, 0, 'every other answer a 429');
 is($f{badretry}, 0, 'every 429 with Retry-After >= 1');
-cmp_ok(metric('pgbank_http_db_pipelines_total') - $pipes0, '<=', ($f{n2xx} // 0) + scalar(@$ms1) + 10,
-	'the database saw only the accepted requests (pipelines counter)');
+# the server's own count: pipelines sent, less the probe's; wrk stops with
+# up to one accepted request per connection unanswered
+my $accepted = metric('pgbank_http_db_pipelines_total') - $pipes0 - scalar(@$ms1);
+cmp_ok(abs($accepted - $expect), '<=', 0.10 * $expect + 64,
+	"the database saw only the accepted requests: $accepted pipelines for the flood (pipelines counter)");
 is_deeply([ keys %$st1 ], [200], 'the probe during the flood: all 200') or diag(explain($st1));
-my $bound = 5 * $unloaded + 5;
+# generous for a shared machine, yet a server without rate limits (62 ms
+# measured, its database queue 64 deep) or with a limiter that sleeps in the
+# event loop (150 ms) is far outside it
+my $bound = 5 * $unloaded + 10;
 cmp_ok($flooded, '<=', $bound,
 	sprintf('the probe\'s median latency stays in range: %.2f ms flooded, %.2f ms alone (bound %.2f)',
 		$flooded, $unloaded, $bound));
