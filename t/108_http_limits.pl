@@ -16,8 +16,8 @@
 # (431 below h2o's own limits; h2o's fixed 400 above them), JSON nested
 # 10,000 deep, invalid UTF-8 in a value and in a name, duplicate names at
 # the top and in a nested object, huge numbers (1e400, 400 digits) as an
-# amount, NUL bytes, a slow-loris head cut off by --request-timeout, and
-# connections over --max-connections.
+# amount, NUL bytes, a slow-loris head and a slow body cut off by
+# --request-timeout, and connections over --max-connections.
 
 use strict;
 use warnings;
@@ -325,6 +325,18 @@ still_serves('NUL bytes');
 	ok(!defined $r->{status}, '... without an answer (HTTP has none to give)');
 	cmp_ok($r->{seconds}, '>=', 1.0, '... not before --request-timeout');
 	cmp_ok($r->{seconds}, '<', 10, '... but soon after it (' . sprintf('%.1f', $r->{seconds}) . ' s)');
+}
+
+# --- a slow body: the head is whole, the body never is; the same timeout
+{
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) or die $!;
+	my $t0 = time;
+	syswrite($s, transfer_head('slow-body', 'Content-Length: 200') . "\r\n" . '{"from_account":');
+	my $r = read_answer($s, $t0, wait => 15);
+	ok($r->{closed} && !defined $r->{status}, 'a body never finished: closed without an answer');
+	cmp_ok($r->{seconds}, '>=', 1.0, '... not before --request-timeout');
+	cmp_ok($r->{seconds}, '<', 10, '... but soon after it (' . sprintf('%.1f', $r->{seconds}) . ' s)');
+	still_serves('a slow body');
 }
 
 # nothing of a refused request was written
