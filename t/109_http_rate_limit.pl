@@ -102,6 +102,7 @@ sub req
 	my $queries = $h->db_requests;
 	my $cl = client_from('127.0.0.3');
 	my (%n, $bad_retry, $bad_problem);
+	my $t0 = time;
 	for (1 .. 10)
 	{
 		my $r = req($cl, 'POST', '/v1/login', {},
@@ -115,7 +116,9 @@ sub req
 		}
 	}
 	my $ok = $n{200} // 0;
-	ok($ok >= 1 && $ok <= 2, "10 logins at once from one address: $ok accepted (the burst)");
+	# a thread's share: burst 1, then 1 a second
+	my $most = 1 + int(time - $t0) + 1;
+	ok($ok >= 1 && $ok <= $most, "10 logins at once from one address: $ok accepted (the burst; at most $most)");
 	is($n{429} // 0, 10 - $ok, '... the rest 429');
 	ok(!$bad_retry, '... each with Retry-After, whole seconds >= 1');
 	ok(!$bad_problem, '... as problem+json, code rate_limited');
@@ -133,13 +136,16 @@ sub req
 	my $cl = client_from('127.0.0.5');
 	my $auth = PgbankHttp::bearer($c{writer}{token});
 	my %n;
+	my $t0 = time;
 	for my $i (1 .. 8)
 	{
 		my $r = req($cl, 'PATCH', "/v1/accounts/$acct{writer}", $auth, { name => "renamed $i" });
 		$n{ $r->{status} }++;
 	}
 	my $ok = $n{200} // 0;
-	ok($ok >= 2 && $ok <= 4, "8 writes at once by one subject: $ok accepted (the burst)");
+	# a thread's share: burst 2, then 1 a second
+	my $most = 2 + int(time - $t0) + 1;
+	ok($ok >= 2 && $ok <= $most, "8 writes at once by one subject: $ok accepted (the burst; at most $most)");
 	is($n{429} // 0, 8 - $ok, '... the rest 429');
 	# the same subject from another address: the subject's bucket, not the address's
 	# the same subject from another address (maybe another thread, whose
@@ -271,9 +277,13 @@ $url = $h->url;
 	$n{ req($cl, 'GET', $_)->{status} }++ for ('/livez', '/readyz', '/metrics') x 40;
 	is_deeply(\%n, { 200 => 120 }, '120 operator requests from one address: never limited');
 	%n = ();
+	my $t0 = time;
 	$n{ req($cl, 'GET', '/v1/accounts')->{status} }++ for 1 .. 40;
-	ok(($n{429} // 0) >= 20, 'reads without a credential from one address: limited per address ('
-		  . ($n{429} // 0) . ' of 40 refused)');
+	# a thread's share: burst 10, then 10 a second
+	my $least = 40 - (10 + 10 * (int(time - $t0) + 1));
+	$least = 1 if $least < 1;
+	ok(($n{429} // 0) >= $least, 'reads without a credential from one address: limited per address ('
+		  . ($n{429} // 0) . " of 40 refused, at least $least)");
 	is(($n{401} // 0) + ($n{429} // 0), 40, '... the rest 401 (no credential)');
 }
 $h->stop_server;
@@ -287,9 +297,12 @@ $url = $h->url;
 {
 	my $first = client_from('127.0.1.1');
 	my %n;
+	my $t_used = time;
 	$n{ req($first, 'GET', '/v1/accounts')->{status} }++ for 1 .. 220;
-	ok(($n{429} // 0) >= 10, 'an address uses up its bucket (burst 200): '
-		  . ($n{429} // 0) . ' of 220 refused');
+	my $least = 220 - 200 - (int(time - $t_used) + 1);
+	$least = 1 if $least < 1;
+	ok(($n{429} // 0) >= $least, 'an address uses up its bucket (burst 200): '
+		  . ($n{429} // 0) . " of 220 refused, at least $least");
 	my $port = ($url =~ /:(\d+)$/)[0];
 	my ($limited, $answered) = (0, 0);
 	my $t0 = time;
@@ -305,6 +318,9 @@ $url = $h->url;
 	}
 	is($limited, 0, sprintf('2,000 other addresses, one request each in %.1f s: none limited', time - $t0));
 	is($answered, 2000, '... each answered (401: no credential)');
+	# kept, its bucket would hold one token a second since it ran dry: far
+	# fewer than 50 unless this took very long
+	cmp_ok(time - $t_used, '<', 40, 'quick enough for the next check to mean something');
 	my $again = client_from('127.0.1.1');
 	%n = ();
 	$n{ req($again, 'GET', '/v1/accounts')->{status} }++ for 1 .. 50;
