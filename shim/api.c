@@ -644,6 +644,20 @@ header_text(h2o_req_t *req, const char *name)
 					  req->headers.entries[i].value.len).base;
 }
 
+/*
+ * The rate limit of a verified token's subject, its sub claim (the token
+ * itself if that cannot be read): 1 when over it (the 429 is sent).
+ */
+static int
+token_rate_limited(h2o_req_t *req, pbh_limit_class_t cls, const char *token, size_t len)
+{
+	char		sub[64];
+
+	if (pbh_limits_token_subject(&req->pool, token, len, sub, sizeof(sub)) == 0)
+		return pbh_limits_subject(req, cls, sub, strlen(sub));
+	return pbh_limits_subject(req, cls, token, len);
+}
+
 int
 pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -740,18 +754,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			}
 			credential = h2o_strdup(&req->pool, v.base + 7, v.len - 7).base;
 			role = "bank_customer";
-			{
-				/* the subject is the token's sub (the token itself if unreadable) */
-				char		sub[64];
-				int			limited;
-
-				if (pbh_limits_token_subject(&req->pool, v.base + 7, v.len - 7, sub, sizeof(sub)) == 0)
-					limited = pbh_limits_subject(req, limit_class, sub, strlen(sub));
-				else
-					limited = pbh_limits_subject(req, limit_class, v.base + 7, v.len - 7);
-				if (limited)
-					return 0;
-			}
+			if (token_rate_limited(req, limit_class, v.base + 7, v.len - 7))
+				return 0;
 		}
 		else if (ki != -1)
 		{
@@ -783,6 +787,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 				return unauthorized(req, "Bearer", "invalid_token", pbh_jwt_result_text(jr));
 			if (!(route->roles & PBH_ROLE_CUSTOMER))
 				return forbidden(req, "Customers may not use this route.");
+			if (token_rate_limited(req, limit_class, cookie, strlen(cookie)))
+				return 0;
 			if (pbh_csrf_check(req, cookie) != 0)
 				return 0;
 			credential = cookie;

@@ -7,7 +7,7 @@
 #    address still logs in;
 #  - write routes per subject, separately from its reads;
 #  - read and write routes also per address; /livez, /readyz, /metrics
-#    never;
+#    never; a browser session's cookie counts as its token's subject;
 #  - a flood: wrk on 64 connections asks for a subject's entries (a heavy
 #    read) for several seconds against --rate-read 200: the 2xx answers are
 #    within 10 % of 200 x duration + burst, every other answer is a 429 with
@@ -285,6 +285,29 @@ $url = $h->url;
 	ok(($n{429} // 0) >= $least, 'reads without a credential from one address: limited per address ('
 		  . ($n{429} // 0) . " of 40 refused, at least $least)");
 	is(($n{401} // 0) + ($n{429} // 0), 40, '... the rest 401 (no credential)');
+}
+$h->stop_server;
+
+# --- a browser session's cookie is the same subject as its bearer token
+# (one thread, so that every connection meets the same bucket)
+$h->start_server('--rate-limit', '1', '--threads', '1', '--rate-read', '1', '--burst-read', '4');
+$url = $h->url;
+{
+	my $path = "/v1/accounts/$acct{probe}";
+	my %n;
+	my $t0 = time;
+	$n{ req(client_from('127.0.0.8'), 'GET', $path, PgbankHttp::bearer($c{probe}{token}))->{status} }++
+	  for 1 .. 6;
+	my %m;
+	$m{ req(client_from('127.0.0.9'), 'GET', $path,
+			{ Cookie => "__Secure-pgbank-access=$c{probe}{token}" })->{status} }++ for 1 .. 3;
+	my $most = int(time - $t0) + 1;
+	ok(($n{200} // 0) == 4 && ($m{200} // 0) <= $most,
+		'a subject with a bearer token, then by its cookie: one bucket ('
+		  . ($n{200} // 0) . ' of 6 by token, ' . ($m{200} // 0) . " of 3 by cookie accepted, at most $most)");
+	my $r = req(client_from('127.0.0.9'), 'GET', "/v1/accounts/$acct{writer}",
+		{ Cookie => "__Secure-pgbank-access=$c{writer}{token}" });
+	is($r->{status}, 200, 'another subject by cookie: not limited');
 }
 $h->stop_server;
 
