@@ -58,8 +58,8 @@ pbh_guard_request(h2o_req_t *req)
 
 	/*
 	 * h2o refuses a chunked body once it reaches its limit (>=), a
-	 * Content-Length only above it (>): its limit is one byte more than
-	 * ours and this check makes both "more than --max-body".
+	 * Content-Length only above it (>): its limit is one byte more than ours
+	 * and this check makes both "more than --max-body".
 	 */
 	if (req->entity.base != NULL && req->entity.len > pbh_config.max_body)
 	{
@@ -187,7 +187,10 @@ on_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
 					   H2O_STRLIT("application/problem+json"));
 	pbh_add_common_headers(req);
 	{
-		/* pbh_count_status sets our reason phrase; h2o's stays when we have none */
+		/*
+		 * pbh_count_status sets our reason phrase; h2o's stays when we have
+		 * none
+		 */
 		const char *h2o_reason = req->res.reason;
 
 		pbh_count_status(req, req->res.status);
