@@ -13,8 +13,9 @@
 #    within 10 % of 200 x duration + burst, every other answer is a 429 with
 #    Retry-After >= 1, none a 5xx; meanwhile another subject on another
 #    loopback address (127.0.0.2) reads at 50/s and its median latency stays
-#    within 5 x its unloaded median + 10 ms (measured: 3-6 ms against 0.7 ms
-#    alone; 62 ms without rate limits, 150 ms with a limiter that sleeps);
+#    within 5 x its unloaded median + 20 ms (measured: 3-14 ms against
+#    0.6-1.7 ms alone; 62 ms without rate limits, 150 ms with a limiter that
+#    sleeps in the loop);
 #  - the bucket table is bounded: with 64 entries a thread, an address that
 #    used up its bucket gets a fresh one after 2,000 other addresses came
 #    by (it was pushed out, not kept while the table grew).
@@ -259,10 +260,11 @@ my $accepted = metric('pgbank_http_db_pipelines_total') - $pipes0 - scalar(@$ms1
 cmp_ok(abs($accepted - $expect), '<=', 0.10 * $expect + 64,
 	"the database saw only the accepted requests: $accepted pipelines for the flood (pipelines counter)");
 is_deeply([ keys %$st1 ], [200], 'the probe during the flood: all 200') or diag(explain($st1));
-# generous for a shared machine, yet a server without rate limits (62 ms
-# measured, its database queue 64 deep) or with a limiter that sleeps in the
-# event loop (150 ms) is far outside it
-my $bound = 5 * $unloaded + 10;
+# generous for a shared machine (up to 14 ms seen with limits while other
+# test suites ran), yet a server without rate limits (62 ms measured, its
+# database queue 64 deep) or with a limiter that sleeps in the event loop
+# (150 ms) is far outside it
+my $bound = 5 * $unloaded + 20;
 cmp_ok($flooded, '<=', $bound,
 	sprintf('the probe\'s median latency stays in range: %.2f ms flooded, %.2f ms alone (bound %.2f)',
 		$flooded, $unloaded, $bound));
