@@ -410,7 +410,7 @@ if [[ -x $SHIM ]] && command -v wrk >/dev/null 2>&1; then
     chmod 600 "$WORK/jwt_secret"
     HTTP_PORT=$(pgb_free_port)
     "$SHIM" --listen 127.0.0.1 --port "$HTTP_PORT" --threads "$HTTP_THREADS" --connections "$HTTP_CONNS" \
-        --read-connections "$HTTP_READ_CONNS" --pipeline-depth "$HTTP_DEPTH" \
+        --read-connections "$HTTP_READ_CONNS" --pipeline-depth "$HTTP_DEPTH" --rate-limit 0 \
         --dsn "host=127.0.0.1 port=$PORT user=bank_gateway dbname=bank" \
         --jwt-secret-file "$WORK/jwt_secret" >"$WORK/pgbank-http.log" 2>&1 &
     HTTP_PID=$!

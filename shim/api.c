@@ -20,6 +20,10 @@
  *	- No query before the credential is verified as far as the server can:
  *	  a token's signature and claims, an API key's shape.  401 (with
  *	  WWW-Authenticate) or 403 otherwise.
+ *	- Header and body limits (guard.c) come first, then rate limits
+ *	  (limits.c): the client address's once the route is known, the
+ *	  subject's once its credential is verified; a limited request costs
+ *	  no query.
  *	- Every argument is a bind parameter; the server never builds SQL.
  *	- A body member, query parameter or header the route does not know is a
  *	  400 naming it; so is a missing or mistyped one.
@@ -167,6 +171,12 @@ reason(int status)
 			return "Content Too Large";
 		case 415:
 			return "Unsupported Media Type";
+		case 417:
+			return "Expectation Failed";
+		case 429:
+			return "Too Many Requests";
+		case 431:
+			return "Request Header Fields Too Large";
 		case 422:
 			return "Unprocessable Content";
 		case 500:
@@ -626,6 +636,20 @@ header_text(h2o_req_t *req, const char *name)
 					  req->headers.entries[i].value.len).base;
 }
 
+/*
+ * The rate limit of a verified token's subject, its sub claim (the token
+ * itself if that cannot be read): 1 when over it (the 429 is sent).
+ */
+static int
+token_rate_limited(h2o_req_t *req, pbh_limit_class_t cls, const char *token, size_t len)
+{
+	char		sub[64];
+
+	if (pbh_limits_token_subject(&req->pool, token, len, sub, sizeof(sub)) == 0)
+		return pbh_limits_subject(req, cls, sub, strlen(sub));
+	return pbh_limits_subject(req, cls, token, len);
+}
+
 int
 pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -653,6 +677,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	pbh_qparam_t fp[PBH_MAX_QUERY_PARAMS];
 	int			nf = 0,
 				form = 0;
+	pbh_limit_class_t limit_class;
 
 	PBH_COUNT(t->n_requests);
 	pbh_add_common_headers(req);
@@ -661,6 +686,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		pbh_problem_send(req, 505, "http_version", "Only HTTP/1.1 is served", NULL);
 		return 0;
 	}
+	if (pbh_guard_request(req))
+		return 0;
 	if (pbh_ops_on_req(req, req->path_normalized.base, req->path_normalized.len))
 		return 0;
 
@@ -686,6 +713,11 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		return 0;
 	}
 	pbh_obs_route(req, route->index);
+
+	/* rate limits (limits.c): the address now, the subject once verified */
+	limit_class = pbh_limits_class(route);
+	if (pbh_limits_address(req, limit_class))
+		return 0;
 
 	/* the credential, checked here before any database work */
 	if (route->roles & PBH_ROLE_ANON)
@@ -715,6 +747,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			}
 			credential = h2o_strdup(&req->pool, v.base + 7, v.len - 7).base;
 			role = "bank_customer";
+			if (token_rate_limited(req, limit_class, v.base + 7, v.len - 7))
+				return 0;
 		}
 		else if (ki != -1)
 		{
@@ -726,6 +760,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			if (!(route->roles & PBH_ROLES_STAFF))
 				return forbidden(req, "API keys may not use this route.");
 			SHA256((const unsigned char *) v.base, v.len, key_hash);
+			if (pbh_limits_subject(req, limit_class, key_hash, sizeof(key_hash)))
+				return 0;
 			/* a cached role: checked here; unknown: asked below (role NULL) */
 			bit = key_cache_get(key_hash);
 			if (bit != 0 && !(route->roles & bit))
@@ -744,6 +780,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 				return unauthorized(req, "Bearer", "invalid_token", pbh_jwt_result_text(jr));
 			if (!(route->roles & PBH_ROLE_CUSTOMER))
 				return forbidden(req, "Customers may not use this route.");
+			if (token_rate_limited(req, limit_class, cookie, strlen(cookie)))
+				return 0;
 			if (pbh_csrf_check(req, cookie) != 0)
 				return 0;
 			credential = cookie;

@@ -5,11 +5,16 @@
  *		and the JSON strings it writes.
  *
  * Invariants:
- *	- Strict RFC 8259: one value, no trailing data, no comments, no
- *	  duplicate member names at the top level, nesting at most 32 deep.
+ *	- Strict RFC 8259: one value, no trailing data, no comments, nesting
+ *	  at most 32 deep (checked before recursing, so the stack is bounded
+ *	  whatever the input), no duplicate member names in any object (the
+ *	  database's jsonb would keep the last one silently), at most 64
+ *	  members at the top level and NESTED_MEMBERS in a nested object (so
+ *	  the duplicate check stays cheap).
  *	- Strings are decoded to UTF-8; \u0000 and lone surrogates are refused
- *	  (a PostgreSQL text cannot hold them); raw bytes are passed through and
- *	  the database refuses invalid UTF-8.
+ *	  (a PostgreSQL text cannot hold them); raw bytes must be well-formed
+ *	  UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), in
+ *	  member names as in values.
  *	- Numbers are never converted to floating point: a value keeps the text
  *	  it came with.
  *
@@ -21,6 +26,7 @@
 
 #define MAX_DEPTH 32
 #define MAX_MEMBERS 64
+#define NESTED_MEMBERS 256
 
 typedef struct st_pbh_json_parser_t
 {
@@ -70,6 +76,47 @@ hex4(const char *s, unsigned *out)
 	return 0;
 }
 
+/*
+ * The length of the well-formed UTF-8 sequence at s (its first byte is
+ * 0x80 or more), or 0 (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF).
+ */
+static int
+utf8_sequence(const unsigned char *s, const unsigned char *end)
+{
+	unsigned char c = s[0];
+	int			n;
+	unsigned char lo = 0x80,
+				hi = 0xBF;
+
+	if (c >= 0xC2 && c <= 0xDF)
+		n = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+	{
+		n = 3;
+		if (c == 0xE0)
+			lo = 0xA0;			/* overlong */
+		else if (c == 0xED)
+			hi = 0x9F;			/* surrogates */
+	}
+	else if (c >= 0xF0 && c <= 0xF4)
+	{
+		n = 4;
+		if (c == 0xF0)
+			lo = 0x90;			/* overlong */
+		else if (c == 0xF4)
+			hi = 0x8F;			/* above U+10FFFF */
+	}
+	else
+		return 0;
+	if (end - s < n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xBF)
+			return 0;
+	return n;
+}
+
 /* parse a string at ps->p (the opening quote); decoded copy in *out */
 static int
 parse_string(pbh_json_parser_t *ps, const char **out)
@@ -95,6 +142,18 @@ parse_string(pbh_json_parser_t *ps, const char **out)
 
 		if (c < 0x20)
 			return fail(ps, "control character in a string");
+		if (c >= 0x80)
+		{
+			int			n = utf8_sequence((const unsigned char *) ps->p - 1,
+										  (const unsigned char *) ps->end);
+
+			if (n == 0)
+				return fail(ps, "invalid UTF-8 in a string");
+			memcpy(w, ps->p - 1, n);
+			w += n;
+			ps->p += n - 1;
+			continue;
+		}
 		if (c != '\\')
 		{
 			*w++ = (char) c;
@@ -308,31 +367,56 @@ parse_value(pbh_json_parser_t *ps, int depth, pbh_json_member_t *m)
 				ps->p++;
 				break;
 			}
-			for (;;)
 			{
-				skip_ws(ps);
-				if (ps->p >= ps->end || *ps->p != '"')
-					return fail(ps, "expected a member name");
-				if (parse_string(ps, NULL) != 0)
-					return -1;
-				skip_ws(ps);
-				if (ps->p >= ps->end || *ps->p != ':')
-					return fail(ps, "expected : after a member name");
-				ps->p++;
-				if (parse_value(ps, depth + 1, NULL) != 0)
-					return -1;
-				skip_ws(ps);
-				if (ps->p < ps->end && *ps->p == ',')
+				/* names so far: on the stack, then in the pool as they grow */
+				const char *local[16];
+				const char **names = local;
+				int			nnames = 0,
+							cap = 16;
+
+				for (;;)
 				{
+					const char *name;
+
+					skip_ws(ps);
+					if (ps->p >= ps->end || *ps->p != '"')
+						return fail(ps, "expected a member name");
+					if (parse_string(ps, &name) != 0)
+						return -1;
+					for (int i = 0; i < nnames; i++)
+						if (strcmp(names[i], name) == 0)
+							return fail(ps, "a member name appears twice");
+					if (nnames == cap)
+					{
+						const char **more;
+
+						if (cap == NESTED_MEMBERS)
+							return fail(ps, "too many members in an object");
+						more = h2o_mem_alloc_pool(ps->pool, sizeof(char *) * cap * 2);
+						memcpy(more, names, sizeof(char *) * nnames);
+						names = more;
+						cap *= 2;
+					}
+					names[nnames++] = name;
+					skip_ws(ps);
+					if (ps->p >= ps->end || *ps->p != ':')
+						return fail(ps, "expected : after a member name");
 					ps->p++;
-					continue;
+					if (parse_value(ps, depth + 1, NULL) != 0)
+						return -1;
+					skip_ws(ps);
+					if (ps->p < ps->end && *ps->p == ',')
+					{
+						ps->p++;
+						continue;
+					}
+					if (ps->p < ps->end && *ps->p == '}')
+					{
+						ps->p++;
+						break;
+					}
+					return fail(ps, "expected , or } in an object");
 				}
-				if (ps->p < ps->end && *ps->p == '}')
-				{
-					ps->p++;
-					break;
-				}
-				return fail(ps, "expected , or } in an object");
 			}
 			break;
 		default:

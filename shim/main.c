@@ -197,7 +197,8 @@ on_accept(h2o_socket_t *listener, const char *err)
 	if (err != NULL)
 		return;
 	while ((sock = h2o_evloop_socket_accept(listener)) != NULL)
-		h2o_accept(&t->accept_ctx, sock);
+		if (pbh_guard_accept(t, sock) == 0)
+			h2o_accept(&t->accept_ctx, sock);
 }
 
 static void *
@@ -267,6 +268,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "pgbank-http: error: %s\n", err);
 		return 2;
 	}
+	pbh_limits_init();
 
 	signal(SIGPIPE, SIG_IGN);
 	memset(&sa, 0, sizeof(sa));
@@ -277,7 +279,8 @@ main(int argc, char **argv)
 
 	h2o_config_init(&globalconf);
 	globalconf.server_name = h2o_iovec_init(H2O_STRLIT("pgbank-http"));
-	globalconf.max_request_entity_size = pbh_config.max_body;
+	/* one more: guard.c makes chunked and Content-Length bodies agree */
+	globalconf.max_request_entity_size = pbh_config.max_body + 1;
 	globalconf.http1.req_timeout = pbh_config.request_timeout;
 	/* never h2c: HTTP/2 only by ALPN over TLS, and only with --http2=1 */
 	globalconf.http1.upgrade_to_http2 = 0;
@@ -285,6 +288,7 @@ main(int argc, char **argv)
 	pathconf = h2o_config_register_path(hostconf, "/", 0);
 	handler = h2o_create_handler(pathconf, sizeof(*handler));
 	handler->on_req = pbh_api_on_req;
+	pbh_guard_register(hostconf);
 	{
 		/*
 		 * gzip (h2o's filter, fast level) for bodies of 1 KiB and more

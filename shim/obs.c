@@ -336,6 +336,7 @@ pbh_obs_metrics(h2o_mem_pool_t *pool, char **result)
 				db = 0,
 				retries = 0,
 				limited = 0,
+				refused = 0,
 				unavailable = 0,
 				conn_failures = 0,
 				class_total[6] = {0};
@@ -359,6 +360,7 @@ pbh_obs_metrics(h2o_mem_pool_t *pool, char **result)
 		db += LOAD(t->n_db_requests);
 		retries += LOAD(t->n_retries);
 		limited += LOAD(t->n_rate_limited);
+		refused += LOAD(t->n_conn_refused);
 		conn_failures += LOAD(t->n_db_conn_failures);
 		for (int k = 1; k < 6; k++)
 			class_total[k] += LOAD(t->n_status[k]);
@@ -408,6 +410,13 @@ pbh_obs_metrics(h2o_mem_pool_t *pool, char **result)
 	for (int k = 1; k < 6; k++)
 		out(&o, "pgbank_http_responses_total{class=\"%dxx\"} %llu\n", k,
 			(unsigned long long) class_total[k]);
+	out(&o, "# HELP pgbank_http_connections_refused_total Client connections closed at once over --max-connections.\n"
+		"# TYPE pgbank_http_connections_refused_total counter\n"
+		"pgbank_http_connections_refused_total %llu\n"
+		"# HELP pgbank_http_connections_open Open client connections.\n"
+		"# TYPE pgbank_http_connections_open gauge\n"
+		"pgbank_http_connections_open %d\n",
+		(unsigned long long) refused, __atomic_load_n(&pbh_open_connections, __ATOMIC_RELAXED));
 
 	out(&o, "# HELP pgbank_http_route_responses_total Responses by route (method and pattern) and status.\n"
 		"# TYPE pgbank_http_route_responses_total counter\n");

@@ -286,6 +286,7 @@ put_operation(out_t *o, const pbh_route_t *r)
 		put(o, "{\"description\":\"Done\"}");
 	else
 		put(o, "{\"description\":\"The result\",\"content\":{\"application/json\":{\"schema\":{}}}}");
+	put(o, ",\"429\":{\"$ref\":\"#/components/responses/RateLimited\"}");
 	put(o, ",\"4XX\":{\"$ref\":\"#/components/responses/Problem\"}"
 		",\"5XX\":{\"$ref\":\"#/components/responses/Problem\"}}");
 }
@@ -311,6 +312,11 @@ pbh_openapi_init(void)
 		"\"properties\":{\"type\":{\"type\":\"string\"},\"title\":{\"type\":\"string\"},"
 		"\"status\":{\"type\":\"integer\"},\"code\":{\"type\":\"string\"},\"detail\":{\"type\":\"string\"}}}},"
 		"\"responses\":{\"Problem\":{\"description\":\"An error (RFC 9457)\","
+		"\"content\":{\"application/problem+json\":{\"schema\":{\"$ref\":\"#/components/schemas/Problem\"}}}},"
+		"\"RateLimited\":{\"description\":\"Over a rate limit (code rate_limited): per client address, "
+		"and per subject (token sub or API key) for each route class\","
+		"\"headers\":{\"Retry-After\":{\"description\":\"Seconds to wait, at least 1\","
+		"\"schema\":{\"type\":\"integer\",\"minimum\":1}}},"
 		"\"content\":{\"application/problem+json\":{\"schema\":{\"$ref\":\"#/components/schemas/Problem\"}}}}}},"
 		"\"paths\":{");
 	for (int i = 0; i < pbh_nroutes; i++)

@@ -70,6 +70,20 @@ typedef struct st_pbh_config_t
 	int			replica_poll;	/* milliseconds between replay position polls */
 	int			replica_ryw;	/* read-your-writes per subject (1) */
 	char	   *config_file;	/* settings read before the environment */
+	/* guard.c and limits.c: request, connection and rate limits */
+	int			max_headers;	/* header fields of a request */
+	int			max_header_size;	/* bytes of request line and header fields */
+	int			max_connections;	/* open client connections, whole server */
+	int			rate_limit;		/* 0: no rate limits at all */
+	int			rate_auth;		/* per second per address, auth routes */
+	int			burst_auth;
+	int			rate_read;		/* per second per subject, GET routes */
+	int			burst_read;
+	int			rate_write;		/* per second per subject, other routes */
+	int			burst_write;
+	int			rate_address;	/* per second per address, read and write routes */
+	int			burst_address;
+	int			rate_limit_entries; /* buckets per thread */
 } pbh_config_t;
 
 extern pbh_config_t pbh_config;
@@ -347,7 +361,8 @@ struct st_pbh_thread_t
 	uint64_t	n_retries;
 	uint64_t	n_status[6];	/* 1xx..5xx by first digit */
 	struct st_pbh_replica_t *replica;	/* replica.c's, NULL without one */
-	uint64_t	n_rate_limited;
+	uint64_t	n_rate_limited; /* 429s of limits.c */
+	uint64_t	n_conn_refused; /* connections over --max-connections */
 	/* observability (obs.c, pool.c): written by the owner, read by any */
 	struct st_pbh_metrics_t *metrics;
 	uint64_t	n_db_conn_failures;
@@ -428,6 +443,39 @@ int			pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen);
 void		pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len);
 void		pbh_add_common_headers(h2o_req_t *req);
 void		pbh_count_status(h2o_req_t *req, int status);
+
+/* ---------------------------------------------------------------------
+ * guard.c: request and connection limits, h2o's own errors as problems
+ * ---------------------------------------------------------------------
+ */
+/* 1 when the request breaks a header or body limit (and its 431 or 413 is sent) */
+int			pbh_guard_request(h2o_req_t *req);
+/* rewrite the errors h2o sends itself (413, 400, 417) as problem+json */
+void		pbh_guard_register(h2o_hostconf_t *hostconf);
+/* 0: serve the accepted connection; -1: over the limit, closed */
+int			pbh_guard_accept(pbh_thread_t *t, h2o_socket_t *sock);
+extern volatile int pbh_open_connections;
+
+/* ---------------------------------------------------------------------
+ * limits.c: token-bucket rate limits, per thread
+ * ---------------------------------------------------------------------
+ */
+typedef enum
+{
+	PBH_LIMIT_AUTH,				/* register, login, refresh, MFA: per address */
+	PBH_LIMIT_READ,				/* GET: per subject (and per address) */
+	PBH_LIMIT_WRITE				/* the rest: per subject (and per address) */
+} pbh_limit_class_t;
+
+void		pbh_limits_init(void);
+pbh_limit_class_t pbh_limits_class(const pbh_route_t *route);
+/* 1 when the client's address is over its limit (and the 429 is sent) */
+int			pbh_limits_address(h2o_req_t *req, pbh_limit_class_t cls);
+/* the same for a verified subject: a token's sub, or an API key's hash */
+int			pbh_limits_subject(h2o_req_t *req, pbh_limit_class_t cls, const void *id, size_t len);
+/* the sub claim of a verified token, for pbh_limits_subject */
+int			pbh_limits_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len,
+									 char *out, size_t outlen);
 
 extern pbh_thread_t *pbh_threads;
 extern _Atomic int pbh_stopping;	/* set by a signal, read by every thread */

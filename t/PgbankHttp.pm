@@ -85,7 +85,10 @@ sub start_server
 	my @cmd = (
 		shim_path('pgbank-http'), '--listen', '127.0.0.1', '--port', $port,
 		'--dsn', 'host=' . $node->host . ' port=' . $node->port . ' user=bank_gateway dbname=postgres',
-		'--jwt-secret-file', $secret_file, '--threads', '2', '--connections', '2', @flags);
+		'--jwt-secret-file', $secret_file, '--threads', '2', '--connections', '2',
+		# rate limits off unless a test turns them on (t/108, t/109): the
+		# other tests log in and read far faster than the defaults allow
+		'--rate-limit', '0', @flags);
 	# the server names its connections (pgbank-http, pgbank-http read);
 	# the TAP framework's PGAPPNAME (the script's name) would override that
 	local $ENV{PGAPPNAME};
