@@ -1,0 +1,472 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *		The account event feed: per customer, an ordered, durable list of
+ *		what happened to their accounts (money in and out, holds, reviews,
+ *		freezes), for clients that follow it (pgbank-http's
+ *		GET /v1/events) and resume where they left off.
+ *
+ * How an event is written:
+ *	- Row triggers on bank.transfers (a new row, a change of status) and on
+ *	  bank.accounts (a change of status) note the event in backend memory;
+ *	  they run no SQL.  A note belongs to the subtransaction that made the
+ *	  change: when it aborts, its notes are dropped (a rolled-back batch
+ *	  item has no events); when it commits, its parent inherits them.
+ *	- At pre-commit, after the engine's opportunistic folds, one statement
+ *	  resolves each noted account's customer (system accounts have none, and
+ *	  get no events), adds each customer's count to their row of
+ *	  bank.event_feeds and inserts the events, numbered from that row:
+ *	  per customer 1, 2, 3, ... with no gap and no duplicate.
+ *	- Then one NOTIFY on channel pgbank_events per customer, its payload a
+ *	  pseudonym (hex HMAC-SHA256 under pgbank.jwt_secret of
+ *	  "pgbank-events:" || customer id, 128 bits): any role that can LISTEN
+ *	  learns that some customer had activity, not who, nor what, nor how
+ *	  much.  pgbank-http computes the same pseudonym for the customers it
+ *	  streams to.  Without a secret the payload is empty (a plain wake-up).
+ *
+ * Invariants:
+ *	- Events commit with the change, or not at all: same transaction.
+ *	- A customer's events are numbered in commit order: the row of
+ *	  bank.event_feeds is locked from the numbering until the commit
+ *	  completes, so a later transaction of the same customer numbers after
+ *	  it and commits after it.  A reader that sees event n sees every event
+ *	  below n: reading "after n" never skips one that commits later.
+ *	- No deadlock: the feed rows are the last locks a transaction takes, and
+ *	  it takes them in ascending customer id order, in one statement.
+ *	- The lock is held only from pre-commit through the commit (the WAL
+ *	  flush), not through the transaction: one customer's commits are one
+ *	  per flush, other customers' are untouched.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/trigger.h"
+#include "common/cryptohash.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "pgbank.h"
+
+#define EVENTS_CHANNEL "pgbank_events"
+#define EVENTS_MAX_LIMIT 1000
+
+typedef struct NotedEvent
+{
+	int64		account;
+	int64		transfer;		/* 0: none */
+	int64		amount;			/* signed minor units */
+	bool		has_amount;
+	char		currency[4];
+	const char *kind;			/* a string constant */
+	int			level;			/* transaction nest level that noted it */
+} NotedEvent;
+
+/* in TopTransactionContext; forgotten at the end of every transaction */
+static NotedEvent *noted = NULL;
+static int	nnoted = 0;
+static int	maxnoted = 0;
+
+/* number and insert a transaction's events, returning their customers */
+static PgbQuery q_write_events = {
+	"WITH x AS ("
+	"  SELECT x.ord, x.account_id, x.kind, x.transfer_id, x.amount, x.currency, a.customer_id"
+	"    FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])"
+	"         WITH ORDINALITY AS x(account_id, kind, transfer_id, amount, currency, ord)"
+	"    JOIN bank.accounts a ON a.id = x.account_id"
+	"   WHERE a.customer_id IS NOT NULL),"
+	" n AS (SELECT customer_id, count(*) AS n FROM x GROUP BY customer_id),"
+	" f AS ("
+	"  INSERT INTO bank.event_feeds AS f (customer_id, last_seq)"
+	"  SELECT customer_id, n FROM n ORDER BY customer_id"
+	"  ON CONFLICT (customer_id) DO UPDATE SET last_seq = f.last_seq + excluded.last_seq"
+	"  RETURNING customer_id, last_seq),"
+	" e AS ("
+	"  INSERT INTO bank.account_events (customer_id, seq, kind, account_id, transfer_id,"
+	"   amount, currency, occurred_at)"
+	"  SELECT x.customer_id,"
+	"   f.last_seq - n.n + row_number() OVER (PARTITION BY x.customer_id ORDER BY x.ord),"
+	"   x.kind, x.account_id, x.transfer_id, x.amount, x.currency, now()"
+	"    FROM x JOIN n USING (customer_id) JOIN f USING (customer_id))"
+	" SELECT customer_id FROM f",
+	5, {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID}
+};
+
+/* the caller's events after a position, oldest first (under RLS) */
+static PgbQuery q_events_since = {
+	"SELECT e.seq, e.kind, e.account_id, e.transfer_id,"
+	" bank.minor_to_amount(e.amount, c.exponent), e.currency, e.occurred_at"
+	" FROM bank.account_events e JOIN bank.currencies c ON c.code = e.currency"
+	" WHERE e.customer_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3",
+	3, {INT8OID, INT8OID, INT4OID}, NULL, true
+};
+
+static PgbQuery q_events_head = {
+	"SELECT coalesce((SELECT last_seq FROM bank.event_feeds WHERE customer_id = $1), 0)",
+	1, {INT8OID}, NULL, true
+};
+
+static void
+Note(int64 account, const char *kind, int64 transfer, int64 amount, bool has_amount,
+	 const char *currency)
+{
+	NotedEvent *e;
+
+	if (nnoted == maxnoted)
+	{
+		int			n = maxnoted == 0 ? 16 : maxnoted * 2;
+
+		noted = noted == NULL ?
+			MemoryContextAlloc(TopTransactionContext, sizeof(NotedEvent) * n) :
+			repalloc(noted, sizeof(NotedEvent) * n);
+		maxnoted = n;
+	}
+	e = &noted[nnoted++];
+	e->account = account;
+	e->kind = kind;
+	e->transfer = transfer;
+	e->amount = amount;
+	e->has_amount = has_amount;
+	strlcpy(e->currency, currency, sizeof(e->currency));
+	e->level = GetCurrentTransactionNestLevel();
+}
+
+static Datum
+Column(TriggerData *td, HeapTuple tuple, const char *name, bool *isnull)
+{
+	TupleDesc	desc = td->tg_relation->rd_att;
+	int			att = SPI_fnumber(desc, name);
+
+	if (att <= 0)
+		elog(ERROR, "pgbank: column %s of %s not found", name,
+			 RelationGetRelationName(td->tg_relation));
+	return heap_getattr(tuple, att, desc, isnull);
+}
+
+static char *
+ColumnText(TriggerData *td, HeapTuple tuple, const char *name)
+{
+	bool		isnull;
+	Datum		d = Column(td, tuple, name, &isnull);
+	TupleDesc	desc = td->tg_relation->rd_att;
+	Oid			typoutput;
+	bool		varlena;
+
+	if (isnull)
+		return NULL;
+	getTypeOutputInfo(TupleDescAttr(desc, SPI_fnumber(desc, name) - 1)->atttypid,
+					  &typoutput, &varlena);
+	return OidOutputFunctionCall(typoutput, d);
+}
+
+static int64
+ColumnInt64(TriggerData *td, HeapTuple tuple, const char *name)
+{
+	bool		isnull;
+	Datum		d = Column(td, tuple, name, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/* both sides of a transfer: the debited account's amount is negative */
+static void
+NoteBothSides(TriggerData *td, HeapTuple row, const char *debit_kind, const char *credit_kind,
+			  const char *amount_column)
+{
+	char	   *currency = ColumnText(td, row, "currency");
+	int64		id = ColumnInt64(td, row, "id");
+	int64		amount = ColumnInt64(td, row, amount_column);
+
+	Note(ColumnInt64(td, row, "from_account"), debit_kind, id, -amount, true, currency);
+	Note(ColumnInt64(td, row, "to_account"), credit_kind, id, amount, true, currency);
+}
+
+/*
+ * The event of a transfer row that is new (old_status NULL) or changed
+ * status.  Declines (failed) are no events: no money moved and nothing is
+ * reserved; they are in bank.list_transfers and the audit trail.  A reversal
+ * posts a transfer of its own (transfer.debit and .credit); the status change
+ * of the reversed one adds nothing.
+ */
+static void
+NoteTransfer(TriggerData *td, HeapTuple row, const char *old_status, const char *status)
+{
+	if (old_status == NULL)
+	{
+		if (strcmp(status, "posted") == 0)
+			NoteBothSides(td, row, "transfer.debit", "transfer.credit", "amount");
+		else if (strcmp(status, "pending") == 0)
+			NoteBothSides(td, row, "hold.created", "hold.created", "amount");
+		else if (strcmp(status, "held_for_review") == 0)
+			NoteBothSides(td, row, "transfer.held_for_review", "transfer.held_for_review",
+						  "amount");
+		return;
+	}
+	if (strcmp(old_status, "pending") == 0 && strcmp(status, "posted") == 0)
+		NoteBothSides(td, row, "hold.captured", "hold.captured", "posted_amount");
+	else if (strcmp(old_status, "pending") == 0 && strcmp(status, "voided") == 0)
+		NoteBothSides(td, row, "hold.voided", "hold.voided", "amount");
+	else if (strcmp(old_status, "held_for_review") == 0 && strcmp(status, "posted") == 0)
+		NoteBothSides(td, row, "transfer.debit", "transfer.credit", "posted_amount");
+	else if (strcmp(old_status, "held_for_review") == 0 && strcmp(status, "voided") == 0)
+		NoteBothSides(td, row, "transfer.rejected", "transfer.rejected", "amount");
+}
+
+static void
+NoteAccount(TriggerData *td, HeapTuple row, const char *old_status, const char *status)
+{
+	const char *kind;
+
+	if (strcmp(status, "frozen") == 0)
+		kind = "account.frozen";
+	else if (strcmp(status, "closed") == 0)
+		kind = "account.closed";
+	else if (strcmp(status, "active") == 0 && strcmp(old_status, "frozen") == 0)
+		kind = "account.unfrozen";
+	else
+		return;
+	Note(ColumnInt64(td, row, "id"), kind, 0, 0, false, ColumnText(td, row, "currency"));
+}
+
+/*
+ * bank.account_event(): AFTER INSERT OR UPDATE row trigger of bank.transfers
+ * and bank.accounts (the UPDATE ones only when status changes).  Runs no
+ * SQL: it notes the event for the pre-commit step.
+ */
+PG_FUNCTION_INFO_V1(pgbank_account_event);
+Datum
+pgbank_account_event(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	HeapTuple	row;
+	char	   *old_status = NULL;
+	char	   *status;
+	const char *rel;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "pgbank: bank.account_event() must be an AFTER row trigger");
+	rel = RelationGetRelationName(td->tg_relation);
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		row = td->tg_newtuple;
+		old_status = ColumnText(td, td->tg_trigtuple, "status");
+	}
+	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		row = td->tg_trigtuple;
+	else
+		return PointerGetDatum(NULL);
+	status = ColumnText(td, row, "status");
+	if (old_status != NULL && strcmp(old_status, status) == 0)
+		return PointerGetDatum(NULL);
+	if (strcmp(rel, "transfers") == 0)
+		NoteTransfer(td, row, old_status, status);
+	else if (strcmp(rel, "accounts") == 0 && old_status != NULL)
+		NoteAccount(td, row, old_status, status);
+	return PointerGetDatum(NULL);
+}
+
+/* the NOTIFY payload of a customer: see the file header */
+static void
+Pseudonym(int64 customer, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	char		msg[64];
+	uint8		mac[32];
+	int			i;
+
+	out[0] = '\0';
+	if (pgb_jwt_secret == NULL || pgb_jwt_secret[0] == '\0')
+		return;
+	snprintf(msg, sizeof(msg), "pgbank-events:" INT64_FORMAT, customer);
+	AuthHmac(PG_SHA256, (const uint8 *) pgb_jwt_secret, strlen(pgb_jwt_secret),
+			 (const uint8 *) msg, strlen(msg), mac, sizeof(mac));
+	for (i = 0; i < 16; i++)
+	{
+		out[2 * i] = hex[mac[i] >> 4];
+		out[2 * i + 1] = hex[mac[i] & 15];
+	}
+	out[32] = '\0';
+}
+
+static ArrayType *
+Int8Array(Datum *d, int n)
+{
+	return construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+}
+
+static ArrayType *
+TextArray(Datum *d, int n)
+{
+	return construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/*
+ * At pre-commit (and pre-prepare, without NOTIFY, which PREPARE refuses):
+ * number and write the transaction's noted events, then wake the listeners.
+ * An error here aborts the transaction: the change and its events commit
+ * together or not at all.
+ */
+void
+EventsAtPreCommit(bool notify)
+{
+	int			n = nnoted;
+	Datum	   *accounts,
+			   *kinds,
+			   *transfers,
+			   *amounts,
+			   *currencies;
+	bool	   *nulls;
+	Datum		v[5];
+	char		argnulls[5] = "     ";
+	int			pin,
+				i,
+				ncustomers;
+	int64	   *customers;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	if (n == 0)
+		return;
+	accounts = palloc(sizeof(Datum) * n);
+	kinds = palloc(sizeof(Datum) * n);
+	transfers = palloc(sizeof(Datum) * n);
+	amounts = palloc(sizeof(Datum) * n);
+	currencies = palloc(sizeof(Datum) * n);
+	nulls = palloc(sizeof(bool) * n * 2);
+	for (i = 0; i < n; i++)
+	{
+		accounts[i] = Int64GetDatum(noted[i].account);
+		kinds[i] = CStringGetTextDatum(noted[i].kind);
+		transfers[i] = Int64GetDatum(noted[i].transfer);
+		nulls[i] = noted[i].transfer == 0;
+		amounts[i] = Int64GetDatum(noted[i].amount);
+		nulls[n + i] = !noted[i].has_amount;
+		currencies[i] = CStringGetTextDatum(noted[i].currency);
+	}
+	nnoted = 0;
+	dims[0] = n;
+	v[0] = PointerGetDatum(Int8Array(accounts, n));
+	v[1] = PointerGetDatum(TextArray(kinds, n));
+	v[2] = PointerGetDatum(construct_md_array(transfers, nulls, 1, dims, lbs, INT8OID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	v[3] = PointerGetDatum(construct_md_array(amounts, nulls + n, 1, dims, lbs, INT8OID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	v[4] = PointerGetDatum(TextArray(currencies, n));
+
+	pin = PgbPinSearchPath();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	ncustomers = PgbExec(&q_write_events, v, argnulls, false, 0);
+	customers = palloc(sizeof(int64) * (ncustomers + 1));
+	for (i = 0; i < ncustomers; i++)
+		customers[i] = PgbGetInt64(i, 1);
+	SPI_finish();
+	PopActiveSnapshot();
+	PgbUnpinSearchPath(pin);
+
+	if (!notify)
+		return;
+	for (i = 0; i < ncustomers; i++)
+	{
+		char		payload[33];
+
+		Pseudonym(customers[i], payload);
+		Async_Notify(EVENTS_CHANNEL, payload);
+	}
+}
+
+/* a subtransaction ended: its notes go (abort) or pass to its parent */
+void
+EventsAtEOSubXact(bool commit)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			i;
+
+	if (commit)
+	{
+		for (i = 0; i < nnoted; i++)
+			if (noted[i].level >= level)
+				noted[i].level = level - 1;
+		return;
+	}
+	while (nnoted > 0 && noted[nnoted - 1].level >= level)
+		nnoted--;
+}
+
+/* the transaction ended: its memory is gone */
+void
+EventsAtEOXact(void)
+{
+	noted = NULL;
+	nnoted = 0;
+	maxnoted = 0;
+}
+
+static int64
+EventsCustomer(const char *function)
+{
+	Principal	who;
+
+	AuthCaller(function, &who);
+	if (who.kind != PRINCIPAL_CUSTOMER)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_NOT_AUTHENTICATED),
+				 errmsg("bank.%s is for customers", function),
+				 errhint("Call bank.authenticate() with the customer's access token first.")));
+	return who.customer_id;
+}
+
+/*
+ * bank.events_since(after_id, max): the caller's events numbered above
+ * after_id, oldest first, at most max (1 to 1000, default 100).  Read as the
+ * caller, under row-level security.
+ */
+PG_FUNCTION_INFO_V1(pgbank_events_since);
+Datum
+pgbank_events_since(PG_FUNCTION_ARGS)
+{
+	static const char *const names[] = {"after_id"};
+	int32		limit = PG_ARGISNULL(1) ? 100 : PG_GETARG_INT32(1);
+	Datum		v[3];
+
+	PgbRequireArgs(fcinfo, 1, names);
+	v[0] = Int64GetDatum(EventsCustomer("events_since"));
+	if (PG_GETARG_INT64(0) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("after_id must not be negative")));
+	if (limit < 1 || limit > EVENTS_MAX_LIMIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("max must be between 1 and 1000")));
+	v[1] = PG_GETARG_DATUM(0);
+	v[2] = Int32GetDatum(limit);
+	SPI_connect();
+	PgbExec(&q_events_since, v, NULL, true, 0);
+	PgbMaterialize(fcinfo);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* bank.events_head(): the number of the caller's latest event, 0 for none */
+PG_FUNCTION_INFO_V1(pgbank_events_head);
+Datum
+pgbank_events_head(PG_FUNCTION_ARGS)
+{
+	Datum		v[1];
+	int64		head;
+
+	v[0] = Int64GetDatum(EventsCustomer("events_head"));
+	SPI_connect();
+	PgbExec(&q_events_head, v, NULL, true, 1);
+	head = PgbGetInt64(0, 1);
+	SPI_finish();
+	PG_RETURN_INT64(head);
+}
