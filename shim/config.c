@@ -89,6 +89,16 @@ static const pbh_option_t options[] = {
 	"seconds an API key's role is remembered (0: ask the database every time)", FIELD(api_key_cache)},
 	{"read-connections", "PGBANK_HTTP_READ_CONNECTIONS", OPT_INT, "2", 0, 256,
 	"more database connections per thread, for read-only routes only", FIELD(read_connections)},
+	{"events-max-streams", "PGBANK_HTTP_EVENTS_MAX_STREAMS", OPT_INT, "1000", 1, 1000000,
+	"open GET /v1/events streams per thread before 503", FIELD(events_max_streams)},
+	{"events-per-customer", "PGBANK_HTTP_EVENTS_PER_CUSTOMER", OPT_INT, "5", 1, 1000,
+	"open event streams per customer before 429", FIELD(events_per_customer)},
+	{"events-heartbeat", "PGBANK_HTTP_EVENTS_HEARTBEAT", OPT_INT, "15", 1, 3600,
+	"seconds between heartbeat comments on an event stream", FIELD(events_heartbeat)},
+	{"events-buffer", "PGBANK_HTTP_EVENTS_BUFFER", OPT_INT, "262144", 4096, 67108864,
+	"bytes an event stream holds for a slow client before it ends the stream", FIELD(events_buffer)},
+	{"events-retry", "PGBANK_HTTP_EVENTS_RETRY", OPT_INT, "2000", 0, 600000,
+	"milliseconds an event-stream client waits before reconnecting (SSE retry:)", FIELD(events_retry)},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

@@ -57,6 +57,11 @@ typedef struct st_pbh_config_t
 	char	  **cors_origins;	/* NULL-terminated */
 	int			access_log;
 	int			api_key_cache;	/* seconds a key's role is cached; 0: never */
+	int			events_max_streams; /* per thread */
+	int			events_per_customer;	/* across threads */
+	int			events_heartbeat;	/* seconds */
+	int			events_buffer;	/* bytes a stream holds for a slow client */
+	int			events_retry;	/* milliseconds, the SSE retry: field */
 } pbh_config_t;
 
 extern pbh_config_t pbh_config;
@@ -262,6 +267,7 @@ enum
 	PBH_STMT_AUTH_KEY,			/* the same with bank.authenticate_api_key */
 	PBH_STMT_CONTEXT,			/* role, read-only, request context (anonymous) */
 	PBH_STMT_KEY_ROLE,			/* bank.api_key_role, as the gateway itself */
+	PBH_STMT_EVENTS,			/* bank.events_since as SSE messages (events.c) */
 	PBH_STMT_FIXED
 };
 
@@ -353,6 +359,17 @@ int			pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen);
 void		pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len);
 void		pbh_add_common_headers(h2o_req_t *req);
 void		pbh_count_status(h2o_req_t *req, int status);
+
+/* ---------------------------------------------------------------------
+ * events.c: GET /v1/events, account events as Server-Sent Events
+ * ---------------------------------------------------------------------
+ */
+int			pbh_events_on_req(h2o_req_t *req);
+void		pbh_events_shutdown(pbh_thread_t *t);
+const char *pbh_events_openapi(void);
+/* jwt.c: the subject and expiry of a verified token; 0 or -1 */
+int			pbh_jwt_subject(h2o_mem_pool_t *pool, const char *token, size_t len,
+							int64_t *sub, int64_t *exp);
 
 extern pbh_thread_t *pbh_threads;
 extern volatile int pbh_stopping;
