@@ -17,7 +17,10 @@
  *	  get no events), adds each customer's count to their row of
  *	  bank.event_feeds and inserts the events, numbered from that row:
  *	  per customer 1, 2, 3, ... with no gap and no duplicate.
- *	- Then one NOTIFY on channel pgbank_events per customer, its payload a
+ *	- Then one NOTIFY on channel pgbank_events per customer whose feed is
+ *	  followed (bank.event_feeds.watched_until is in the future; set by
+ *	  bank.events_watch, which pgbank-http calls for its streams), its
+ *	  payload a
  *	  pseudonym (hex HMAC-SHA256 under pgbank.jwt_secret of
  *	  "pgbank-events:" || customer id, 128 bits): any role that can LISTEN
  *	  learns that some customer had activity, not who, nor what, nor how
@@ -36,6 +39,14 @@
  *	- The lock is held only from pre-commit through the commit (the WAL
  *	  flush), not through the transaction: one customer's commits are one
  *	  per flush, other customers' are untouched.
+ *	- NOTIFY only for followed feeds: PostgreSQL serialises every committing
+ *	  transaction that has notifications on one database-wide lock held
+ *	  through its commit, which would make all transfers commit one per
+ *	  flush.  A follower calls bank.events_watch in its fetch transaction
+ *	  before it reads the feed: a commit either numbers after the watch
+ *	  (and sees it, under the feed row's lock, and notifies) or committed
+ *	  before the watch's statement, and so before the follower's next
+ *	  statement reads the feed.
  *
  *-------------------------------------------------------------------------
  */
@@ -88,7 +99,7 @@ static PgbQuery q_write_events = {
 	"  INSERT INTO bank.event_feeds AS f (customer_id, last_seq)"
 	"  SELECT customer_id, n FROM n ORDER BY customer_id"
 	"  ON CONFLICT (customer_id) DO UPDATE SET last_seq = f.last_seq + excluded.last_seq"
-	"  RETURNING customer_id, last_seq),"
+	"  RETURNING customer_id, last_seq, watched_until),"
 	" e AS ("
 	"  INSERT INTO bank.account_events (customer_id, seq, kind, account_id, transfer_id,"
 	"   amount, currency, occurred_at)"
@@ -96,8 +107,22 @@ static PgbQuery q_write_events = {
 	"   f.last_seq - n.n + row_number() OVER (PARTITION BY x.customer_id ORDER BY x.ord),"
 	"   x.kind, x.account_id, x.transfer_id, x.amount, x.currency, now()"
 	"    FROM x JOIN n USING (customer_id) JOIN f USING (customer_id))"
-	" SELECT customer_id FROM f",
+	" SELECT customer_id FROM f WHERE watched_until > now()",
 	5, {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID}
+};
+
+/* the caller's watch: read first, written only when half spent */
+static PgbQuery q_watch_fresh = {
+	"SELECT 1 FROM bank.event_feeds WHERE customer_id = $1"
+	" AND watched_until >= now() + $2 * interval '0.5 second'",
+	2, {INT8OID, INT4OID}
+};
+
+static PgbQuery q_watch = {
+	"INSERT INTO bank.event_feeds AS f (customer_id, last_seq, watched_until)"
+	" VALUES ($1, 0, now() + $2 * interval '1 second')"
+	" ON CONFLICT (customer_id) DO UPDATE SET watched_until = excluded.watched_until",
+	2, {INT8OID, INT4OID}
 };
 
 /* the caller's events after a position, oldest first (under RLS) */
@@ -365,7 +390,7 @@ EventsAtPreCommit(bool notify)
 	pin = PgbPinSearchPath();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	ncustomers = PgbExec(&q_write_events, v, argnulls, false, 0);
+	ncustomers = PgbExec(&q_write_events, v, argnulls, false, 0);	/* the followed */
 	customers = palloc(sizeof(int64) * (ncustomers + 1));
 	for (i = 0; i < ncustomers; i++)
 		customers[i] = PgbGetInt64(i, 1);
@@ -469,4 +494,32 @@ pgbank_events_head(PG_FUNCTION_ARGS)
 	head = PgbGetInt64(0, 1);
 	SPI_finish();
 	PG_RETURN_INT64(head);
+}
+
+/*
+ * bank.events_watch(seconds): the caller's feed is followed for the next
+ * seconds (1 to 3600): commits that write its events NOTIFY.  Writes (and
+ * so locks the feed row, and commits with a flush) only when less than
+ * half of that time is left, so a follower that calls it at every fetch
+ * costs one write per half period.
+ */
+PG_FUNCTION_INFO_V1(pgbank_events_watch);
+Datum
+pgbank_events_watch(PG_FUNCTION_ARGS)
+{
+	Datum		v[2];
+	int32		seconds = PG_GETARG_INT32(0);
+
+	v[0] = Int64GetDatum(EventsCustomer("events_watch"));
+	if (seconds < 1 || seconds > 3600)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
+				 errmsg("seconds must be between 1 and 3600")));
+	v[1] = Int32GetDatum(seconds);
+	EngineRequireReadCommitted();
+	SPI_connect();
+	if (PgbExec(&q_watch_fresh, v, NULL, true, 1) == 0)
+		PgbExec(&q_watch, v, NULL, false, 0);
+	SPI_finish();
+	PG_RETURN_VOID();
 }

@@ -27,9 +27,13 @@
  *	  stream has at most one fetch in flight (a notification during a fetch
  *	  makes another follow it).  Numbers have no gaps and are visible in
  *	  order (extension/events.c), so "after n" is exact.
- *	- Missed notifications cost nothing: when the LISTEN connection
- *	  (re)connects, every stream of the thread fetches; while it is down,
- *	  every stream fetches at each heartbeat.
+ *	- Each fetch first calls bank.events_watch(3 heartbeats): the database
+ *	  NOTIFYs only for followed feeds (a NOTIFY costs a database-wide lock
+ *	  through the commit), and the watch precedes the read in the fetch's
+ *	  transaction, so no commit falls between them unseen.
+ *	- Missed notifications cost at most a heartbeat: every stream fetches
+ *	  at each heartbeat (which also renews its watch), and every stream of
+ *	  the thread fetches when the LISTEN connection (re)connects.
  *	- Bounded memory: a stream buffers at most --events-buffer bytes that
  *	  the client has not taken; past that the stream ends (the client
  *	  reconnects with Last-Event-ID and loses nothing).  At most
@@ -74,7 +78,7 @@ typedef struct st_pbh_fetch_t
 	pbh_job_t	job;			/* first */
 	h2o_mem_pool_t pool;
 	pbh_stream_t *stream;		/* NULL once the stream is gone */
-	const char *params0[6];
+	const char *params0[7];
 	const char *params1[2];
 } pbh_fetch_t;
 
@@ -426,11 +430,19 @@ stream_fetch(pbh_stream_t *s)
 	f->stream = s;
 	s->fetch = f;
 	f->params0[0] = "bank_customer";
-	f->params0[1] = "on";
+	f->params0[1] = "off";		/* bank.events_watch may write */
 	f->params0[2] = h2o_strdup(&f->pool, s->token, SIZE_MAX).base;
 	f->params0[3] = s->request_id ? h2o_strdup(&f->pool, s->request_id, SIZE_MAX).base : NULL;
 	f->params0[4] = s->client ? h2o_strdup(&f->pool, s->client, SIZE_MAX).base : NULL;
 	f->params0[5] = s->user_agent ? h2o_strdup(&f->pool, s->user_agent, SIZE_MAX).base : NULL;
+	{
+		char	   *ttl = h2o_mem_alloc_pool(&f->pool, 16);
+
+		/* followed for three heartbeats; each heartbeat fetches */
+		snprintf(ttl, 16, "%d", pbh_config.events_heartbeat * 3 < 3600 ?
+				 pbh_config.events_heartbeat * 3 : 3600);
+		f->params0[6] = ttl;
+	}
 	if (s->last >= 0)
 	{
 		char	   *after = h2o_mem_alloc_pool(&f->pool, 24);
@@ -443,12 +455,12 @@ stream_fetch(pbh_stream_t *s)
 	f->params1[1] = EVENTS_FETCH_MAX;
 	job = &f->job;
 	job->thread = et->thread;
-	job->read_only = 1;
+	job->read_only = 0;
 	job->pool = &f->pool;
 	job->on_done = on_fetched;
 	job->nstmts = 2;
-	job->stmts[0] = PBH_STMT_AUTH_TOKEN;
-	job->nparams[0] = 6;
+	job->stmts[0] = PBH_STMT_EVENTS_AUTH;
+	job->nparams[0] = 7;
 	job->params[0] = f->params0;
 	job->stmts[1] = PBH_STMT_EVENTS;
 	job->nparams[1] = 2;
@@ -481,8 +493,8 @@ on_heartbeat(h2o_timeout_entry_t *entry)
 		return;
 	}
 	h2o_timeout_link(et->thread->ctx.loop, &et->heartbeat_timeout, &s->heartbeat);
-	if (et->state != LISTEN_UP)
-		stream_fetch(s);
+	/* renews the watch; catches up if a notification was missed */
+	stream_fetch(s);
 	/* a comment: keeps proxies from timing out, and finds a client gone */
 	if (!s->writing && s->out_len == 0 && stream_append(s, ":\n\n", 3) == 0)
 		stream_flush(s);

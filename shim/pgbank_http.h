@@ -267,6 +267,7 @@ enum
 	PBH_STMT_AUTH_KEY,			/* the same with bank.authenticate_api_key */
 	PBH_STMT_CONTEXT,			/* role, read-only, request context (anonymous) */
 	PBH_STMT_KEY_ROLE,			/* bank.api_key_role, as the gateway itself */
+	PBH_STMT_EVENTS_AUTH,		/* PBH_STMT_AUTH_TOKEN and bank.events_watch */
 	PBH_STMT_EVENTS,			/* bank.events_since as SSE messages (events.c) */
 	PBH_STMT_FIXED
 };

@@ -76,6 +76,9 @@ static const char *const fixed_sql[PBH_STMT_FIXED] = {
 	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true),"
 	" bank.set_request_context($3, $4, $5)",
 	"SELECT r.role::text, r.id FROM bank.api_key_role($1) r",
+	/* GET /v1/events (events.c): the AUTH_TOKEN statement, then the watch */
+	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true),"
+	" bank.authenticate($3), bank.set_request_context($4, $5, $6), bank.events_watch($7::int)",
 	/* GET /v1/events (events.c): customer, after, last, count, head; the messages */
 	"SELECT bank.current_customer_id()::text || ' ' || a.after || ' ' ||"
 	" coalesce(max(e.seq), a.after) || ' ' || count(e.seq) || ' ' || bank.events_head(),"

@@ -1530,10 +1530,13 @@ INSERT INTO bank.job_schedule (job, period, delay) VALUES
 
 CREATE TABLE bank.event_feeds (
 	customer_id bigint PRIMARY KEY,
-	last_seq	bigint NOT NULL CHECK (last_seq > 0)
+	last_seq	bigint NOT NULL CHECK (last_seq >= 0),
+	watched_until timestamptz
 );
 COMMENT ON TABLE bank.event_feeds IS
 'Per customer, the number of their latest account event: the counter that numbers their feed without gaps, in commit order (the row is locked from pre-commit through the commit). Written by the extension only';
+COMMENT ON COLUMN bank.event_feeds.watched_until IS
+'Until when someone follows this feed (bank.events_watch): only then does a commit NOTIFY, since every NOTIFY takes a database-wide lock through its commit';
 
 CREATE TABLE bank.account_events (
 	customer_id bigint NOT NULL,
@@ -1603,6 +1606,12 @@ CREATE FUNCTION bank.events_head() RETURNS bigint
 	LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION bank.events_head() IS
 'The number of the calling customer''s latest account event (0 for none): where a follower that wants only new events starts. Customers only (PB041 otherwise)';
+
+CREATE FUNCTION bank.events_watch(seconds integer) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_events_watch'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.events_watch(integer) IS
+'Marks the calling customer''s feed as followed for the next seconds (1 to 3600): until then each commit that writes their events NOTIFYs pgbank_events. Writes only when less than half of that time is left. Customers only (PB041 otherwise)';
 
 CREATE FUNCTION bank.purge_account_events() RETURNS bigint
 	AS 'MODULE_PATHNAME', 'pgbank_purge_account_events'
@@ -1972,6 +1981,9 @@ GRANT EXECUTE ON FUNCTION bank.api_key_role(text) TO bank_gateway;
 GRANT EXECUTE ON FUNCTION bank.authenticate(text), bank.authenticate_api_key(text),
 	bank.set_request_context(text, text, text)
 	TO bank_gateway;
+-- the same for the event streams' first statement (GET /v1/events): as
+-- itself the gateway is no customer, and bank.events_watch refuses (PB041)
+GRANT EXECUTE ON FUNCTION bank.events_watch(integer) TO bank_gateway;
 
 -- customers
 GRANT EXECUTE ON FUNCTION bank.logout(), bank.change_password(text, text), bank.mfa_enroll(),
@@ -2049,7 +2061,8 @@ GRANT SELECT ON bank.job_kinds, bank.job_schedule, bank.job_queue, bank.job_runs
 
 -- account events: customers follow their own feed; admins purge it
 GRANT SELECT ON bank.account_events, bank.event_feeds TO bank_customer;
-GRANT EXECUTE ON FUNCTION bank.events_since(bigint, integer), bank.events_head()
+GRANT EXECUTE ON FUNCTION bank.events_since(bigint, integer), bank.events_head(),
+	bank.events_watch(integer)
 	TO bank_customer;
 GRANT EXECUTE ON FUNCTION bank.purge_account_events() TO bank_admin;
 

@@ -144,6 +144,42 @@ INSERT INTO bank.account_events VALUES (1, 1000, 'transfer.debit', 1, NULL, NULL
 UPDATE bank.event_feeds SET last_seq = 1;
 RESET ROLE;
 
+-- Following a feed: bank.events_watch(seconds) marks the caller's feed, so
+-- that commits writing its events NOTIFY; a customer without events gets a
+-- feed row at 0; a call with more than half the period left writes nothing
+SELECT bank.create_customer('cat@example.com', 'Cat', 'C') AS cc \gset
+SELECT pg_temp.token(:cc) AS tok_c \gset
+SET ROLE bank_customer;
+BEGIN;
+SELECT bank.authenticate(:'tok_c') = :cc AS authenticated;
+SELECT bank.events_watch(0);
+COMMIT;
+BEGIN;
+SELECT bank.authenticate(:'tok_c') = :cc AS authenticated;
+SELECT bank.events_watch(3601);
+COMMIT;
+BEGIN;
+SELECT bank.authenticate(:'tok_c') = :cc AS authenticated;
+SELECT bank.events_watch(60);
+SELECT bank.events_head() AS head_without_events;
+COMMIT;
+RESET ROLE;
+SELECT last_seq, watched_until BETWEEN now() + interval '55 s' AND now() + interval '65 s' AS watched_a_minute
+  FROM bank.event_feeds WHERE customer_id = :cc;
+SELECT xmin AS watch_xmin FROM bank.event_feeds WHERE customer_id = :cc \gset
+SET ROLE bank_customer;
+BEGIN;
+SELECT bank.authenticate(:'tok_c') = :cc AS authenticated;
+SELECT bank.events_watch(60);
+COMMIT;
+RESET ROLE;
+SELECT xmin = :'watch_xmin' AS not_rewritten FROM bank.event_feeds WHERE customer_id = :cc;
+-- staff and the unauthenticated have nothing to watch
+SELECT bank.events_watch(60);
+SET ROLE bank_teller;
+SELECT bank.events_watch(60);
+RESET ROLE;
+
 -- Retention: nothing to purge while events are young; all of it past the
 -- retention; the counter stays, so numbers go on and are never reused
 SELECT bank.purge_account_events() AS purged_young;

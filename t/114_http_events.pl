@@ -305,6 +305,16 @@ is_deeply(as_rows(@eb), db_feed($B->{id}, 1), "B's stream is B's feed in the dat
 ok(!(grep { $_->{account_id} != $b1 } @eb), "B's stream names none of A's accounts");
 ok(!(grep { $_->{account_id} != $a1 && $_->{account_id} != $a2 } @ea), "A's stream names none of B's accounts");
 
+# --- nobody follows E: E's commits do not NOTIFY (a NOTIFY takes a
+# database-wide lock through the commit) ---
+my $E = $h->customer('events-e@example.com');
+my $e1 = open_account($E, 'e one');
+my $quiet = $node->safe_psql('postgres',
+	"LISTEN pgbank_events; SELECT bank.deposit($e1, 1, 'quiet-probe') IS NOT NULL; SELECT 1;");
+unlike($quiet, qr/Asynchronous notification/, 'a customer nobody follows: no NOTIFY');
+is($node->safe_psql('postgres', "SELECT count(*) FROM bank.account_events WHERE customer_id = $E->{id}"),
+	1, '... but the event is in the feed');
+
 # --- the NOTIFY payload: a pseudonym, not an id or an amount ---
 my $notes = $node->safe_psql('postgres',
 	"LISTEN pgbank_events; SELECT bank.deposit($b1, 1, 'notify-probe') IS NOT NULL; SELECT 1;");
