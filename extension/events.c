@@ -14,39 +14,42 @@
  *	  item has no events); when it commits, its parent inherits them.
  *	- At pre-commit, after the engine's opportunistic folds, one statement
  *	  resolves each noted account's customer (system accounts have none, and
- *	  get no events), adds each customer's count to their row of
- *	  bank.event_feeds and inserts the events, numbered from that row:
- *	  per customer 1, 2, 3, ... with no gap and no duplicate.
+ *	  get no events) and inserts the events, unnumbered, taking no lock.
  *	- Then one NOTIFY on channel pgbank_events per customer whose feed is
  *	  followed (bank.event_feeds.watched_until is in the future; set by
  *	  bank.events_watch, which pgbank-http calls for its streams), its
- *	  payload a
- *	  pseudonym (hex HMAC-SHA256 under pgbank.jwt_secret of
+ *	  payload a pseudonym (hex HMAC-SHA256 under pgbank.jwt_secret of
  *	  "pgbank-events:" || customer id, 128 bits): any role that can LISTEN
  *	  learns that some customer had activity, not who, nor what, nor how
  *	  much.  pgbank-http computes the same pseudonym for the customers it
  *	  streams to.  Without a secret the payload is empty (a plain wake-up).
  *
+ * How an event is numbered: by its reader (bank.events_since,
+ * bank.events_head), under the lock of the customer's bank.event_feeds
+ * row: the events committed and not yet numbered, in insertion order, get
+ * last_seq + 1, + 2, ...; then the reader reads.
+ *
  * Invariants:
  *	- Events commit with the change, or not at all: same transaction.
- *	- A customer's events are numbered in commit order: the row of
- *	  bank.event_feeds is locked from the numbering until the commit
- *	  completes, so a later transaction of the same customer numbers after
- *	  it and commits after it.  A reader that sees event n sees every event
- *	  below n: reading "after n" never skips one that commits later.
- *	- No deadlock: the feed rows are the last locks a transaction takes, and
- *	  it takes them in ascending customer id order, in one statement.
- *	- The lock is held only from pre-commit through the commit (the WAL
- *	  flush), not through the transaction: one customer's commits are one
- *	  per flush, other customers' are untouched.
+ *	- A customer's numbers have no gap and never change, and a reader that
+ *	  has seen number n has seen every number below it: only committed rows
+ *	  are numbered (a number is never held by a transaction that might
+ *	  commit after a higher one, as ids from a sequence would be), and the
+ *	  numbering statement runs, in READ COMMITTED, after the feed row's
+ *	  lock is granted, so it sees what every earlier numberer numbered.
+ *	  Reading "after n" is therefore exact.
+ *	- Writers never wait for the feed: no lock, so a customer credited by
+ *	  every transfer (a merchant) does not make transfers commit one at a
+ *	  time.  Readers of one customer wait for each other only.
  *	- NOTIFY only for followed feeds: PostgreSQL serialises every committing
  *	  transaction that has notifications on one database-wide lock held
  *	  through its commit, which would make all transfers commit one per
- *	  flush.  A follower calls bank.events_watch in its fetch transaction
- *	  before it reads the feed: a commit either numbers after the watch
- *	  (and sees it, under the feed row's lock, and notifies) or committed
- *	  before the watch's statement, and so before the follower's next
- *	  statement reads the feed.
+ *	  flush.  The watch is read without a lock: a commit that read it just
+ *	  before a new follower's watch committed does not notify, and the
+ *	  follower sees that event at its next fetch (pgbank-http fetches once
+ *	  more a second after a stream starts, and at every heartbeat).
+ *	- A read-only or non-READ COMMITTED transaction reads only what is
+ *	  numbered already.
  *
  *-------------------------------------------------------------------------
  */
@@ -86,7 +89,7 @@ static NotedEvent *noted = NULL;
 static int	nnoted = 0;
 static int	maxnoted = 0;
 
-/* number and insert a transaction's events, returning their customers */
+/* insert a transaction's events, returning their followed customers */
 static PgbQuery q_write_events = {
 	"WITH x AS ("
 	"  SELECT x.ord, x.account_id, x.kind, x.transfer_id, x.amount, x.currency, a.customer_id"
@@ -94,20 +97,13 @@ static PgbQuery q_write_events = {
 	"         WITH ORDINALITY AS x(account_id, kind, transfer_id, amount, currency, ord)"
 	"    JOIN bank.accounts a ON a.id = x.account_id"
 	"   WHERE a.customer_id IS NOT NULL),"
-	" n AS (SELECT customer_id, count(*) AS n FROM x GROUP BY customer_id),"
-	" f AS ("
-	"  INSERT INTO bank.event_feeds AS f (customer_id, last_seq)"
-	"  SELECT customer_id, n FROM n ORDER BY customer_id"
-	"  ON CONFLICT (customer_id) DO UPDATE SET last_seq = f.last_seq + excluded.last_seq"
-	"  RETURNING customer_id, last_seq, watched_until),"
 	" e AS ("
-	"  INSERT INTO bank.account_events (customer_id, seq, kind, account_id, transfer_id,"
+	"  INSERT INTO bank.account_events (customer_id, kind, account_id, transfer_id,"
 	"   amount, currency, occurred_at)"
-	"  SELECT x.customer_id,"
-	"   f.last_seq - n.n + row_number() OVER (PARTITION BY x.customer_id ORDER BY x.ord),"
-	"   x.kind, x.account_id, x.transfer_id, x.amount, x.currency, now()"
-	"    FROM x JOIN n USING (customer_id) JOIN f USING (customer_id))"
-	" SELECT customer_id FROM f WHERE watched_until > now()",
+	"  SELECT customer_id, kind, account_id, transfer_id, amount, currency, now()"
+	"    FROM x ORDER BY ord)"
+	" SELECT f.customer_id FROM bank.event_feeds f"
+	"  WHERE f.customer_id IN (SELECT customer_id FROM x) AND f.watched_until > now()",
 	5, {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID}
 };
 
@@ -132,6 +128,30 @@ static PgbQuery q_events_since = {
 	" FROM bank.account_events e JOIN bank.currencies c ON c.code = e.currency"
 	" WHERE e.customer_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3",
 	3, {INT8OID, INT8OID, INT4OID}, NULL, true
+};
+
+/* numbering: anything to number, the feed row locked, the numbers given */
+static PgbQuery q_unnumbered = {
+	"SELECT 1 FROM bank.account_events WHERE customer_id = $1 AND seq IS NULL LIMIT 1",
+	1, {INT8OID}
+};
+
+static PgbQuery q_feed_lock = {
+	"INSERT INTO bank.event_feeds AS f (customer_id, last_seq) VALUES ($1, 0)"
+	" ON CONFLICT (customer_id) DO UPDATE SET last_seq = f.last_seq RETURNING last_seq",
+	1, {INT8OID}
+};
+
+static PgbQuery q_number = {
+	"WITH n AS ("
+	"  SELECT id, row_number() OVER (ORDER BY id) AS r FROM bank.account_events"
+	"   WHERE customer_id = $1 AND seq IS NULL ORDER BY id LIMIT 10000),"
+	" u AS (UPDATE bank.account_events e SET seq = $2 + n.r FROM n WHERE e.id = n.id"
+	"  RETURNING 1),"
+	" f AS (UPDATE bank.event_feeds SET last_seq = $2 + (SELECT count(*) FROM u)"
+	"  WHERE customer_id = $1)"
+	" SELECT count(*) FROM u",
+	2, {INT8OID, INT8OID}
 };
 
 static PgbQuery q_events_head = {
@@ -436,6 +456,27 @@ EventsAtEOXact(void)
 	maxnoted = 0;
 }
 
+/*
+ * Number the customer's committed, unnumbered events (SPI connected): see
+ * the file header.  Not in a read-only transaction, nor outside READ
+ * COMMITTED (whose snapshot would not see the previous numberer's work).
+ */
+static void
+EventsNumber(int64 customer)
+{
+	Datum		v[2];
+
+	if (XactReadOnly || XactIsoLevel != XACT_READ_COMMITTED)
+		return;
+	v[0] = Int64GetDatum(customer);
+	if (PgbExec(&q_unnumbered, v, NULL, false, 1) == 0)
+		return;
+	PgbExec(&q_feed_lock, v, NULL, false, 1);
+	v[1] = Int64GetDatum(PgbGetInt64(0, 1));
+	/* a new statement, so a new snapshot: after the lock was granted */
+	PgbExec(&q_number, v, NULL, false, 1);
+}
+
 static int64
 EventsCustomer(const char *function)
 {
@@ -474,7 +515,8 @@ pgbank_events_since(PG_FUNCTION_ARGS)
 	v[1] = PG_GETARG_DATUM(0);
 	v[2] = Int32GetDatum(limit);
 	SPI_connect();
-	PgbExec(&q_events_since, v, NULL, true, 0);
+	EventsNumber(DatumGetInt64(v[0]));
+	PgbExec(&q_events_since, v, NULL, false, 0);
 	PgbMaterialize(fcinfo);
 	SPI_finish();
 	return (Datum) 0;
@@ -490,7 +532,8 @@ pgbank_events_head(PG_FUNCTION_ARGS)
 
 	v[0] = Int64GetDatum(EventsCustomer("events_head"));
 	SPI_connect();
-	PgbExec(&q_events_head, v, NULL, true, 1);
+	EventsNumber(DatumGetInt64(v[0]));
+	PgbExec(&q_events_head, v, NULL, false, 1);
 	head = PgbGetInt64(0, 1);
 	SPI_finish();
 	PG_RETURN_INT64(head);

@@ -29,8 +29,12 @@
  *	  order (extension/events.c), so "after n" is exact.
  *	- Each fetch first calls bank.events_watch(3 heartbeats): the database
  *	  NOTIFYs only for followed feeds (a NOTIFY costs a database-wide lock
- *	  through the commit), and the watch precedes the read in the fetch's
- *	  transaction, so no commit falls between them unseen.
+ *	  through the commit).  The fetch's bank.events_since numbers what has
+ *	  committed, then reads it (a write transaction, on the general
+ *	  connections).
+ *	- A stream fetches once more a second after it starts: a commit that
+ *	  read the watch just before the stream's first watch committed does
+ *	  not notify (extension/events.c).
  *	- Missed notifications cost at most a heartbeat: every stream fetches
  *	  at each heartbeat (which also renews its watch), and every stream of
  *	  the thread fetches when the LISTEN connection (re)connects.
@@ -298,6 +302,11 @@ start_response(pbh_stream_t *s)
 	n = snprintf(retry, sizeof(retry), "retry: %d\n\n", pbh_config.events_retry);
 	stream_append(s, retry, n);
 	h2o_timeout_link(et->thread->ctx.loop, &et->heartbeat_timeout, &s->heartbeat);
+	/*
+	 * once more in a second: a commit that read the feed's watch just before
+	 * this stream's first watch committed did not notify
+	 */
+	h2o_timeout_link(et->thread->ctx.loop, &et->retry_timeout, &s->retry);
 }
 
 static void

@@ -1522,10 +1522,12 @@ INSERT INTO bank.job_schedule (job, period, delay) VALUES
 -- to their accounts, for clients that follow it (pgbank-http's
 -- GET /v1/events) and resume after the last event they saw.  Written at
 -- commit, in the transaction that made the change, from what the triggers
--- below noted; numbered per customer 1, 2, 3, ... in commit order under the
--- customer's row of bank.event_feeds, locked only from pre-commit through
--- the commit.  Each commit that writes events NOTIFYs channel pgbank_events
--- with a pseudonym of the customer (never an id or an amount).
+-- below noted, without any lock; numbered per customer 1, 2, 3, ... by the
+-- reader (bank.events_since), under the customer's row of bank.event_feeds,
+-- and only rows already committed: so a number is never given to a row that
+-- commits later than a higher one.  Each commit that writes events of a
+-- followed feed (bank.events_watch) NOTIFYs channel pgbank_events with a
+-- pseudonym of the customer (never an id or an amount).
 --
 
 CREATE TABLE bank.event_feeds (
@@ -1534,13 +1536,14 @@ CREATE TABLE bank.event_feeds (
 	watched_until timestamptz
 );
 COMMENT ON TABLE bank.event_feeds IS
-'Per customer, the number of their latest account event: the counter that numbers their feed without gaps, in commit order (the row is locked from pre-commit through the commit). Written by the extension only';
+'Per customer, the number of their latest numbered account event: the counter that numbers their feed without gaps (readers number committed events under this row''s lock). Written by the extension only';
 COMMENT ON COLUMN bank.event_feeds.watched_until IS
 'Until when someone follows this feed (bank.events_watch): only then does a commit NOTIFY, since every NOTIFY takes a database-wide lock through its commit';
 
 CREATE TABLE bank.account_events (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	customer_id bigint NOT NULL,
-	seq			bigint NOT NULL CHECK (seq > 0),
+	seq			bigint CHECK (seq > 0),
 	kind		text NOT NULL CHECK (kind IN ('transfer.debit', 'transfer.credit',
 							'transfer.held_for_review', 'transfer.rejected',
 							'hold.created', 'hold.captured', 'hold.voided',
@@ -1550,14 +1553,17 @@ CREATE TABLE bank.account_events (
 	amount		bigint,
 	currency	char(3) NOT NULL,
 	occurred_at timestamptz NOT NULL,
-	PRIMARY KEY (customer_id, seq),
+	UNIQUE (customer_id, seq),
 	CHECK ((kind LIKE 'account.%') = (transfer_id IS NULL AND amount IS NULL))
 );
+-- committed events waiting for their number, in the order they get it
+CREATE INDEX account_events_unnumbered_idx ON bank.account_events (customer_id, id)
+	WHERE seq IS NULL;
 CREATE INDEX account_events_occurred_idx ON bank.account_events (occurred_at);
 COMMENT ON TABLE bank.account_events IS
-'What happened to customers'' accounts, per customer in commit order (seq): money in and out (transfer.debit, transfer.credit), holds (hold.created, hold.captured, hold.voided), reviews (transfer.held_for_review, transfer.rejected), freezes and closing (account.frozen, account.unfrozen, account.closed). Declines are not events. Written by the extension at commit; removed only by bank.purge_account_events, past pgbank.event_retention';
+'What happened to customers'' accounts, per customer in feed order (seq, given by the first reader after the commit): money in and out (transfer.debit, transfer.credit), holds (hold.created, hold.captured, hold.voided), reviews (transfer.held_for_review, transfer.rejected), freezes and closing (account.frozen, account.unfrozen, account.closed). Declines are not events. Written by the extension at commit; removed only by bank.purge_account_events, past pgbank.event_retention';
 COMMENT ON COLUMN bank.account_events.seq IS
-'Position in the customer''s feed: 1, 2, 3, ... with no gaps, in commit order; the SSE event id';
+'Position in the customer''s feed: 1, 2, 3, ... with no gaps; NULL until a reader of the feed numbers the (committed) event; never changed after. The SSE event id';
 COMMENT ON COLUMN bank.account_events.amount IS
 'Minor units, negative on the transfer''s debited side (money out of, or reserved on, account_id), positive on its credited side; NULL for account events';
 
@@ -1597,15 +1603,15 @@ COMMENT ON TYPE bank.account_event IS
 CREATE FUNCTION bank.events_since(after_id bigint, max integer DEFAULT 100)
 	RETURNS SETOF bank.account_event
 	AS 'MODULE_PATHNAME', 'pgbank_events_since'
-	LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 100;
+	LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 COMMENT ON FUNCTION bank.events_since(bigint, integer) IS
-'The calling customer''s account events numbered above after_id (0: from the first kept), oldest first, at most max (1 to 1000). Customers only (PB041 otherwise); read under row-level security. Numbers have no gaps: an event missing below the first returned was purged (pgbank.event_retention)';
+'The calling customer''s account events numbered above after_id (0: from the first kept), oldest first, at most max (1 to 1000); first numbers the events committed since the last call (not in a read-only transaction, which sees only numbered ones). Customers only (PB041 otherwise); read under row-level security. Numbers have no gaps: an event missing below the first returned was purged (pgbank.event_retention)';
 
 CREATE FUNCTION bank.events_head() RETURNS bigint
 	AS 'MODULE_PATHNAME', 'pgbank_events_head'
-	LANGUAGE C STABLE PARALLEL RESTRICTED;
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.events_head() IS
-'The number of the calling customer''s latest account event (0 for none): where a follower that wants only new events starts. Customers only (PB041 otherwise)';
+'The number of the calling customer''s latest account event (0 for none), after numbering those committed since the last call (as bank.events_since): where a follower that wants only new events starts. Customers only (PB041 otherwise)';
 
 CREATE FUNCTION bank.events_watch(seconds integer) RETURNS void
 	AS 'MODULE_PATHNAME', 'pgbank_events_watch'

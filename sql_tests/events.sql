@@ -32,14 +32,24 @@ END $$;
 SELECT pg_temp.token(:ca) AS tok_a \gset
 SELECT pg_temp.token(:cb) AS tok_b \gset
 
--- the whole feed of a customer, as the superuser sees the table
+-- the whole feed of a customer, as the superuser sees the table: in the
+-- order written, numbered or not (readers number them)
 CREATE FUNCTION pg_temp.feed(customer bigint)
 RETURNS TABLE (seq bigint, kind text, account text, amount bigint) LANGUAGE sql AS $$
-	SELECT e.seq, e.kind,
-		   CASE e.account_id WHEN $1 THEN 'x' ELSE (SELECT name FROM bank.accounts WHERE id = e.account_id) END,
-		   e.amount
-	  FROM bank.account_events e WHERE e.customer_id = customer ORDER BY e.seq
+	SELECT e.seq, e.kind, (SELECT name FROM bank.accounts WHERE id = e.account_id), e.amount
+	  FROM bank.account_events e WHERE e.customer_id = customer ORDER BY e.id
 $$;
+-- number a customer's feed as its reader does (bank.events_head, as them)
+CREATE FUNCTION pg_temp.read_as(token text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+	head bigint;
+BEGIN
+	SET LOCAL ROLE bank_customer;
+	PERFORM bank.authenticate(token);
+	head := bank.events_head();
+	RESET ROLE;
+	RETURN head;
+END $$;
 
 -- Every kind: deposits (credits; the settlement account has no feed),
 -- transfers both ways and between one customer's own accounts, a hold
@@ -60,14 +70,33 @@ SELECT * FROM pg_temp.feed(:cb);
 -- system accounts have no feed
 SELECT count(*) AS events_without_customer FROM bank.account_events e
  WHERE NOT EXISTS (SELECT FROM bank.accounts a WHERE a.id = e.account_id AND a.customer_id = e.customer_id);
--- the counters are the feeds' heads
+-- written unnumbered, without touching a feed row; the first reader numbers
+-- what has committed, in the order written; the counters are the heads
+SELECT count(*) AS unnumbered FROM bank.account_events WHERE seq IS NULL;
+SELECT count(*) AS feed_rows FROM bank.event_feeds;
+BEGIN;
+SELECT pg_temp.read_as(:'tok_a') AS ann_head;
+COMMIT;
+BEGIN;
+SELECT pg_temp.read_as(:'tok_b') AS ben_head;
+COMMIT;
+SELECT * FROM pg_temp.feed(:ca);
 SELECT customer_id = :ca AS ann, last_seq FROM bank.event_feeds ORDER BY customer_id;
+-- a read-only transaction reads, and numbers nothing
+SELECT status FROM bank.deposit(:a1, 1, 'ev-ro');
+BEGIN READ ONLY;
+SELECT pg_temp.read_as(:'tok_a') AS ann_head_read_only;
+COMMIT;
+SELECT count(*) AS unnumbered FROM bank.account_events WHERE seq IS NULL;
+BEGIN;
+SELECT pg_temp.read_as(:'tok_a') AS ann_head;
+COMMIT;
 
 -- A decline (insufficient funds) is no event: Ben's feed does not grow
 SELECT last_seq AS ben_before FROM bank.event_feeds WHERE customer_id = :cb \gset
 SELECT bank.transfer(:b1, :a1, 1000, 'ev-8');
 SELECT status FROM bank.get_transfer((SELECT max(id) FROM bank.transfers));
-SELECT last_seq - :ben_before AS ben_new_events FROM bank.event_feeds WHERE customer_id = :cb;
+SELECT pg_temp.read_as(:'tok_b') - :ben_before AS ben_new_events;
 
 -- Nothing is written when the transaction rolls back, nor for a rolled-back
 -- savepoint; what commits is numbered on, with no gap
@@ -80,6 +109,7 @@ SELECT status FROM bank.transfer(:a1, :b1, 2, 'ev-10');
 ROLLBACK TO SAVEPOINT s;
 SELECT status FROM bank.transfer(:a1, :b1, 4, 'ev-11');
 COMMIT;
+SELECT pg_temp.read_as(:'tok_b') - :ben_before AS ben_new_events;
 SELECT seq, kind, amount FROM pg_temp.feed(:cb) WHERE seq > :ben_before;
 SELECT count(*) AS gaps FROM (SELECT customer_id, seq, lag(seq) OVER (PARTITION BY customer_id ORDER BY seq) AS prev
 								FROM bank.account_events) s WHERE seq <> coalesce(prev, 0) + 1;
@@ -88,11 +118,13 @@ SELECT count(*) AS gaps FROM (SELECT customer_id, seq, lag(seq) OVER (PARTITION 
 SELECT item, status FROM bank.transfer_batch(jsonb_build_array(
 	jsonb_build_object('from_account', :a1, 'to_account', :b1, 'amount', '1', 'idempotency_key', 'ev-12'),
 	jsonb_build_object('from_account', :a1, 'to_account', :b1, 'amount', '99999', 'idempotency_key', 'ev-13')));
+SELECT pg_temp.read_as(:'tok_b') > 0 AS numbered;
 SELECT seq, kind, amount FROM pg_temp.feed(:cb) ORDER BY seq DESC LIMIT 1;
 
 -- Closing an account is an event
 SELECT id AS a3 FROM bank.open_account('savings', 'ann 3', 'USD', :ca) \gset
 SELECT status FROM bank.close_account(:a3);
+SELECT pg_temp.read_as(:'tok_a') > 0 AS numbered;
 SELECT seq, kind, account, amount FROM pg_temp.feed(:ca) ORDER BY seq DESC LIMIT 1;
 
 -- As the customer: bank.events_since pages through their own feed only
@@ -140,7 +172,8 @@ SELECT count(*) FROM bank.account_events;
 RESET ROLE;
 -- nobody writes the tables but the extension, not even a customer for themselves
 SET ROLE bank_customer;
-INSERT INTO bank.account_events VALUES (1, 1000, 'transfer.debit', 1, NULL, NULL, 'USD', now());
+INSERT INTO bank.account_events (customer_id, seq, kind, account_id, currency, occurred_at)
+	VALUES (1, 1000, 'transfer.debit', 1, 'USD', now());
 UPDATE bank.event_feeds SET last_seq = 1;
 RESET ROLE;
 
@@ -191,6 +224,7 @@ SELECT bank.purge_account_events() > 0 AS purged_old;
 SELECT count(*) AS bens_left FROM bank.account_events WHERE customer_id = :cb;
 SELECT last_seq AS ben_head FROM bank.event_feeds WHERE customer_id = :cb \gset
 SELECT status FROM bank.deposit(:b1, 1, 'ev-14');
+SELECT pg_temp.read_as(:'tok_b') = :ben_head + 1 AS numbered_on;
 SELECT seq = :ben_head + 1 AS numbered_on FROM bank.account_events WHERE customer_id = :cb;
 SELECT action FROM bank.audit_events WHERE action = 'account_event.purge';
 SELECT job, every FROM bank.job_schedule WHERE job = 'purge_account_events';
