@@ -388,6 +388,15 @@ on_fetched(pbh_job_t *job)
 		free(f);
 		return;
 	}
+	if (!s->started && et->shut)
+	{
+		/* SIGTERM came while the first fetch was out: do not start now */
+		pbh_problem_send(s->req, 503, "stopping", "The server is stopping; retry", NULL);
+		h2o_mem_clear_pool(&f->pool);
+		free(f);
+		stream_free(s);
+		return;
+	}
 	if (!s->started && after > head)
 	{
 		pbh_problem_send(s->req, 400, "invalid_argument", "Invalid request",
