@@ -263,6 +263,8 @@ NoteTransfer(TriggerData *td, HeapTuple row, const char *old_status, const char 
 		NoteBothSides(td, row, "transfer.debit", "transfer.credit", "posted_amount");
 	else if (strcmp(old_status, "held_for_review") == 0 && strcmp(status, "voided") == 0)
 		NoteBothSides(td, row, "transfer.rejected", "transfer.rejected", "amount");
+	else if (strcmp(old_status, "held_for_review") == 0 && strcmp(status, "pending") == 0)
+		NoteBothSides(td, row, "hold.created", "hold.created", "amount");	/* an approved hold */
 }
 
 static void

@@ -127,6 +127,24 @@ SELECT status FROM bank.close_account(:a3);
 SELECT pg_temp.read_as(:'tok_a') > 0 AS numbered;
 SELECT seq, kind, account, amount FROM pg_temp.feed(:ca) ORDER BY seq DESC LIMIT 1;
 
+-- Reviews: a transfer held for review, then approved (money moves) or
+-- rejected; a hold held for review and approved becomes a live hold
+INSERT INTO bank.risk_rules (name, kind, action, currency, amount)
+	VALUES ('review above 100', 'max_amount', 'review', 'USD', 100);
+SELECT status FROM bank.deposit(:a1, 1000, 'ev-rv-0');
+SELECT id AS r1, status FROM bank.transfer(:a1, :b1, 150, 'ev-rv-1') \gset
+SELECT :'status' AS held;
+SELECT status FROM bank.review_approve(:r1, 'checked');
+SELECT id AS r2 FROM bank.transfer(:a1, :b1, 120, 'ev-rv-2') \gset
+SELECT status FROM bank.review_reject(:r2, 'no');
+SELECT id AS r3 FROM bank.hold(:a1, :b1, 130, 'ev-rv-3') \gset
+SELECT status FROM bank.review_approve(:r3, 'checked');
+DELETE FROM bank.risk_rules;
+SELECT pg_temp.read_as(:'tok_a') > 0 AS numbered;
+SELECT kind, account, amount FROM pg_temp.feed(:ca) ORDER BY seq DESC LIMIT 6;
+SELECT pg_temp.read_as(:'tok_b') > 0 AS numbered;
+SELECT kind, account, amount FROM pg_temp.feed(:cb) ORDER BY seq DESC LIMIT 5;
+
 -- As the customer: bank.events_since pages through their own feed only
 SET ROLE bank_customer;
 BEGIN;
