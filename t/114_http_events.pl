@@ -462,6 +462,8 @@ my $t1 = time();
 # the old stream may have ended with the database (its fetch failed) or lived on
 sse_wait($sb, 2, 20);
 my @after = sse_take($sb);
+note(@after < 2 ? 'the old stream ended with the database: reconnecting with Last-Event-ID'
+	: 'the old stream lived through the restart');
 if (@after < 2)
 {
 	$sb2 = sse_open($url, $B->{token}, last => $b_before);
