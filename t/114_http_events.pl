@@ -485,4 +485,16 @@ sse_idle($live, 2);
 ok($live->{ended} || $live->{eof}, '... and the stream ended');
 sse_close($_) for grep { defined } $sa, $sb, $sb2, $live;
 
+# --- streams per thread: one thread allowing two ---
+$h->start_server('--threads', '1', '--events-max-streams', '2');
+$url = $h->url;
+my @two = (sse_open($url, $A->{token}), sse_open($url, $B->{token}));
+is_deeply([ map { $_->{status} } @two ], [ 200, 200 ], 'two streams on a thread that allows two');
+$s = sse_open($url, $C->{token});
+is($s->{status}, 503, 'a third: 503');
+is($s->{body}{code}, 'too_many_streams', '... too_many_streams');
+is($s->{headers}{'retry-after'}, '5', '... with Retry-After');
+sse_close($_) for @two;
+is($h->stop_server, 0, 'the server stops');
+
 done_testing();
