@@ -49,6 +49,7 @@ int			pgb_job_timeout = 300000;
 int			pgb_job_retention = 7 * 24 * 3600;
 int			pgb_session_retention = 30 * 24 * 3600;
 int			pgb_idempotency_retention = 0;
+int			pgb_event_retention = 30 * 24 * 3600;
 
 void		_PG_init(void);
 
@@ -77,6 +78,8 @@ pgbank_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		EngineReset();
 		IdentityAtEOSubXactAbort();
 	}
+	if (event == SUBXACT_EVENT_ABORT_SUB || event == SUBXACT_EVENT_COMMIT_SUB)
+		EventsAtEOSubXact(event == SUBXACT_EVENT_COMMIT_SUB);
 }
 
 /* engine state never outlives a transaction, however it ends */
@@ -84,7 +87,12 @@ static void
 pgbank_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_PRE_COMMIT)
+	{
 		EngineFoldQueued();
+		EventsAtPreCommit(true);
+	}
+	if (event == XACT_EVENT_PRE_PREPARE)
+		EventsAtPreCommit(false);
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
 		JobsAtEOXact(event == XACT_EVENT_COMMIT);
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
@@ -95,6 +103,7 @@ pgbank_xact_callback(XactEvent event, void *arg)
 		EngineForgetQueued();
 		IdentityAtEOXact();
 		AuditAtEOXact();
+		EventsAtEOXact();
 	}
 }
 
@@ -275,6 +284,13 @@ _PG_init(void)
 							NULL,
 							&pgb_idempotency_retention,
 							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbank.event_retention",
+							"How long account events are kept before bank.purge_account_events() removes them; 0 keeps them for ever.",
+							NULL,
+							&pgb_event_retention,
+							30 * 24 * 3600, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	/* a postmaster setting can only be defined at postmaster start */

@@ -25,6 +25,7 @@
  *	worker.c		the background worker that runs the jobs
  *	risk.c			fraud screening, outgoing limits and counters, overdraft limits
  *	review.c		the review queue: list, approve, reject
+ *	events.c		the per-customer account event feed (GET /v1/events)
  *
  * Locking rules (kept by engine.c, relied on everywhere):
  *	- An account row is locked FOR NO KEY UPDATE only by a leg that checks
@@ -92,6 +93,7 @@ extern int	pgb_job_timeout;		/* milliseconds */
 extern int	pgb_job_retention;		/* seconds */
 extern int	pgb_session_retention;	/* seconds */
 extern int	pgb_idempotency_retention;	/* seconds */
+extern int	pgb_event_retention;	/* seconds */
 
 /* spi.c */
 
@@ -412,5 +414,10 @@ extern Datum AccountInfoDatum(FunctionCallInfo fcinfo, int64 account);
 /* transfer.c */
 extern void AuditTransfer(const Principal *who, const char *action, const TransferRow *t);
 extern Datum TransferMetadata(Jsonb *jb);
+
+/* events.c */
+extern void EventsAtPreCommit(bool notify);
+extern void EventsAtEOSubXact(bool commit);
+extern void EventsAtEOXact(void);
 
 #endif							/* PGBANK_H */

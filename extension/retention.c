@@ -2,7 +2,8 @@
  *
  * retention.c
  *		Purging what is kept only for a while: ended sessions and old
- *		idempotency keys (the audit trail's own purge is in audit.c).
+ *		idempotency keys, old account events (the audit trail's own purge
+ *		is in audit.c).
  *
  * Invariants:
  *	- A retention of 0 keeps everything: the purge does nothing.
@@ -122,4 +123,30 @@ pgbank_purge_idempotency_keys(PG_FUNCTION_ARGS)
 	v[0] = TimestampTzGetDatum(cutoff);
 	PG_RETURN_INT64(RetentionEnd(&who, "idempotency.purge", "transfer",
 								 EngineExec(&q_release_keys, v, NULL), cutoff));
+}
+
+static PgbQuery q_purge_events = {
+	"DELETE FROM bank.account_events WHERE occurred_at < $1",
+	1, {TIMESTAMPTZOID}
+};
+
+/*
+ * bank.purge_account_events(): remove account events that occurred more than
+ * pgbank.event_retention ago.  Events are never updated, so nothing locks
+ * them: the delete waits for nobody.  A feed's counter row stays, so the
+ * numbers of later events go on from where they were (never reused).
+ */
+PG_FUNCTION_INFO_V1(pgbank_purge_account_events);
+Datum
+pgbank_purge_account_events(PG_FUNCTION_ARGS)
+{
+	Principal	who;
+	Datum		v[1];
+	TimestampTz cutoff;
+
+	if (!RetentionBegin("purge_account_events", pgb_event_retention, &who, &cutoff))
+		PG_RETURN_INT64(0);
+	v[0] = TimestampTzGetDatum(cutoff);
+	PG_RETURN_INT64(RetentionEnd(&who, "account_event.purge", "account_event",
+								 PgbExec(&q_purge_events, v, NULL, false, 0), cutoff));
 }

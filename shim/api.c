@@ -690,6 +690,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		return 0;
 	if (pbh_ops_on_req(req, req->path_normalized.base, req->path_normalized.len))
 		return 0;
+	if (pbh_events_on_req(req))
+		return 0;
 
 	route = pbh_route_match(req->method.base, req->method.len, req->path_normalized.base,
 							req->path_normalized.len, ids, &nids, &status, allow, sizeof(allow));

@@ -157,6 +157,16 @@ static const pbh_option_t options[] = {
 	{"rate-limit-entries", "PGBANK_HTTP_RATE_LIMIT_ENTRIES", OPT_INT, "16384", 64, 4194304,
 	"rate-limit buckets per thread (24 bytes each); the longest idle is reused when full",
 	FIELD(rate_limit_entries)},
+	{"events-max-streams", "PGBANK_HTTP_EVENTS_MAX_STREAMS", OPT_INT, "1000", 1, 1000000,
+	"open GET /v1/events streams per thread before 503", FIELD(events_max_streams)},
+	{"events-per-customer", "PGBANK_HTTP_EVENTS_PER_CUSTOMER", OPT_INT, "5", 1, 1000,
+	"open event streams per customer before 429", FIELD(events_per_customer)},
+	{"events-heartbeat", "PGBANK_HTTP_EVENTS_HEARTBEAT", OPT_INT, "15", 1, 3600,
+	"seconds between heartbeat comments on an event stream", FIELD(events_heartbeat)},
+	{"events-buffer", "PGBANK_HTTP_EVENTS_BUFFER", OPT_INT, "262144", 4096, 67108864,
+	"bytes an event stream holds for a slow client before it ends the stream", FIELD(events_buffer)},
+	{"events-retry", "PGBANK_HTTP_EVENTS_RETRY", OPT_INT, "2000", 0, 600000,
+	"milliseconds an event-stream client waits before reconnecting (SSE retry:)", FIELD(events_retry)},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

@@ -20,6 +20,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -277,4 +278,36 @@ pbh_jwt_sid(h2o_mem_pool_t *pool, const char *token, size_t len)
 		return NULL;
 	sid = member(c, nc, "sid");
 	return is_id(sid) ? sid->str : NULL;
+}
+
+/*
+ * The subject (customer id) and expiry of a token pbh_jwt_verify accepted;
+ * 0, or -1 when they cannot be read (never for a verified token).
+ */
+int
+pbh_jwt_subject(h2o_mem_pool_t *pool, const char *token, size_t len, int64_t *sub,
+				int64_t *exp)
+{
+	const char *dot1 = memchr(token, '.', len),
+			   *dot2 = dot1 ? memchr(dot1 + 1, '.', token + len - dot1 - 1) : NULL;
+	unsigned char *buf;
+	long		n;
+	pbh_json_member_t *c;
+	size_t		nc;
+	const char *err;
+	const pbh_json_member_t *s,
+			   *e;
+
+	if (dot2 == NULL)
+		return -1;
+	buf = h2o_mem_alloc_pool(pool, len + 1);
+	n = b64url_decode(dot1 + 1, dot2 - dot1 - 1, buf);
+	if (n < 0 || pbh_json_parse_object(pool, (char *) buf, n, &c, &nc, &err) != 0)
+		return -1;
+	s = member(c, nc, "sub");
+	e = member(c, nc, "exp");
+	if (!is_id(s) || e == NULL || (*exp = numeric_date(e, 0)) < 0)
+		return -1;
+	*sub = strtoll(s->str, NULL, 10);
+	return 0;
 }

@@ -12,7 +12,8 @@
  *	  (see claim_port), instead of joining the first one's SO_REUSEPORT
  *	  group and taking half its connections.
  *	- SIGTERM or SIGINT: the listeners close, requests in flight finish and
- *	  are answered, then the threads end and the process exits 0.
+ *	  are answered, event streams end (they never hold up a stop), then the
+ *	  threads end and the process exits 0.
  *	- HTTP/1.1 only (this h2o lacks the HTTP/2 rapid-reset fix), unless
  *	  --http2=1 with TLS: then ALPN offers h2.  Never h2c (no upgrade, no
  *	  prior knowledge over plain TCP).
@@ -230,6 +231,7 @@ run_thread(void *arg)
 			h2o_socket_close(t->listener);
 			t->listener = NULL;
 			h2o_context_request_shutdown(&t->ctx);
+			pbh_events_shutdown(t);
 		}
 		/* answer what is in flight, then a few more rounds to send it */
 		if (t->inflight == 0 && ++drain_rounds > 3)

@@ -349,6 +349,8 @@ pbh_openapi_init(void)
 		}
 		put(&o, "}");
 	}
+	/* GET /v1/events streams, outside the route table (events.c) */
+	put(&o, ",%s", pbh_events_openapi());
 	put(&o, "}}");
 	document = o.buf;
 	document_len = o.len;

@@ -84,6 +84,11 @@ typedef struct st_pbh_config_t
 	int			rate_address;	/* per second per address, read and write routes */
 	int			burst_address;
 	int			rate_limit_entries; /* buckets per thread */
+	int			events_max_streams; /* per thread */
+	int			events_per_customer;	/* across threads */
+	int			events_heartbeat;	/* seconds */
+	int			events_buffer;	/* bytes a stream holds for a slow client */
+	int			events_retry;	/* milliseconds, the SSE retry: field */
 } pbh_config_t;
 
 extern pbh_config_t pbh_config;
@@ -294,6 +299,8 @@ enum
 	PBH_STMT_KEY_ROLE,			/* bank.api_key_role, as the gateway itself */
 	PBH_STMT_WRITE_LSN,			/* pg_current_wal_insert_lsn(), as a number */
 	PBH_STMT_REPLAY_LSN,		/* pg_last_wal_replay_lsn(), as a number */
+	PBH_STMT_EVENTS_AUTH,		/* PBH_STMT_AUTH_TOKEN and bank.events_watch */
+	PBH_STMT_EVENTS,			/* bank.events_since as SSE messages (events.c) */
 	PBH_STMT_FIXED
 };
 
@@ -476,6 +483,17 @@ int			pbh_limits_subject(h2o_req_t *req, pbh_limit_class_t cls, const void *id, 
 /* the sub claim of a verified token, for pbh_limits_subject */
 int			pbh_limits_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len,
 									 char *out, size_t outlen);
+
+/* ---------------------------------------------------------------------
+ * events.c: GET /v1/events, account events as Server-Sent Events
+ * ---------------------------------------------------------------------
+ */
+int			pbh_events_on_req(h2o_req_t *req);
+void		pbh_events_shutdown(pbh_thread_t *t);
+const char *pbh_events_openapi(void);
+/* jwt.c: the subject and expiry of a verified token; 0 or -1 */
+int			pbh_jwt_subject(h2o_mem_pool_t *pool, const char *token, size_t len,
+							int64_t *sub, int64_t *exp);
 
 extern pbh_thread_t *pbh_threads;
 extern _Atomic int pbh_stopping;	/* set by a signal, read by every thread */

@@ -1518,6 +1518,119 @@ INSERT INTO bank.job_schedule (job, period, delay) VALUES
 ('accrue_interest', 'day', '5 minutes'), ('post_month', 'month', '15 minutes');
 
 --
+-- Account events (events.c): per customer, an ordered feed of what happened
+-- to their accounts, for clients that follow it (pgbank-http's
+-- GET /v1/events) and resume after the last event they saw.  Written at
+-- commit, in the transaction that made the change, from what the triggers
+-- below noted, without any lock; numbered per customer 1, 2, 3, ... by the
+-- reader (bank.events_since), under the customer's row of bank.event_feeds,
+-- and only rows already committed: so a number is never given to a row that
+-- commits later than a higher one.  Each commit that writes events of a
+-- followed feed (bank.events_watch) NOTIFYs channel pgbank_events with a
+-- pseudonym of the customer (never an id or an amount).
+--
+
+CREATE TABLE bank.event_feeds (
+	customer_id bigint PRIMARY KEY,
+	last_seq	bigint NOT NULL CHECK (last_seq >= 0),
+	watched_until timestamptz
+);
+COMMENT ON TABLE bank.event_feeds IS
+'Per customer, the number of their latest numbered account event: the counter that numbers their feed without gaps (readers number committed events under this row''s lock). Written by the extension only';
+COMMENT ON COLUMN bank.event_feeds.watched_until IS
+'Until when someone follows this feed (bank.events_watch): only then does a commit NOTIFY, since every NOTIFY takes a database-wide lock through its commit';
+
+CREATE TABLE bank.account_events (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	customer_id bigint NOT NULL,
+	seq			bigint CHECK (seq > 0),
+	kind		text NOT NULL CHECK (kind IN ('transfer.debit', 'transfer.credit',
+							'transfer.held_for_review', 'transfer.rejected',
+							'hold.created', 'hold.captured', 'hold.voided',
+							'account.frozen', 'account.unfrozen', 'account.closed')),
+	account_id	bigint NOT NULL,
+	transfer_id bigint,
+	amount		bigint,
+	currency	char(3) NOT NULL,
+	occurred_at timestamptz NOT NULL,
+	UNIQUE (customer_id, seq),
+	CHECK ((kind LIKE 'account.%') = (transfer_id IS NULL AND amount IS NULL))
+);
+-- committed events waiting for their number, in the order they get it
+CREATE INDEX account_events_unnumbered_idx ON bank.account_events (customer_id, id)
+	WHERE seq IS NULL;
+CREATE INDEX account_events_occurred_idx ON bank.account_events (occurred_at);
+COMMENT ON TABLE bank.account_events IS
+'What happened to customers'' accounts, per customer in feed order (seq, given by the first reader after the commit): money in and out (transfer.debit, transfer.credit), holds (hold.created, hold.captured, hold.voided), reviews (transfer.held_for_review, transfer.rejected), freezes and closing (account.frozen, account.unfrozen, account.closed). Declines are not events. Written by the extension at commit; removed only by bank.purge_account_events, past pgbank.event_retention';
+COMMENT ON COLUMN bank.account_events.seq IS
+'Position in the customer''s feed: 1, 2, 3, ... with no gaps; NULL until a reader of the feed numbers the (committed) event; never changed after. The SSE event id';
+COMMENT ON COLUMN bank.account_events.amount IS
+'Minor units, negative on the transfer''s debited side (money out of, or reserved on, account_id), positive on its credited side; NULL for account events';
+
+CREATE FUNCTION bank.account_event() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'pgbank_account_event'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.account_event() IS
+'Trigger: notes the account event of a new transfer row, a transfer''s change of status, or an account''s change of status, to be numbered and written at commit. Runs no SQL';
+
+CREATE TRIGGER transfers_events_insert AFTER INSERT ON bank.transfers
+	FOR EACH ROW WHEN (NEW.status <> 'failed') EXECUTE FUNCTION bank.account_event();
+CREATE TRIGGER transfers_events_update AFTER UPDATE OF status ON bank.transfers
+	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+	EXECUTE FUNCTION bank.account_event();
+CREATE TRIGGER accounts_events_update AFTER UPDATE OF status ON bank.accounts
+	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+	EXECUTE FUNCTION bank.account_event();
+COMMENT ON TRIGGER transfers_events_insert ON bank.transfers IS
+'Posted transfers, holds and transfers held for review are account events (declines are not)';
+COMMENT ON TRIGGER transfers_events_update ON bank.transfers IS
+'Captures, voids, approvals and rejections are account events';
+COMMENT ON TRIGGER accounts_events_update ON bank.accounts IS
+'Freezing, unfreezing and closing an account are account events';
+
+CREATE TYPE bank.account_event AS (
+	seq			bigint,
+	kind		text,
+	account_id	bigint,
+	transfer_id bigint,
+	amount		numeric,
+	currency	char(3),
+	occurred_at timestamptz
+);
+COMMENT ON TYPE bank.account_event IS
+'An account event as bank.events_since returns it: amount as an exact decimal of the currency, negative for money out of the account';
+
+CREATE FUNCTION bank.events_since(after_id bigint, max integer DEFAULT 100)
+	RETURNS SETOF bank.account_event
+	AS 'MODULE_PATHNAME', 'pgbank_events_since'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+COMMENT ON FUNCTION bank.events_since(bigint, integer) IS
+'The calling customer''s account events numbered above after_id (0: from the first kept), oldest first, at most max (1 to 1000); first numbers the events committed since the last call (not in a read-only transaction, which sees only numbered ones). Customers only (PB041 otherwise); read under row-level security. Numbers have no gaps: an event missing below the first returned was purged (pgbank.event_retention)';
+
+CREATE FUNCTION bank.events_head() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_events_head'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.events_head() IS
+'The number of the calling customer''s latest account event (0 for none), after numbering those committed since the last call (as bank.events_since): where a follower that wants only new events starts. Customers only (PB041 otherwise)';
+
+CREATE FUNCTION bank.events_watch(seconds integer) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_events_watch'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.events_watch(integer) IS
+'Marks the calling customer''s feed as followed for the next seconds (1 to 3600): until then each commit that writes their events NOTIFYs pgbank_events. Writes only when less than half of that time is left. Customers only (PB041 otherwise)';
+
+CREATE FUNCTION bank.purge_account_events() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'pgbank_purge_account_events'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.purge_account_events() IS
+'Removes the account events that occurred more than pgbank.event_retention ago (default 30 days) and returns how many (0 when the retention is 0: kept for ever). Feed numbers are never reused. Audited (account_event.purge) when it removes any';
+
+INSERT INTO bank.job_kinds (name, function, enqueue_roles, description) VALUES
+('purge_account_events', 'bank.purge_account_events()', '{bank_admin}',
+ 'Removes account events older than pgbank.event_retention');
+INSERT INTO bank.job_schedule (job, every) VALUES ('purge_account_events', '1 hour');
+
+--
 -- Invariants held by the database itself
 --
 
@@ -1624,7 +1737,8 @@ BEGIN
 								  'bank.set_request_context(text, text, text)'::pg_catalog.regprocedure,
 								  'bank.refuse_change()'::pg_catalog.regprocedure,
 								  'bank.guard_engine_columns()'::pg_catalog.regprocedure,
-								  'bank.check_transfer_legs()'::pg_catalog.regprocedure)
+								  'bank.check_transfer_legs()'::pg_catalog.regprocedure,
+								  'bank.account_event()'::pg_catalog.regprocedure)
 	LOOP
 		EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
 	END LOOP;
@@ -1781,6 +1895,15 @@ CREATE POLICY risk_counters_staff ON bank.risk_counters FOR SELECT
 	USING (bank.acting_as_staff());
 COMMENT ON POLICY risk_counters_staff ON bank.risk_counters IS 'Auditors and admins read the outgoing totals (bank.account_exceptions)';
 
+-- account events: a customer reads their own feed; nobody else reads it
+-- through SQL (pgbank-http reads it as the customer)
+CREATE POLICY account_events_own ON bank.account_events FOR SELECT TO bank_customer
+	USING (customer_id = bank.current_customer_id());
+CREATE POLICY event_feeds_own ON bank.event_feeds FOR SELECT TO bank_customer
+	USING (customer_id = bank.current_customer_id());
+COMMENT ON POLICY account_events_own ON bank.account_events IS 'A customer sees their own account events only';
+COMMENT ON POLICY event_feeds_own ON bank.event_feeds IS 'A customer sees their own feed''s counter only';
+
 COMMENT ON POLICY customers_own ON bank.customers IS 'A customer sees their own row only';
 COMMENT ON POLICY accounts_own ON bank.accounts IS 'A customer sees their own accounts only';
 COMMENT ON POLICY transfers_own ON bank.transfers IS 'A customer sees transfers into or out of their own accounts';
@@ -1866,6 +1989,9 @@ GRANT EXECUTE ON FUNCTION bank.api_key_role(text) TO bank_gateway;
 GRANT EXECUTE ON FUNCTION bank.authenticate(text), bank.authenticate_api_key(text),
 	bank.set_request_context(text, text, text)
 	TO bank_gateway;
+-- the same for the event streams' first statement (GET /v1/events): as
+-- itself the gateway is no customer, and bank.events_watch refuses (PB041)
+GRANT EXECUTE ON FUNCTION bank.events_watch(integer) TO bank_gateway;
 
 -- customers
 GRANT EXECUTE ON FUNCTION bank.logout(), bank.change_password(text, text), bank.mfa_enroll(),
@@ -1940,6 +2066,13 @@ GRANT EXECUTE ON FUNCTION bank.run_next_job(), bank.retry_job(bigint), bank.sche
 	TO bank_admin;
 GRANT SELECT ON bank.job_kinds, bank.job_schedule, bank.job_queue, bank.job_runs
 	TO bank_auditor, bank_admin;
+
+-- account events: customers follow their own feed; admins purge it
+GRANT SELECT ON bank.account_events, bank.event_feeds TO bank_customer;
+GRANT EXECUTE ON FUNCTION bank.events_since(bigint, integer), bank.events_head(),
+	bank.events_watch(integer)
+	TO bank_customer;
+GRANT EXECUTE ON FUNCTION bank.purge_account_events() TO bank_admin;
 
 -- administration
 GRANT EXECUTE ON FUNCTION bank.create_api_key(name, text[], timestamptz, text),

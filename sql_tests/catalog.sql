@@ -16,7 +16,7 @@ SELECT c.relname AS view_not_security_invoker
  WHERE c.relnamespace = 'bank'::regnamespace AND c.relkind = 'v'
    AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false);
 
--- every function pins search_path, except the eight that run no SQL (see
+-- every function pins search_path, except the nine that run no SQL (see
 -- sql/pgbank.sql; spi.c refuses SQL under any other path); no SECURITY DEFINER
 SELECT p.oid::regprocedure AS function_without_pinned_search_path, p.prosecdef
   FROM pg_proc p

@@ -55,6 +55,7 @@ SELECT * FROM pg_temp.run();
 SELECT * FROM pg_temp.run();
 SELECT * FROM pg_temp.run();
 SELECT * FROM pg_temp.run();
+SELECT * FROM pg_temp.run();
 SELECT count(*) AS done, bool_and(finished_at >= started_at) AS timed
   FROM bank.job_runs WHERE status = 'done';
 UPDATE bank.job_schedule SET enabled = false;

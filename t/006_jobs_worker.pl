@@ -273,10 +273,11 @@ SET client_min_messages = warning;
 CREATE EXTENSION pgbank CASCADE;
 SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgbank jobs worker';
 SELECT bank.schedule_jobs();
-SELECT count(bank.run_next_job()) FROM generate_series(1, 5);
+SELECT count(bank.run_next_job()) FROM generate_series(1, 6);
 SELECT string_agg(job || ':' || status, ',' ORDER BY id) FROM bank.job_runs;
 }),
-	"0\n4\n4\nexpire_holds:done,purge_sessions:done,purge_idempotency_keys:done,purge_audit:done",
+	"0\n5\n5\nexpire_holds:done,purge_sessions:done,purge_idempotency_keys:done,purge_audit:done,"
+	  . "purge_account_events:done",
 	'without the worker, bank.schedule_jobs() and bank.run_next_job() run the jobs');
 $plain->stop('fast');
 

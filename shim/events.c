@@ -1,0 +1,975 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *		GET /v1/events: a customer's account events (extension/events.c) as
+ *		Server-Sent Events, pushed as they commit.
+ *
+ *		A stream is opened with the customer's access token (verified here
+ *		first, like every route) and, to resume, the Last-Event-ID header:
+ *		the number of the last event the client has.  Without it the stream
+ *		starts after the customer's latest event.  Each event is one SSE
+ *		message whose id is its number in the customer's feed, so that a
+ *		browser's (or any client's) reconnection resumes exactly there.
+ *
+ *		Each thread has one LISTEN connection (channel pgbank_events), not
+ *		one per client.  A notification's payload is a pseudonym of the
+ *		customer (HMAC-SHA256 under the JWT secret, as the extension makes
+ *		it); the streams of that customer then fetch what is new.  A fetch
+ *		is an ordinary request of the thread's pool, as the customer: role
+ *		switch, bank.authenticate(token), then bank.events_since, so
+ *		row-level security decides what a stream sees.  Nothing here filters
+ *		one customer's events from another's: the database never returns
+ *		them.
+ *
+ * Invariants:
+ *	- No loss, no duplicate, in order: a stream's position is the number
+ *	  of the last event it sent; a fetch asks for what follows it, and a
+ *	  stream has at most one fetch in flight (a notification during a fetch
+ *	  makes another follow it).  Numbers have no gaps and are visible in
+ *	  order (extension/events.c), so "after n" is exact.
+ *	- Each fetch first calls bank.events_watch(3 heartbeats): the database
+ *	  NOTIFYs only for followed feeds (a NOTIFY costs a database-wide lock
+ *	  through the commit).  The fetch's bank.events_since numbers what has
+ *	  committed, then reads it (a write transaction, on the general
+ *	  connections).
+ *	- A stream fetches once more a second after it starts: a commit that
+ *	  read the watch just before the stream's first watch committed does
+ *	  not notify (extension/events.c).
+ *	- Missed notifications cost at most a heartbeat: every stream fetches
+ *	  at each heartbeat (which also renews its watch), and every stream of
+ *	  the thread fetches when the LISTEN connection (re)connects.
+ *	- Bounded memory: a stream buffers at most --events-buffer bytes that
+ *	  the client has not taken; past that the stream ends (the client
+ *	  reconnects with Last-Event-ID and loses nothing).  At most
+ *	  --events-max-streams streams per thread and --events-per-customer per
+ *	  customer (counted across threads, without a lock: an atomic counter
+ *	  per customer id modulo 65536).
+ *	- A stream ends at the first heartbeat after its token expires, and
+ *	  when a fetch's authentication fails (revoked session); on SIGTERM
+ *	  every stream ends at once, so shutdown is not held up.
+ *	- A client that leaves is noticed when a write fails (heartbeats
+ *	  ensure there is one): h2o then calls the generator's stop.  A fetch
+ *	  still in flight then finishes on its own and is dropped: it owns
+ *	  its memory and never points into the dead request.
+ *	- Per-thread state only (this file's __thread variables); the loop
+ *	  never blocks (the LISTEN connection is non-blocking like pool.c's).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "pgbank_http.h"
+
+#define EVENTS_PATH "/v1/events"
+#define EVENTS_CHANNEL "pgbank_events"
+#define EVENTS_FETCH_MAX "500"
+#define EVENTS_FETCH_MAX_N 500
+#define CUSTOMER_SLOTS 65536
+
+typedef struct st_pbh_stream_t pbh_stream_t;
+
+/* one fetch: owns its memory, outlives its stream if need be */
+typedef struct st_pbh_fetch_t
+{
+	pbh_job_t	job;			/* first */
+	h2o_mem_pool_t pool;
+	pbh_stream_t *stream;		/* NULL once the stream is gone */
+	const char *params0[7];
+	const char *params1[2];
+} pbh_fetch_t;
+
+struct st_pbh_stream_t
+{
+	h2o_generator_t gen;		/* first */
+	h2o_req_t  *req;
+	h2o_linklist_t link;		/* in the thread's streams */
+	int64_t		customer;
+	int64_t		exp;			/* the token's expiry, seconds */
+	char		pseudonym[33];
+	int64_t		last;			/* number of the last event sent; -1: not yet known */
+	char	   *token,
+			   *request_id,
+			   *client,
+			   *user_agent;		/* malloc'd copies */
+	int			started;		/* the response's headers are out */
+	int			writing;		/* an h2o_send is in progress */
+	int			closing;		/* end once nothing is being written */
+	int			gone;			/* h2o stopped the generator: no req */
+	char	   *out;			/* taken, not yet handed to h2o */
+	size_t		out_len,
+				out_cap;
+	char	   *sending;		/* handed to h2o until proceed */
+	size_t		sending_cap;
+	pbh_fetch_t *fetch;			/* in flight, or NULL */
+	int			again;			/* fetch again when this one is done */
+	h2o_timeout_entry_t heartbeat;
+	h2o_timeout_entry_t retry;
+};
+
+typedef enum
+{
+	LISTEN_DOWN,
+	LISTEN_CONNECTING,
+	LISTEN_STARTING,			/* LISTEN sent */
+	LISTEN_UP
+} listen_state_t;
+
+typedef struct st_pbh_events_thread_t
+{
+	pbh_thread_t *thread;
+	h2o_linklist_t streams;
+	int			nstreams;
+	h2o_timeout_t heartbeat_timeout;
+	h2o_timeout_t retry_timeout;
+	listen_state_t state;
+	PGconn	   *pg;
+	h2o_socket_t *sock;
+	h2o_timeout_entry_t reopen;
+	int			shut;
+} pbh_events_thread_t;
+
+static __thread pbh_events_thread_t *et;
+
+/* streams per customer id (mod CUSTOMER_SLOTS), all threads; atomics only */
+static int	customer_streams[CUSTOMER_SLOTS];
+
+static void stream_fetch(pbh_stream_t *s);
+static void stream_end(pbh_stream_t *s);
+static void listen_start(void);
+
+/* ---------------------------------------------------------------------
+ * Output
+ * ---------------------------------------------------------------------
+ */
+
+/* append to what the client has not taken; 0, or -1 past the cap */
+static int
+stream_append(pbh_stream_t *s, const char *data, size_t len)
+{
+	if (s->out_len + len > (size_t) pbh_config.events_buffer)
+		return -1;
+	if (s->out_len + len > s->out_cap)
+	{
+		size_t		cap = s->out_cap ? s->out_cap : 4096;
+
+		while (cap < s->out_len + len)
+			cap *= 2;
+		s->out = realloc(s->out, cap);
+		if (s->out == NULL)
+			abort();
+		s->out_cap = cap;
+	}
+	memcpy(s->out + s->out_len, data, len);
+	s->out_len += len;
+	return 0;
+}
+
+/* hand what is buffered to h2o, unless a write is in progress */
+static void
+stream_flush(pbh_stream_t *s)
+{
+	h2o_iovec_t buf;
+	char	   *tmp;
+	size_t		tmpcap;
+
+	if (s->gone || !s->started || s->writing)
+		return;
+	if (s->closing)
+	{
+		stream_end(s);
+		return;
+	}
+	if (s->out_len == 0)
+		return;
+	/* swap: what was sent (and taken) becomes the next buffer */
+	tmp = s->sending;
+	tmpcap = s->sending_cap;
+	s->sending = s->out;
+	s->sending_cap = s->out_cap;
+	buf = h2o_iovec_init(s->sending, s->out_len);
+	s->out = tmp;
+	s->out_cap = tmpcap;
+	s->out_len = 0;
+	s->writing = 1;
+	h2o_send(s->req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
+}
+
+/* the client took what was sent */
+static void
+on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+	pbh_stream_t *s = (pbh_stream_t *) gen;
+
+	s->writing = 0;
+	stream_flush(s);
+}
+
+static void
+stream_free(pbh_stream_t *s)
+{
+	if (h2o_linklist_is_linked(&s->link))
+	{
+		h2o_linklist_unlink(&s->link);
+		et->nstreams--;
+		__atomic_sub_fetch(&customer_streams[s->customer % CUSTOMER_SLOTS], 1, __ATOMIC_RELAXED);
+	}
+	if (h2o_timeout_is_linked(&s->heartbeat))
+		h2o_timeout_unlink(&s->heartbeat);
+	if (h2o_timeout_is_linked(&s->retry))
+		h2o_timeout_unlink(&s->retry);
+	if (s->fetch != NULL)
+		s->fetch->stream = NULL;
+	free(s->out);
+	free(s->sending);
+	free(s->token);
+	free(s->request_id);
+	free(s->client);
+	free(s->user_agent);
+	free(s);
+}
+
+/*
+ * End a stream: at once when nothing is being written (the final chunk),
+ * else once the client takes what is (on_proceed).  Nothing more is fetched.
+ */
+static void
+stream_end(pbh_stream_t *s)
+{
+	s->closing = 1;
+	if (s->gone)
+	{
+		stream_free(s);
+		return;
+	}
+	if (!s->started || s->writing)
+		return;
+	h2o_send(s->req, NULL, 0, H2O_SEND_STATE_FINAL);
+	stream_free(s);
+}
+
+/* h2o ends the response: the client went away, or the connection broke */
+static void
+on_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+	pbh_stream_t *s = (pbh_stream_t *) gen;
+
+	s->gone = 1;
+	s->req = NULL;
+	stream_free(s);
+}
+
+/* ---------------------------------------------------------------------
+ * Fetching
+ * ---------------------------------------------------------------------
+ */
+
+static void
+on_retry(h2o_timeout_entry_t *entry)
+{
+	pbh_stream_t *s = H2O_STRUCT_FROM_MEMBER(pbh_stream_t, retry, entry);
+
+	stream_fetch(s);
+}
+
+static void
+start_response(pbh_stream_t *s)
+{
+	h2o_req_t  *req = s->req;
+	char		retry[32];
+	int			n;
+
+	req->res.status = 200;
+	pbh_count_status(req, 200);
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+				   H2O_STRLIT("text/event-stream; charset=utf-8"));
+	/* never through the gzip filter, which would hold events back */
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL,
+				   H2O_STRLIT("identity"));
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 0,
+						  NULL, H2O_STRLIT("no"));
+	s->gen.proceed = on_proceed;
+	s->gen.stop = on_stop;
+	h2o_start_response(req, &s->gen);
+	s->started = 1;
+	n = snprintf(retry, sizeof(retry), "retry: %d\n\n", pbh_config.events_retry);
+	stream_append(s, retry, n);
+	h2o_timeout_link(et->thread->ctx.loop, &et->heartbeat_timeout, &s->heartbeat);
+	/*
+	 * once more in a second: a commit that read the feed's watch just before
+	 * this stream's first watch committed did not notify
+	 */
+	h2o_timeout_link(et->thread->ctx.loop, &et->retry_timeout, &s->retry);
+}
+
+static void
+on_fetched(pbh_job_t *job)
+{
+	pbh_fetch_t *f = (pbh_fetch_t *) job;
+	pbh_stream_t *s = f->stream;
+	long long	customer = 0,
+				after = 0,
+				last = 0,
+				head = 0;
+	int			count = 0;
+
+	if (s == NULL)
+	{
+		h2o_mem_clear_pool(&f->pool);
+		free(f);
+		return;
+	}
+	s->fetch = NULL;
+	if (s->closing)
+	{
+		/* ending: what came is not sent; on_proceed ends it if a write is out */
+		h2o_mem_clear_pool(&f->pool);
+		free(f);
+		if (!s->writing)
+			stream_end(s);
+		return;
+	}
+	if (job->failed)
+	{
+		const pbh_error_t *e = job->conn_lost ? NULL : pbh_error_for_sqlstate(job->sqlstate);
+
+		if (!s->started)
+		{
+			/* the stream never started: an ordinary error response */
+			h2o_req_t  *req = s->req;
+
+			if (e == NULL)
+				pbh_problem_send(req, 503, "database_unavailable",
+								 "The database is unavailable; retry", NULL);
+			else
+			{
+				if (e->status == 401)
+					h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE,
+								   NULL, H2O_STRLIT("Bearer realm=\"pgbank\", error=\"invalid_token\""));
+				pbh_problem_send(req, e->status, e->code, e->title,
+								 e->show_message ? job->message : NULL);
+			}
+			stream_free(s);
+		}
+		else if (e == NULL || pbh_sqlstate_retryable(job->sqlstate))
+		{
+			/* the database restarts, a conflict: try again in a second */
+			if (!h2o_timeout_is_linked(&s->retry))
+				h2o_timeout_link(et->thread->ctx.loop, &et->retry_timeout, &s->retry);
+		}
+		else
+			stream_end(s);		/* e.g. the session was revoked: the client sees the end */
+		h2o_mem_clear_pool(&f->pool);
+		free(f);
+		return;
+	}
+	if (job->value[0] == NULL ||
+		sscanf(job->value[0], "%lld %lld %lld %d %lld", &customer, &after, &last, &count,
+			   &head) != 5 ||
+		customer != s->customer || (s->last >= 0 && after != s->last))
+	{
+		/* cannot happen: the feed is the token's customer's, from where we were */
+		fprintf(stderr, "pgbank-http: events: unexpected fetch result\n");
+		if (!s->started)
+		{
+			pbh_problem_send(s->req, 500, "internal", "Internal error", NULL);
+			stream_free(s);
+		}
+		else
+			stream_end(s);
+		h2o_mem_clear_pool(&f->pool);
+		free(f);
+		return;
+	}
+	if (!s->started && et->shut)
+	{
+		/* SIGTERM came while the first fetch was out: do not start now */
+		pbh_problem_send(s->req, 503, "stopping", "The server is stopping; retry", NULL);
+		h2o_mem_clear_pool(&f->pool);
+		free(f);
+		stream_free(s);
+		return;
+	}
+	if (!s->started && after > head)
+	{
+		pbh_problem_send(s->req, 400, "invalid_argument", "Invalid request",
+						 "Last-Event-ID is past this customer's latest event");
+		h2o_mem_clear_pool(&f->pool);
+		free(f);
+		stream_free(s);
+		return;
+	}
+	if (!s->started)
+		start_response(s);
+	if (job->value[1] != NULL && stream_append(s, job->value[1], job->value_len[1]) != 0)
+	{
+		/* the client does not keep up: it reconnects and resumes */
+		h2o_mem_clear_pool(&f->pool);
+		free(f);
+		stream_end(s);
+		return;
+	}
+	s->last = last;
+	h2o_mem_clear_pool(&f->pool);
+	free(f);
+	if (count >= EVENTS_FETCH_MAX_N || s->again)
+		stream_fetch(s);
+	stream_flush(s);			/* last: it may end and free the stream */
+}
+
+/* fetch what follows the stream's position (one at a time) */
+static void
+stream_fetch(pbh_stream_t *s)
+{
+	pbh_fetch_t *f;
+	pbh_job_t  *job;
+
+	if (s->closing || s->gone)
+		return;
+	if (s->fetch != NULL)
+	{
+		s->again = 1;
+		return;
+	}
+	s->again = 0;
+	if (h2o_timeout_is_linked(&s->retry))
+		h2o_timeout_unlink(&s->retry);
+	f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		abort();
+	h2o_mem_init_pool(&f->pool);
+	f->stream = s;
+	s->fetch = f;
+	f->params0[0] = "bank_customer";
+	f->params0[1] = "off";		/* bank.events_watch may write */
+	f->params0[2] = h2o_strdup(&f->pool, s->token, SIZE_MAX).base;
+	f->params0[3] = s->request_id ? h2o_strdup(&f->pool, s->request_id, SIZE_MAX).base : NULL;
+	f->params0[4] = s->client ? h2o_strdup(&f->pool, s->client, SIZE_MAX).base : NULL;
+	f->params0[5] = s->user_agent ? h2o_strdup(&f->pool, s->user_agent, SIZE_MAX).base : NULL;
+	{
+		char	   *ttl = h2o_mem_alloc_pool(&f->pool, 16);
+
+		/* followed for three heartbeats; each heartbeat fetches */
+		snprintf(ttl, 16, "%d", pbh_config.events_heartbeat * 3 < 3600 ?
+				 pbh_config.events_heartbeat * 3 : 3600);
+		f->params0[6] = ttl;
+	}
+	if (s->last >= 0)
+	{
+		char	   *after = h2o_mem_alloc_pool(&f->pool, 24);
+
+		snprintf(after, 24, "%lld", (long long) s->last);
+		f->params1[0] = after;
+	}
+	else
+		f->params1[0] = NULL;
+	f->params1[1] = EVENTS_FETCH_MAX;
+	job = &f->job;
+	job->thread = et->thread;
+	job->read_only = 0;
+	job->pool = &f->pool;
+	job->on_done = on_fetched;
+	job->nstmts = 2;
+	job->stmts[0] = PBH_STMT_EVENTS_AUTH;
+	job->nparams[0] = 7;
+	job->params[0] = f->params0;
+	job->stmts[1] = PBH_STMT_EVENTS;
+	job->nparams[1] = 2;
+	job->params[1] = f->params1;
+	pbh_pool_submit(job);
+}
+
+/* every stream of the thread fetches (missed notifications) */
+static void
+fetch_all(void)
+{
+	for (h2o_linklist_t *l = et->streams.next; l != &et->streams;)
+	{
+		pbh_stream_t *s = H2O_STRUCT_FROM_MEMBER(pbh_stream_t, link, l);
+
+		l = l->next;
+		stream_fetch(s);
+	}
+}
+
+static void
+on_heartbeat(h2o_timeout_entry_t *entry)
+{
+	pbh_stream_t *s = H2O_STRUCT_FROM_MEMBER(pbh_stream_t, heartbeat, entry);
+
+	if ((int64_t) time(NULL) >= s->exp)
+	{
+		/* the token expired: the client reconnects with a fresh one */
+		stream_end(s);
+		return;
+	}
+	h2o_timeout_link(et->thread->ctx.loop, &et->heartbeat_timeout, &s->heartbeat);
+	/* renews the watch; catches up if a notification was missed */
+	stream_fetch(s);
+	/* a comment: keeps proxies from timing out, and finds a client gone */
+	if (!s->writing && s->out_len == 0 && stream_append(s, ":\n\n", 3) == 0)
+		stream_flush(s);
+}
+
+/* ---------------------------------------------------------------------
+ * The LISTEN connection
+ * ---------------------------------------------------------------------
+ */
+
+static void
+listen_fail(const char *why)
+{
+	if (why != NULL && !pbh_stopping)
+	{
+		char		msg[256];
+		size_t		n;
+
+		snprintf(msg, sizeof(msg), "%s", why);
+		n = strlen(msg);
+		while (n > 0 && msg[n - 1] == '\n')
+			msg[--n] = '\0';
+		fprintf(stderr, "pgbank-http: thread %d events listener: down: %s\n",
+				et->thread->index, msg);
+	}
+	if (et->sock != NULL)
+	{
+		h2o_socket_close(et->sock);
+		et->sock = NULL;
+	}
+	if (et->pg != NULL)
+	{
+		PQfinish(et->pg);
+		et->pg = NULL;
+	}
+	et->state = LISTEN_DOWN;
+	if (!pbh_stopping && !et->shut && !h2o_timeout_is_linked(&et->reopen))
+		h2o_timeout_link(et->thread->ctx.loop, &et->retry_timeout, &et->reopen);
+}
+
+static int
+listen_watch(void)
+{
+	int			fd;
+
+	if (et->sock != NULL)
+	{
+		h2o_socket_close(et->sock);
+		et->sock = NULL;
+	}
+	if (PQsocket(et->pg) < 0 || (fd = dup(PQsocket(et->pg))) < 0)
+		return -1;
+	et->sock = h2o_evloop_socket_create(et->thread->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+	et->sock->data = et;
+	return 0;
+}
+
+/* a notification: the streams of its customer fetch */
+static void
+dispatch(const char *payload)
+{
+	for (h2o_linklist_t *l = et->streams.next; l != &et->streams;)
+	{
+		pbh_stream_t *s = H2O_STRUCT_FROM_MEMBER(pbh_stream_t, link, l);
+
+		l = l->next;
+		if (payload[0] == '\0' || strcmp(payload, s->pseudonym) == 0)
+			stream_fetch(s);
+	}
+}
+
+static void
+on_listen_read(h2o_socket_t *sock, const char *err)
+{
+	PGnotify   *n;
+	PGresult   *res;
+
+	if (err != NULL || PQconsumeInput(et->pg) != 1)
+	{
+		listen_fail(err ? err : PQerrorMessage(et->pg));
+		return;
+	}
+	while (!PQisBusy(et->pg) && (res = PQgetResult(et->pg)) != NULL)
+	{
+		/* the LISTEN's result (nothing else is ever sent) */
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			listen_fail(PQresultErrorMessage(res));
+			PQclear(res);
+			return;
+		}
+		PQclear(res);
+	}
+	if (et->state == LISTEN_STARTING && !PQisBusy(et->pg))
+	{
+		et->state = LISTEN_UP;
+		if (!pbh_stopping)
+			fprintf(stderr, "pgbank-http: thread %d events listener: ready\n", et->thread->index);
+		/* what committed while nobody listened */
+		fetch_all();
+	}
+	while ((n = PQnotifies(et->pg)) != NULL)
+	{
+		if (strcmp(n->relname, EVENTS_CHANNEL) == 0)
+			dispatch(n->extra);
+		PQfreemem(n);
+	}
+	if (PQstatus(et->pg) == CONNECTION_BAD)
+		listen_fail(PQerrorMessage(et->pg));
+}
+
+static void on_listen_connect_io(h2o_socket_t *sock, const char *err);
+
+static void
+listen_connect_step(PostgresPollingStatusType st)
+{
+	switch (st)
+	{
+		case PGRES_POLLING_READING:
+		case PGRES_POLLING_WRITING:
+			if (listen_watch() != 0)
+			{
+				listen_fail("no socket");
+				return;
+			}
+			if (st == PGRES_POLLING_READING)
+				h2o_socket_read_start(et->sock, on_listen_connect_io);
+			else
+				h2o_socket_notify_write(et->sock, on_listen_connect_io);
+			return;
+		case PGRES_POLLING_OK:
+			break;
+		default:
+			listen_fail(PQerrorMessage(et->pg));
+			return;
+	}
+	/* a short command: it fits the socket buffer, so one flush sends it */
+	if (PQsetnonblocking(et->pg, 1) != 0 || listen_watch() != 0 ||
+		PQsendQuery(et->pg, "LISTEN " EVENTS_CHANNEL) != 1 || PQflush(et->pg) != 0)
+	{
+		listen_fail(PQerrorMessage(et->pg));
+		return;
+	}
+	et->state = LISTEN_STARTING;
+	h2o_socket_read_start(et->sock, on_listen_read);
+}
+
+static void
+on_listen_connect_io(h2o_socket_t *sock, const char *err)
+{
+	if (err != NULL)
+	{
+		listen_fail(err);
+		return;
+	}
+	h2o_socket_read_stop(sock);
+	listen_connect_step(PQconnectPoll(et->pg));
+}
+
+static void
+listen_start(void)
+{
+	const char *keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *values[] = {pbh_config.dsn, "pgbank-http events", NULL};
+
+	if (et->state != LISTEN_DOWN || pbh_stopping || et->shut)
+		return;
+	et->pg = PQconnectStartParams(keys, values, 1);
+	if (et->pg == NULL || PQstatus(et->pg) == CONNECTION_BAD)
+	{
+		listen_fail(et->pg ? PQerrorMessage(et->pg) : "out of memory");
+		return;
+	}
+	et->state = LISTEN_CONNECTING;
+	listen_connect_step(PGRES_POLLING_WRITING);
+}
+
+static void
+on_reopen(h2o_timeout_entry_t *entry)
+{
+	listen_start();
+}
+
+/* this thread's state, made on first use */
+static pbh_events_thread_t *
+events_thread(pbh_thread_t *t)
+{
+	if (et == NULL)
+	{
+		et = calloc(1, sizeof(*et));
+		if (et == NULL)
+			abort();
+		et->thread = t;
+		h2o_linklist_init_anchor(&et->streams);
+		h2o_timeout_init(t->ctx.loop, &et->heartbeat_timeout,
+						 (uint64_t) pbh_config.events_heartbeat * 1000);
+		h2o_timeout_init(t->ctx.loop, &et->retry_timeout, 1000);
+		et->reopen.cb = on_reopen;
+		et->state = LISTEN_DOWN;
+	}
+	return et;
+}
+
+/* ---------------------------------------------------------------------
+ * Opening a stream
+ * ---------------------------------------------------------------------
+ */
+
+static void
+pseudonym(int64_t customer, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	char		msg[64];
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+
+	snprintf(msg, sizeof(msg), "pgbank-events:%lld", (long long) customer);
+	HMAC(EVP_sha256(), pbh_config.jwt_secret, (int) strlen(pbh_config.jwt_secret),
+		 (const unsigned char *) msg, strlen(msg), mac, &maclen);
+	for (int i = 0; i < 16; i++)
+	{
+		out[2 * i] = hex[mac[i] >> 4];
+		out[2 * i + 1] = hex[mac[i] & 15];
+	}
+	out[32] = '\0';
+}
+
+static char *
+dup_header(h2o_req_t *req, const h2o_token_t *token, size_t max)
+{
+	ssize_t		i = h2o_find_header(&req->headers, token, -1);
+	h2o_iovec_t v;
+	size_t		len;
+	char	   *s;
+
+	if (i == -1)
+		return NULL;
+	v = req->headers.entries[i].value;
+	len = v.len;
+	if (len > max)
+	{
+		len = max;
+		while (len > 0 && ((unsigned char) v.base[len] & 0xC0) == 0x80)
+			len--;
+	}
+	s = malloc(len + 1);
+	if (s == NULL)
+		abort();
+	memcpy(s, v.base, len);
+	s[len] = '\0';
+	return s;
+}
+
+static char *
+dup_client(h2o_req_t *req)
+{
+	struct sockaddr_storage ss;
+	socklen_t	len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
+	char		buf[INET6_ADDRSTRLEN];
+
+	if (len == 0)
+		return NULL;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, buf, sizeof(buf));
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, buf, sizeof(buf));
+	else
+		return NULL;
+	return strdup(buf);
+}
+
+static void
+unauthorized(h2o_req_t *req, const char *detail)
+{
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+				   H2O_STRLIT("Bearer realm=\"pgbank\", error=\"invalid_token\""));
+	pbh_problem_send(req, 401, "invalid_token", "Invalid access token", detail);
+}
+
+/* 1 when the request is GET /v1/events (and it is handled) */
+int
+pbh_events_on_req(h2o_req_t *req)
+{
+	pbh_thread_t *t = (pbh_thread_t *) req->conn->ctx;
+	ssize_t		ai,
+				li;
+	h2o_iovec_t v;
+	int64_t		sub = 0,
+				exp = 0,
+				last = -1;
+	pbh_jwt_result_t jr;
+	pbh_stream_t *s;
+	int		   *slot;
+
+	if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT(EVENTS_PATH)))
+		return 0;
+	if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
+	{
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+		pbh_problem_send(req, 405, "method_not_allowed", "Method not allowed", NULL);
+		return 1;
+	}
+	if (req->query_at != SIZE_MAX)
+	{
+		pbh_problem_send(req, 400, "unknown_parameter", "Invalid request",
+						 "this route takes no query parameters (resume with Last-Event-ID)");
+		return 1;
+	}
+	if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-api-key"), -1) != -1)
+	{
+		pbh_problem_send(req, 403, "forbidden", "Not allowed",
+						 "Event streams are for customers (an access token).");
+		return 1;
+	}
+	ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+	if (ai == -1)
+	{
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+					   H2O_STRLIT("Bearer realm=\"pgbank\""));
+		pbh_problem_send(req, 401, "not_authenticated", "Not authenticated",
+						 "This route needs an access token.");
+		return 1;
+	}
+	v = req->headers.entries[ai].value;
+	if (v.len < 8 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")))
+	{
+		unauthorized(req, "The Authorization header must be Bearer <token>.");
+		return 1;
+	}
+	jr = pbh_jwt_verify(&req->pool, v.base + 7, v.len - 7, (int64_t) time(NULL));
+	if (jr != PBH_JWT_OK)
+	{
+		unauthorized(req, pbh_jwt_result_text(jr));
+		return 1;
+	}
+	if (pbh_jwt_subject(&req->pool, v.base + 7, v.len - 7, &sub, &exp) != 0)
+	{
+		unauthorized(req, "The token's claims are missing or invalid.");
+		return 1;
+	}
+	li = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
+	if (li != -1)
+	{
+		h2o_iovec_t l = req->headers.entries[li].value;
+		char		digits[20];
+
+		if (l.len == 0 || l.len > 18)
+			goto bad_id;
+		memcpy(digits, l.base, l.len);
+		digits[l.len] = '\0';
+		if (!pbh_digits_ok(digits, 0, 0))
+			goto bad_id;
+		last = strtoll(digits, NULL, 10);
+	}
+	if (pbh_stopping)
+	{
+		pbh_problem_send(req, 503, "stopping", "The server is stopping; retry", NULL);
+		return 1;
+	}
+	events_thread(t);
+	if (et->nstreams >= pbh_config.events_max_streams)
+	{
+		h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("retry-after"), 0, NULL,
+							  H2O_STRLIT("5"));
+		pbh_problem_send(req, 503, "too_many_streams", "Too many event streams on this server",
+						 NULL);
+		return 1;
+	}
+	slot = &customer_streams[sub % CUSTOMER_SLOTS];
+	if (__atomic_add_fetch(slot, 1, __ATOMIC_RELAXED) > pbh_config.events_per_customer)
+	{
+		__atomic_sub_fetch(slot, 1, __ATOMIC_RELAXED);
+		pbh_problem_send(req, 429, "too_many_streams", "Too many event streams",
+						 "This customer has as many event streams open as allowed; close one.");
+		return 1;
+	}
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		abort();
+	s->req = req;
+	s->customer = sub;
+	s->exp = exp;
+	s->last = last;
+	pseudonym(sub, s->pseudonym);
+	s->token = strndup(v.base + 7, v.len - 7);
+	s->request_id = req->env.size == 2 ? strdup(req->env.entries[1].base) : NULL;
+	s->client = dup_client(req);
+	s->user_agent = dup_header(req, H2O_TOKEN_USER_AGENT, 511);
+	s->heartbeat.cb = on_heartbeat;
+	s->retry.cb = on_retry;
+	h2o_linklist_insert(&et->streams, &s->link);
+	et->nstreams++;
+	listen_start();
+	/* the first fetch authenticates in the database; the response starts after it */
+	stream_fetch(s);
+	return 1;
+
+bad_id:
+	pbh_problem_send(req, 400, "invalid_argument", "Invalid request",
+					 "Last-Event-ID must be the number of an event (digits)");
+	return 1;
+}
+
+/* SIGTERM: end every stream of the thread, close the listener */
+void
+pbh_events_shutdown(pbh_thread_t *t)
+{
+	if (et == NULL || et->shut)
+		return;
+	et->shut = 1;
+	while (!h2o_linklist_is_empty(&et->streams))
+	{
+		pbh_stream_t *s = H2O_STRUCT_FROM_MEMBER(pbh_stream_t, link, et->streams.next);
+
+		if (!s->started)
+		{
+			/* its fetch is in flight: it answers 503 (pool.c refuses while stopping) */
+			h2o_linklist_unlink(&s->link);
+			et->nstreams--;
+			__atomic_sub_fetch(&customer_streams[s->customer % CUSTOMER_SLOTS], 1,
+							   __ATOMIC_RELAXED);
+			continue;
+		}
+		stream_end(s);
+		if (h2o_linklist_is_linked(&s->link))
+		{
+			/* a write in progress: it ends on proceed; forget it here */
+			h2o_linklist_unlink(&s->link);
+			et->nstreams--;
+			__atomic_sub_fetch(&customer_streams[s->customer % CUSTOMER_SLOTS], 1,
+							   __ATOMIC_RELAXED);
+		}
+	}
+	if (h2o_timeout_is_linked(&et->reopen))
+		h2o_timeout_unlink(&et->reopen);
+	listen_fail(NULL);
+}
+
+/* the /v1/events path item of the OpenAPI document (openapi.c) */
+const char *
+pbh_events_openapi(void)
+{
+	return "\"" EVENTS_PATH "\":{\"get\":{\"operationId\":\"streamEvents\","
+		"\"summary\":\"The caller's account events as Server-Sent Events\","
+		"\"description\":\"A text/event-stream of the customer's account events (transfer.debit, "
+		"transfer.credit, transfer.held_for_review, transfer.rejected, hold.created, hold.captured, "
+		"hold.voided, account.frozen, account.unfrozen, account.closed), pushed as they commit. "
+		"Each message's id is the event's number in the customer's feed (1, 2, 3, ... without gaps); "
+		"reconnect with Last-Event-ID to resume after it. Without it the stream starts after the "
+		"latest event. Comments are heartbeats. The stream ends when the token expires.\","
+		"\"x-pgbank-roles\":[\"bank_customer\"],\"x-pgbank-read-only\":true,"
+		"\"security\":[{\"bearer\":[]}],"
+		"\"parameters\":[{\"name\":\"Last-Event-ID\",\"in\":\"header\",\"required\":false,"
+		"\"schema\":{\"type\":\"string\",\"pattern\":\"^[0-9]{1,18}$\"}}],"
+		"\"responses\":{\"200\":{\"description\":\"The event stream\","
+		"\"content\":{\"text/event-stream\":{\"schema\":{\"type\":\"string\"}}}},"
+		"\"4XX\":{\"$ref\":\"#/components/responses/Problem\"},"
+		"\"5XX\":{\"$ref\":\"#/components/responses/Problem\"}}}}";
+}
