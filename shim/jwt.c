@@ -254,27 +254,44 @@ pbh_api_key_shape_ok(const char *key, size_t len)
 }
 
 /*
+ * The claims of a token pbh_jwt_verify has accepted (its payload is ours,
+ * so this only decodes and parses): 0, or -1 when they cannot be read
+ * (never for a verified token).  One reading for every module that needs a
+ * claim after verification: browser.c (sid), events.c (sub, exp), limits.c
+ * and replica.c (sub).
+ */
+int
+pbh_jwt_claims(h2o_mem_pool_t *pool, const char *token, size_t len,
+			   pbh_json_member_t **claims, size_t *nclaims)
+{
+	const char *dot1 = memchr(token, '.', len),
+			   *dot2;
+	unsigned char *buf;
+	const char *err;
+	long		n;
+
+	if (dot1 == NULL || len > MAX_TOKEN_CHARS ||
+		(dot2 = memchr(dot1 + 1, '.', token + len - dot1 - 1)) == NULL)
+		return -1;
+	buf = h2o_mem_alloc_pool(pool, len + 1);
+	n = b64url_decode(dot1 + 1, dot2 - dot1 - 1, buf);
+	if (n < 0 || pbh_json_parse_object(pool, (char *) buf, n, claims, nclaims, &err) != 0)
+		return -1;
+	return 0;
+}
+
+/*
  * The sid claim of a token pbh_jwt_verify has accepted (browser.c binds a
  * cookie session's CSRF token to it), or NULL.
  */
 const char *
 pbh_jwt_sid(h2o_mem_pool_t *pool, const char *token, size_t len)
 {
-	const char *dot1 = memchr(token, '.', len),
-			   *dot2;
-	unsigned char *buf;
 	pbh_json_member_t *c;
 	size_t		nc;
-	const char *err;
 	const pbh_json_member_t *sid;
-	long		n;
 
-	if (dot1 == NULL || len > MAX_TOKEN_CHARS ||
-		(dot2 = memchr(dot1 + 1, '.', token + len - dot1 - 1)) == NULL)
-		return NULL;
-	buf = h2o_mem_alloc_pool(pool, len + 1);
-	n = b64url_decode(dot1 + 1, dot2 - dot1 - 1, buf);
-	if (n < 0 || pbh_json_parse_object(pool, (char *) buf, n, &c, &nc, &err) != 0)
+	if (pbh_jwt_claims(pool, token, len, &c, &nc) != 0)
 		return NULL;
 	sid = member(c, nc, "sid");
 	return is_id(sid) ? sid->str : NULL;
@@ -288,21 +305,12 @@ int
 pbh_jwt_subject(h2o_mem_pool_t *pool, const char *token, size_t len, int64_t *sub,
 				int64_t *exp)
 {
-	const char *dot1 = memchr(token, '.', len),
-			   *dot2 = dot1 ? memchr(dot1 + 1, '.', token + len - dot1 - 1) : NULL;
-	unsigned char *buf;
-	long		n;
 	pbh_json_member_t *c;
 	size_t		nc;
-	const char *err;
 	const pbh_json_member_t *s,
 			   *e;
 
-	if (dot2 == NULL)
-		return -1;
-	buf = h2o_mem_alloc_pool(pool, len + 1);
-	n = b64url_decode(dot1 + 1, dot2 - dot1 - 1, buf);
-	if (n < 0 || pbh_json_parse_object(pool, (char *) buf, n, &c, &nc, &err) != 0)
+	if (pbh_jwt_claims(pool, token, len, &c, &nc) != 0)
 		return -1;
 	s = member(c, nc, "sub");
 	e = member(c, nc, "exp");

@@ -271,22 +271,6 @@ pbh_limits_subject(h2o_req_t *req, pbh_limit_class_t cls, const void *id, size_t
 	return too_many(req, wait, "subject");
 }
 
-static int
-b64url_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
 /*
  * The sub claim of a token pbh_jwt_verify accepted (so its payload is
  * ours): its text into out; 0, or -1 when it cannot be read (then the
@@ -296,44 +280,18 @@ int
 pbh_limits_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len, char *out,
 						 size_t outlen)
 {
-	const char *dot1 = memchr(token, '.', len),
-			   *dot2,
-			   *p;
-	unsigned char buf[2048];
-	size_t		n = 0;
-	uint32_t	acc = 0;
-	int			bits = 0;
 	pbh_json_member_t *m;
 	size_t		nm;
-	const char *err;
 	int			rc = -1;
 
-	if (dot1 == NULL || (dot2 = memchr(dot1 + 1, '.', token + len - dot1 - 1)) == NULL ||
-		(size_t) (dot2 - dot1 - 1) * 3 / 4 > sizeof(buf))
+	if (pbh_jwt_claims(pool, token, len, &m, &nm) != 0)
 		return -1;
-	for (p = dot1 + 1; p < dot2; p++)
-	{
-		int			v = b64url_value(*p);
-
-		if (v < 0)
-			return -1;
-		acc = (acc << 6) | v;
-		bits += 6;
-		if (bits >= 8)
+	for (size_t i = 0; i < nm; i++)
+		if (strcmp(m[i].name, "sub") == 0 && m[i].raw_len < outlen)
 		{
-			bits -= 8;
-			buf[n++] = (acc >> bits) & 0xFF;
+			memcpy(out, m[i].raw, m[i].raw_len);
+			out[m[i].raw_len] = '\0';
+			rc = 0;
 		}
-	}
-	if (pbh_json_parse_object(pool, (const char *) buf, n, &m, &nm, &err) == 0)
-	{
-		for (size_t i = 0; i < nm; i++)
-			if (strcmp(m[i].name, "sub") == 0 && m[i].raw_len < outlen)
-			{
-				memcpy(out, m[i].raw, m[i].raw_len);
-				out[m[i].raw_len] = '\0';
-				rc = 0;
-			}
-	}
 	return rc;
 }

@@ -491,6 +491,9 @@ int			pbh_limits_token_subject(h2o_mem_pool_t *pool, const char *token, size_t l
 int			pbh_events_on_req(h2o_req_t *req);
 void		pbh_events_shutdown(pbh_thread_t *t);
 const char *pbh_events_openapi(void);
+/* jwt.c: the claims of a verified token (pbh_jwt_verify accepted it); 0 or -1 */
+int			pbh_jwt_claims(h2o_mem_pool_t *pool, const char *token, size_t len,
+						   pbh_json_member_t **claims, size_t *nclaims);
 /* jwt.c: the subject and expiry of a verified token; 0 or -1 */
 int			pbh_jwt_subject(h2o_mem_pool_t *pool, const char *token, size_t len,
 							int64_t *sub, int64_t *exp);

@@ -148,55 +148,19 @@ slot_raise(uint32_t slot, uint64_t lsn)
  * ---------------------------------------------------------------------
  */
 
-static int
-b64url_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '-' ? 62 : c == '_' ? 63 : -1;
-}
-
 /*
  * The customer id of a token jwt.c has verified (its sub: 1 to 18 digits,
- * checked there, so below 2^63), as the subject; 0 when it cannot be read.  Customers' subjects
- * have the top bit clear, API keys' set.
+ * checked there, so below 2^63), as the subject; 0 when it cannot be read.
+ * Customers' subjects have the top bit clear, API keys' set.
  */
 uint64_t
 pbh_replica_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len)
 {
-	const char *dot1 = memchr(token, '.', len),
-			   *dot2;
-	char	   *buf;
-	size_t		n = 0;
-	unsigned	acc = 0;
-	int			bits = 0;
 	pbh_json_member_t *m;
 	size_t		nm;
-	const char *err;
 	uint64_t	id = 0;
 
-	if (dot1 == NULL || (dot2 = memchr(dot1 + 1, '.', token + len - dot1 - 1)) == NULL)
-		return 0;
-	buf = h2o_mem_alloc_pool(pool, dot2 - dot1);
-	for (const char *p = dot1 + 1; p < dot2; p++)
-	{
-		int			v = b64url_value(*p);
-
-		if (v < 0)
-			return 0;
-		acc = (acc << 6) | (unsigned) v;
-		bits += 6;
-		if (bits >= 8)
-		{
-			bits -= 8;
-			buf[n++] = (char) ((acc >> bits) & 0xff);
-		}
-	}
-	if (pbh_json_parse_object(pool, buf, n, &m, &nm, &err) != 0)
+	if (pbh_jwt_claims(pool, token, len, &m, &nm) != 0)
 		return 0;
 	for (size_t i = 0; i < nm; i++)
 	{
