@@ -215,3 +215,18 @@ BEGIN;
 SELECT bank.authenticate(:'tess2') = :cid AS live_again;
 ROLLBACK;
 RESET ROLE;
+
+-- the session check remembers the tables it probes per backend; the
+-- extension dropped and created again in the same session is found anew
+SET client_min_messages = warning;
+DROP EXTENSION pgbank CASCADE;
+CREATE EXTENSION pgbank CASCADE;
+RESET client_min_messages;
+SET pgbank.bcrypt_cost = 4;
+SELECT bank.register('vera@example.com', 'a long enough password', 'Vera', 'V') AS vid \gset
+SELECT access_token AS vtok FROM bank.login('vera@example.com', 'a long enough password') \gset
+SET ROLE bank_customer;
+BEGIN;
+SELECT bank.authenticate(:'vtok') = :vid AS after_recreate;
+ROLLBACK;
+RESET ROLE;
