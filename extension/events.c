@@ -325,10 +325,8 @@ pgbank_account_event(PG_FUNCTION_ARGS)
 static void
 Pseudonym(int64 customer, char *out)
 {
-	static const char hex[] = "0123456789abcdef";
 	char		msg[64];
 	uint8		mac[32];
-	int			i;
 
 	out[0] = '\0';
 	if (pgb_jwt_secret == NULL || pgb_jwt_secret[0] == '\0')
@@ -336,11 +334,7 @@ Pseudonym(int64 customer, char *out)
 	snprintf(msg, sizeof(msg), "pgbank-events:" INT64_FORMAT, customer);
 	AuthHmac(PG_SHA256, (const uint8 *) pgb_jwt_secret, strlen(pgb_jwt_secret),
 			 (const uint8 *) msg, strlen(msg), mac, sizeof(mac));
-	for (i = 0; i < 16; i++)
-	{
-		out[2 * i] = hex[mac[i] >> 4];
-		out[2 * i + 1] = hex[mac[i] & 15];
-	}
+	hex_encode((const char *) mac, 16, out);
 	out[32] = '\0';
 }
 
@@ -358,7 +352,7 @@ TextArray(Datum *d, int n)
 
 /*
  * At pre-commit (and pre-prepare, without NOTIFY, which PREPARE refuses):
- * number and write the transaction's noted events, then wake the listeners.
+ * write the transaction's noted events, then wake the listeners.
  * An error here aborts the transaction: the change and its events commit
  * together or not at all.
  */

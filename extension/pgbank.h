@@ -393,7 +393,6 @@ extern Datum PiiCrypt(const char *fname, Oid datatype, Datum data, Datum passwor
 extern bytea *PiiUnwrap(Datum wrapped, const char *what, int64 customer);
 
 /* products.c */
-#define PRODUCT_CARRY_UNITS 133590	/* 365 * 366: carries are in 1/133590 minor units */
 extern Datum ProductBusinessTimezone(void);
 extern int32 ProductBusinessToday(void);	/* a DateADT */
 

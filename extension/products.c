@@ -254,13 +254,6 @@ CustomerTypeArg(FunctionCallInfo fcinfo, int arg)
 }
 
 static Datum
-BpcharArg(const char *s)
-{
-	return DirectFunctionCall3(bpcharin, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid),
-							   Int32GetDatum(-1));
-}
-
-static Datum
 CallerNameDatum(void)
 {
 	return DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
@@ -296,7 +289,7 @@ pgbank_set_interest_rate(PG_FUNCTION_ARGS)
 	SPI_connect();
 	(void) MoneyExponent(currency);
 	v[0] = CStringGetTextDatum(type);
-	v[1] = BpcharArg(currency);
+	v[1] = EngineBpchar(currency);
 	v[2] = NumericGetDatum(rate);
 	v[3] = PG_GETARG_DATUM(3);
 	v[4] = CallerNameDatum();
@@ -347,7 +340,7 @@ pgbank_set_fee(PG_FUNCTION_ARGS)
 	else
 		(void) MoneyExponent(currency);
 	v[0] = CStringGetTextDatum(type);
-	v[1] = BpcharArg(currency);
+	v[1] = EngineBpchar(currency);
 	v[2] = CStringGetTextDatum(fee);
 	v[3] = Int64GetDatum(minor);
 	v[4] = PG_GETARG_DATUM(4);
@@ -551,19 +544,19 @@ pgbank_post_month(PG_FUNCTION_ARGS)
 								kinds[i], month_text, (long long) amounts[i], currencies[i],
 								failure_code));
 			nulls[6] = 'n';
-			v[7] = BpcharArg(failure_code);
+			v[7] = EngineBpchar(failure_code);
 		}
 		v[0] = Int64GetDatum(accounts[i]);
 		v[1] = CStringGetTextDatum(month_text);
 		v[2] = CStringGetTextDatum(kinds[i]);
-		v[3] = BpcharArg(currencies[i]);
+		v[3] = EngineBpchar(currencies[i]);
 		v[4] = Int64GetDatum(amounts[i]);
 		v[5] = Int32GetDatum(units[i]);
 		PgbExec(&q_posting_insert, v, nulls, false, 0);
 
 		out[0] = Int64GetDatum(accounts[i]);
 		out[1] = CStringGetTextDatum(kinds[i]);
-		out[2] = BpcharArg(currencies[i]);
+		out[2] = EngineBpchar(currencies[i]);
 		out[3] = MoneyDatum(amounts[i], MoneyExponent(currencies[i]));
 		out[4] = Int32GetDatum(units[i]);
 		out[5] = v[6];

@@ -7,9 +7,11 @@
  *
  * Invariants:
  *	- A retention of 0 keeps everything: the purge does nothing.
- *	- The cutoff is the transaction's start less the retention; rows are
- *	  taken FOR UPDATE SKIP LOCKED, so a purge never waits for (nor blocks
- *	  for long) a transaction using a row: what is skipped goes next time.
+ *	- The cutoff is the transaction's start less the retention; sessions
+ *	  and idempotency keys are taken FOR UPDATE SKIP LOCKED, so their purge
+ *	  never waits for (nor blocks for long) a transaction using a row: what
+ *	  is skipped goes next time.  Account events are deleted outright (see
+ *	  bank.purge_account_events).
  *	- Idempotent: a second run finds nothing more and writes nothing; a run
  *	  that removes something writes one audit row with the count and cutoff.
  *	- An idempotency key is released only from a settled transfer (not
@@ -132,8 +134,10 @@ static PgbQuery q_purge_events = {
 
 /*
  * bank.purge_account_events(): remove account events that occurred more than
- * pgbank.event_retention ago.  Events are never updated, so nothing locks
- * them: the delete waits for nobody.  A feed's counter row stays, so the
+ * pgbank.event_retention ago.  The only update an event gets is its number,
+ * given by a reader of its feed, so the delete may wait for a reader
+ * numbering that feed (briefly: numbering is one statement), never for a
+ * writer.  A feed's counter row stays, so the
  * numbers of later events go on from where they were (never reused).
  */
 PG_FUNCTION_INFO_V1(pgbank_purge_account_events);

@@ -58,11 +58,6 @@
  * none).  Returns the number of rows processed; results in SPI_tuptable.
  */
 /*
- * Run as bank_engine unless the query is as_caller; returns the user and
- * security context to restore.  An error unwinds the switch with the
- * (sub)transaction, which restores the user it started with.
- */
-/*
  * Every function that runs SQL pins search_path (sql/pgbank.sql), and so do
  * the workers and the pre-commit folds; SQL run anywhere else would resolve
  * names through the caller's path.  Called before every statement the
@@ -77,6 +72,11 @@ PgbRequirePinnedSearchPath(void)
 			 namespace_search_path);
 }
 
+/*
+ * Run as bank_engine unless the query is as_caller; returns the user and
+ * security context to restore.  An error unwinds the switch with the
+ * (sub)transaction, which restores the user it started with.
+ */
 static void
 BecomeEngine(bool as_caller, Oid *save_user, int *save_sec)
 {

@@ -637,17 +637,27 @@ header_text(h2o_req_t *req, const char *name)
 }
 
 /*
- * The rate limit of a verified token's subject, its sub claim (the token
- * itself if that cannot be read): 1 when over it (the 429 is sent).
+ * A verified token's subject (its customer id, 0 when it cannot be read),
+ * read once per request for the two that key by it: the rate limit of the
+ * subject (keyed by the token itself when the id cannot be read) and the
+ * replica's read-your-writes (replica.c).  1 when over the rate limit (the
+ * 429 is sent).
  */
 static int
-token_rate_limited(h2o_req_t *req, pbh_limit_class_t cls, const char *token, size_t len)
+token_rate_limited(h2o_req_t *req, pbh_limit_class_t cls, const char *token, size_t len,
+				   int64_t *sub)
 {
-	char		sub[64];
+	int64_t		exp;
 
-	if (pbh_limits_token_subject(&req->pool, token, len, sub, sizeof(sub)) == 0)
-		return pbh_limits_subject(req, cls, sub, strlen(sub));
-	return pbh_limits_subject(req, cls, token, len);
+	*sub = 0;
+	if (!pbh_config.rate_limit && pbh_config.replica_dsn == NULL)
+		return 0;
+	if (pbh_jwt_subject(&req->pool, token, len, sub, &exp) != 0)
+	{
+		*sub = 0;
+		return pbh_limits_subject(req, cls, token, len);
+	}
+	return pbh_limits_subject(req, cls, sub, sizeof(*sub));
 }
 
 int
@@ -662,6 +672,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	pbh_request_t *r;
 	pbh_job_t  *job;
 	const char *credential = NULL;
+	int64_t		token_sub = 0;	/* a verified token's customer id */
 	const char *role = NULL;
 	int			api_key = 0;
 	unsigned char key_hash[SHA256_DIGEST_LENGTH];
@@ -749,7 +760,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			}
 			credential = h2o_strdup(&req->pool, v.base + 7, v.len - 7).base;
 			role = "bank_customer";
-			if (token_rate_limited(req, limit_class, v.base + 7, v.len - 7))
+			if (token_rate_limited(req, limit_class, v.base + 7, v.len - 7, &token_sub))
 				return 0;
 		}
 		else if (ki != -1)
@@ -782,7 +793,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 				return unauthorized(req, "Bearer", "invalid_token", pbh_jwt_result_text(jr));
 			if (!(route->roles & PBH_ROLE_CUSTOMER))
 				return forbidden(req, "Customers may not use this route.");
-			if (token_rate_limited(req, limit_class, cookie, strlen(cookie)))
+			if (token_rate_limited(req, limit_class, cookie, strlen(cookie), &token_sub))
 				return 0;
 			if (pbh_csrf_check(req, cookie) != 0)
 				return 0;
@@ -909,8 +920,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	job->pool = &r->own;
 	job->on_done = on_done;
 	if (pbh_config.replica_dsn != NULL && credential != NULL)
-		job->subject = api_key ? pbh_replica_key_subject(key_hash) :
-			pbh_replica_token_subject(&req->pool, credential, strlen(credential));
+		job->subject = api_key ? pbh_replica_key_subject(key_hash) : (uint64_t) token_sub;
 
 	/* role, read-only, the credential if any, request id, client, user agent */
 	r->begin_params = h2o_mem_alloc_pool(&r->own, sizeof(char *) * 6);
@@ -937,9 +947,4 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	else
 		submit_request(r);
 	return 0;
-}
-
-void
-pbh_api_init(void)
-{
 }

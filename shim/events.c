@@ -730,7 +730,10 @@ pseudonym(int64_t customer, char *out)
 	unsigned int maclen = 0;
 
 	snprintf(msg, sizeof(msg), "pgbank-events:%lld", (long long) customer);
-	HMAC(EVP_sha256(), pbh_config.jwt_secret, (int) strlen(pbh_config.jwt_secret),
+	const pbh_live_t *live = pbh_live();	/* the secret SIGHUP may rotate */
+	const char *secret = live != NULL ? live->jwt_secret : pbh_config.jwt_secret;
+
+	HMAC(EVP_sha256(), secret, (int) strlen(secret),
 		 (const unsigned char *) msg, strlen(msg), mac, &maclen);
 	for (int i = 0; i < 16; i++)
 	{
@@ -899,7 +902,8 @@ pbh_events_on_req(h2o_req_t *req)
 	s->last = last;
 	pseudonym(sub, s->pseudonym);
 	s->token = strndup(v.base + 7, v.len - 7);
-	s->request_id = req->env.size == 2 ? strdup(req->env.entries[1].base) : NULL;
+	/* the request id is env[1] (pbh_add_common_headers; obs.c appends after it) */
+	s->request_id = req->env.size >= 2 ? strdup(req->env.entries[1].base) : NULL;
 	s->client = dup_client(req);
 	s->user_agent = dup_header(req, H2O_TOKEN_USER_AGENT, 511);
 	s->heartbeat.cb = on_heartbeat;

@@ -137,8 +137,7 @@ on_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
 	char		text[128],
 				detail[160];
 	size_t		tlen = 0,
-				cap,
-				n = 0;
+				n;
 	char	   *body;
 	ssize_t		ct;
 	h2o_iovec_t out;
@@ -168,16 +167,7 @@ on_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
 	else
 		snprintf(detail, sizeof(detail), "%s.", tlen ? text : title);
 
-	cap = 256 + PBH_JSON_ESCAPED_MAX(strlen(code)) + PBH_JSON_ESCAPED_MAX(strlen(title)) +
-		PBH_JSON_ESCAPED_MAX(strlen(detail));
-	body = h2o_mem_alloc_pool(&req->pool, cap);
-	n += snprintf(body + n, cap - n, "{\"type\":\"urn:pgbank:problem:%s\",\"title\":", code);
-	n += pbh_json_escape(body + n, title, strlen(title));
-	n += snprintf(body + n, cap - n, ",\"status\":%d,\"code\":", req->res.status);
-	n += pbh_json_escape(body + n, code, strlen(code));
-	n += snprintf(body + n, cap - n, ",\"detail\":");
-	n += pbh_json_escape(body + n, detail, strlen(detail));
-	body[n++] = '}';
+	n = pbh_problem_body(&req->pool, req->res.status, code, title, detail, &body);
 
 	ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
 	if (ct != -1)

@@ -271,27 +271,3 @@ pbh_limits_subject(h2o_req_t *req, pbh_limit_class_t cls, const void *id, size_t
 	return too_many(req, wait, "subject");
 }
 
-/*
- * The sub claim of a token pbh_jwt_verify accepted (so its payload is
- * ours): its text into out; 0, or -1 when it cannot be read (then the
- * caller keys by the token itself).
- */
-int
-pbh_limits_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len, char *out,
-						 size_t outlen)
-{
-	pbh_json_member_t *m;
-	size_t		nm;
-	int			rc = -1;
-
-	if (pbh_jwt_claims(pool, token, len, &m, &nm) != 0)
-		return -1;
-	for (size_t i = 0; i < nm; i++)
-		if (strcmp(m[i].name, "sub") == 0 && m[i].raw_len < outlen)
-		{
-			memcpy(out, m[i].raw, m[i].raw_len);
-			out[m[i].raw_len] = '\0';
-			rc = 0;
-		}
-	return rc;
-}

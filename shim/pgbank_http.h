@@ -412,8 +412,7 @@ void		pbh_replica_lost(pbh_thread_t *thread);	/* a replica connection broke */
 int			pbh_replica_eligible(pbh_thread_t *thread, const pbh_job_t *job);
 /* a job ended: 1 when it was sent on again (to the primary), else count it */
 int			pbh_replica_job_end(pbh_job_t *job);
-/* the subject of a verified token (its sub) or of an API key (its hash) */
-uint64_t	pbh_replica_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len);
+/* the subject of an API key (its hash); a customer's is its id */
 uint64_t	pbh_replica_key_subject(const unsigned char *sha256);
 /* Prometheus lines for /metrics; bytes written */
 size_t		pbh_replica_metrics(char *buf, size_t len);
@@ -433,6 +432,8 @@ typedef struct st_pbh_error_t
 
 const pbh_error_t *pbh_error_for_sqlstate(const char *sqlstate);
 int			pbh_sqlstate_retryable(const char *sqlstate);
+size_t		pbh_problem_body(h2o_mem_pool_t *pool, int status, const char *code,
+							 const char *title, const char *detail, char **out);
 void		pbh_problem_send(h2o_req_t *req, int status, const char *code, const char *title,
 							 const char *detail);
 
@@ -441,7 +442,6 @@ void		pbh_problem_send(h2o_req_t *req, int status, const char *code, const char 
  * ---------------------------------------------------------------------
  */
 int			pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req);
-void		pbh_api_init(void);
 
 /* openapi.c: the OpenAPI 3.1 document, built from the route table */
 void		pbh_openapi_init(void);
@@ -480,9 +480,6 @@ pbh_limit_class_t pbh_limits_class(const pbh_route_t *route);
 int			pbh_limits_address(h2o_req_t *req, pbh_limit_class_t cls);
 /* the same for a verified subject: a token's sub, or an API key's hash */
 int			pbh_limits_subject(h2o_req_t *req, pbh_limit_class_t cls, const void *id, size_t len);
-/* the sub claim of a verified token, for pbh_limits_subject */
-int			pbh_limits_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len,
-									 char *out, size_t outlen);
 
 /* ---------------------------------------------------------------------
  * events.c: GET /v1/events, account events as Server-Sent Events

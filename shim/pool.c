@@ -69,7 +69,7 @@ struct st_pbh_conn_t
 {
 	pbh_thread_t *thread;
 	int			index;
-	int			cls;			/* PBH_POOL_WRITE or PBH_POOL_READ */
+	int			cls;			/* PBH_POOL_WRITE, _READ or _REPLICA */
 	conn_state_t state;
 	PGconn	   *pg;
 	h2o_socket_t *sock;
@@ -105,9 +105,12 @@ static __thread h2o_timeout_t answer_timeout;
  * functions itself, since EXECUTE is checked when the statement starts, still
  * as bank_gateway; they give it nothing (sql/pgbank.sql).
  */
+#define AUTH_TOKEN_SQL \
+	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true)," \
+	" bank.authenticate($3), bank.set_request_context($4, $5, $6)"
+
 static const char *const fixed_sql[PBH_STMT_FIXED] = {
-	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true),"
-	" bank.authenticate($3), bank.set_request_context($4, $5, $6)",
+	AUTH_TOKEN_SQL,
 	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true),"
 	" bank.authenticate_api_key($3), bank.set_request_context($4, $5, $6)",
 	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true),"
@@ -116,8 +119,7 @@ static const char *const fixed_sql[PBH_STMT_FIXED] = {
 	"SELECT (pg_current_wal_insert_lsn() - '0/0')::text",
 	"SELECT (pg_last_wal_replay_lsn() - '0/0')::text",
 	/* GET /v1/events (events.c): the AUTH_TOKEN statement, then the watch */
-	"SELECT set_config('role', $1, true), set_config('transaction_read_only', $2, true),"
-	" bank.authenticate($3), bank.set_request_context($4, $5, $6), bank.events_watch($7::int)",
+	AUTH_TOKEN_SQL ", bank.events_watch($7::int)",
 	/* GET /v1/events (events.c): customer, after, last, count, head; the messages */
 	"SELECT bank.current_customer_id()::text || ' ' || a.after || ' ' ||"
 	" coalesce(max(e.seq), a.after) || ' ' || count(e.seq) || ' ' || bank.events_head(),"

@@ -120,14 +120,15 @@ pbh_sqlstate_retryable(const char *sqlstate)
 	return strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0;
 }
 
-void
-pbh_problem_send(h2o_req_t *req, int status, const char *code, const char *title,
-				 const char *detail)
+/* a problem+json body in pool (detail may be NULL); its length */
+size_t
+pbh_problem_body(h2o_mem_pool_t *pool, int status, const char *code, const char *title,
+				 const char *detail, char **out)
 {
 	size_t		dlen = detail ? strlen(detail) : 0;
 	size_t		cap = 256 + PBH_JSON_ESCAPED_MAX(strlen(code)) +
 		PBH_JSON_ESCAPED_MAX(strlen(title)) + PBH_JSON_ESCAPED_MAX(dlen);
-	char	   *body = h2o_mem_alloc_pool(&req->pool, cap);
+	char	   *body = h2o_mem_alloc_pool(pool, cap);
 	size_t		n = 0;
 
 	n += snprintf(body + n, cap - n, "{\"type\":\"urn:pgbank:problem:%s\",\"title\":", code);
@@ -140,6 +141,17 @@ pbh_problem_send(h2o_req_t *req, int status, const char *code, const char *title
 		n += pbh_json_escape(body + n, detail, dlen);
 	}
 	body[n++] = '}';
+	*out = body;
+	return n;
+}
+
+void
+pbh_problem_send(h2o_req_t *req, int status, const char *code, const char *title,
+				 const char *detail)
+{
+	char	   *body;
+	size_t		n = pbh_problem_body(&req->pool, status, code, title, detail, &body);
+
 	req->res.status = status;
 	req->res.reason = "";
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,

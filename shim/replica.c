@@ -149,34 +149,10 @@ slot_raise(uint32_t slot, uint64_t lsn)
  */
 
 /*
- * The customer id of a token jwt.c has verified (its sub: 1 to 18 digits,
- * checked there, so below 2^63), as the subject; 0 when it cannot be read.
- * Customers' subjects have the top bit clear, API keys' set.
+ * A customer's subject is its id (a verified token's sub, read once per
+ * request in api.c: below 2^63, top bit clear); an API key's is the first
+ * 8 bytes of its SHA-256 with the top bit set.
  */
-uint64_t
-pbh_replica_token_subject(h2o_mem_pool_t *pool, const char *token, size_t len)
-{
-	pbh_json_member_t *m;
-	size_t		nm;
-	uint64_t	id = 0;
-
-	if (pbh_jwt_claims(pool, token, len, &m, &nm) != 0)
-		return 0;
-	for (size_t i = 0; i < nm; i++)
-	{
-		if (strcmp(m[i].name, "sub") != 0 || m[i].type != PBH_JSON_STRING)
-			continue;
-		for (const char *d = m[i].str; *d; d++)
-		{
-			if (*d < '0' || *d > '9' || id >= UINT64_C(100000000000000000))
-				return 0;
-			id = id * 10 + (uint64_t) (*d - '0');
-		}
-		return id;
-	}
-	return 0;
-}
-
 uint64_t
 pbh_replica_key_subject(const unsigned char *sha256)
 {
@@ -250,7 +226,7 @@ pbh_replica_job_end(pbh_job_t *job)
 		if (job->failed)
 		{
 			/* the primary answers instead (a read: safe to send again) */
-			rs->n_resent++;
+			PBH_COUNT(rs->n_resent);
 			job->target = PBH_TARGET_PRIMARY;
 			job->failed = 0;
 			job->conn_lost = 0;
@@ -258,13 +234,13 @@ pbh_replica_job_end(pbh_job_t *job)
 			return 1;
 		}
 		if (job->nstmts > 1)	/* a request, not an API key's lookup */
-			rs->n_replica++;
+			PBH_COUNT(rs->n_replica);
 		return 0;
 	}
 	if (job->read_only)
 	{
 		if (job->nstmts > 1)
-			rs->n_primary++;
+			PBH_COUNT(rs->n_primary);
 		return 0;
 	}
 	if (job->lsn_after && job->subject != 0)

@@ -1325,7 +1325,7 @@ CREATE FUNCTION bank.tokenize_card(pan text, expiry text, OUT token text, OUT ma
 	AS 'MODULE_PATHNAME', 'pgbank_tokenize_card'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.tokenize_card(text, text) IS
-'Service: stores a card number (12 to 19 digits with a valid Luhn check digit, else PB060) and its expiry (MM/YY or MM/YYYY, else PB061; not before this month, else PB062) and returns a new random token and the masked number (audited, without the number). Errors never show the number. Pass both as bind parameters; pgbank removes card numbers from server log lines, but set log_parameter_max_length = 0 as well';
+'Service: stores a card number (13 to 19 digits with a valid Luhn check digit, else PB060) and its expiry (MM/YY or MM/YYYY, else PB061; not before this month, else PB062) and returns a new random token and the masked number (audited, without the number). Errors never show the number. Pass both as bind parameters; pgbank removes card numbers from server log lines, but set log_parameter_max_length = 0 as well';
 
 CREATE FUNCTION bank.detokenize_card(token text, OUT pan text, OUT expiry text)
 	AS 'MODULE_PATHNAME', 'pgbank_detokenize_card'
@@ -1571,7 +1571,7 @@ CREATE FUNCTION bank.account_event() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'pgbank_account_event'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.account_event() IS
-'Trigger: notes the account event of a new transfer row, a transfer''s change of status, or an account''s change of status, to be numbered and written at commit. Runs no SQL';
+'Trigger: notes the account event of a new transfer row, a transfer''s change of status, or an account''s change of status, to be written at commit (readers number them). Runs no SQL';
 
 CREATE TRIGGER transfers_events_insert AFTER INSERT ON bank.transfers
 	FOR EACH ROW WHEN (NEW.status <> 'failed') EXECUTE FUNCTION bank.account_event();

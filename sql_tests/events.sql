@@ -12,25 +12,7 @@ SELECT id AS a2 FROM bank.open_account('savings', 'ann 2', 'USD', :ca) \gset
 SELECT id AS b1 FROM bank.open_account('checking', 'ben 1', 'USD', :cb) \gset
 
 -- Access tokens signed in SQL with the cluster's key (as in rls.sql)
-CREATE FUNCTION pg_temp.b64url(b bytea) RETURNS text LANGUAGE sql AS
-$$ SELECT rtrim(translate(encode(b, 'base64'), E'+/\n', '-_'), '=') $$;
-CREATE FUNCTION pg_temp.token(customer bigint) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	sid bigint;
-	body text;
-	now bigint := extract(epoch FROM now())::bigint;
-BEGIN
-	INSERT INTO bank.sessions (customer_id, expires_at) VALUES (customer, now() + interval '1 hour')
-		RETURNING id INTO sid;
-	body := pg_temp.b64url(convert_to('{"alg":"HS256","typ":"JWT"}', 'UTF8')) || '.' ||
-			pg_temp.b64url(convert_to(json_build_object('iss', 'pgbank', 'aud', 'pgbank-api',
-				'sub', customer::text, 'sid', sid::text, 'role', 'bank_customer',
-				'iat', now, 'nbf', now, 'exp', now + 300)::text, 'UTF8'));
-	RETURN body || '.' || pg_temp.b64url(public.hmac(convert_to(body, 'UTF8'),
-		convert_to(current_setting('pgbank.jwt_secret'), 'UTF8'), 'sha256'));
-END $$;
-SELECT pg_temp.token(:ca) AS tok_a \gset
-SELECT pg_temp.token(:cb) AS tok_b \gset
+\i sql_tests/include/customer_token.psql
 
 -- the whole feed of a customer, as the superuser sees the table: in the
 -- order written, numbered or not (readers number them)

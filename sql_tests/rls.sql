@@ -21,25 +21,7 @@ SELECT status FROM bank.deposit(:ba, 1, 'rls-6');
 
 -- Access tokens, signed in SQL with the cluster's key (a superuser may read
 -- it), for sessions created here.
-CREATE FUNCTION pg_temp.b64url(b bytea) RETURNS text LANGUAGE sql AS
-$$ SELECT rtrim(translate(encode(b, 'base64'), E'+/\n', '-_'), '=') $$;
-CREATE FUNCTION pg_temp.token(customer bigint) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	sid bigint;
-	body text;
-	now bigint := extract(epoch FROM now())::bigint;
-BEGIN
-	INSERT INTO bank.sessions (customer_id, expires_at) VALUES (customer, now() + interval '1 hour')
-		RETURNING id INTO sid;
-	body := pg_temp.b64url(convert_to('{"alg":"HS256","typ":"JWT"}', 'UTF8')) || '.' ||
-			pg_temp.b64url(convert_to(json_build_object('iss', 'pgbank', 'aud', 'pgbank-api',
-				'sub', customer::text, 'sid', sid::text, 'role', 'bank_customer',
-				'iat', now, 'nbf', now, 'exp', now + 300)::text, 'UTF8'));
-	RETURN body || '.' || pg_temp.b64url(public.hmac(convert_to(body, 'UTF8'),
-		convert_to(current_setting('pgbank.jwt_secret'), 'UTF8'), 'sha256'));
-END $$;
-SELECT pg_temp.token(:ca) AS tok_a \gset
-SELECT pg_temp.token(:cb) AS tok_b \gset
+\i sql_tests/include/customer_token.psql
 
 -- Every command on every table, in a subtransaction: the row count, or the
 -- SQLSTATE it fails with.

@@ -21,25 +21,7 @@ SELECT id AS failed FROM bank.transfers WHERE idempotency_key = 'r-5' \gset
 SELECT bank.fold_account(:b1);
 SELECT id AS late FROM bank.deposit(:b1, 2, 'r-6') \gset
 
-CREATE FUNCTION pg_temp.b64url(b bytea) RETURNS text LANGUAGE sql AS
-$$ SELECT rtrim(translate(encode(b, 'base64'), E'+/\n', '-_'), '=') $$;
-CREATE FUNCTION pg_temp.token(customer bigint) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	sid bigint;
-	body text;
-	now bigint := extract(epoch FROM now())::bigint;
-BEGIN
-	INSERT INTO bank.sessions (customer_id, expires_at) VALUES (customer, now() + interval '1 hour')
-		RETURNING id INTO sid;
-	body := pg_temp.b64url(convert_to('{"alg":"HS256","typ":"JWT"}', 'UTF8')) || '.' ||
-			pg_temp.b64url(convert_to(json_build_object('iss', 'pgbank', 'aud', 'pgbank-api',
-				'sub', customer::text, 'sid', sid::text, 'role', 'bank_customer',
-				'iat', now, 'nbf', now, 'exp', now + 300)::text, 'UTF8'));
-	RETURN body || '.' || pg_temp.b64url(public.hmac(convert_to(body, 'UTF8'),
-		convert_to(current_setting('pgbank.jwt_secret'), 'UTF8'), 'sha256'));
-END $$;
-SELECT pg_temp.token(:ca) AS tok_a \gset
-SELECT pg_temp.token(:cb) AS tok_b \gset
+\i sql_tests/include/customer_token.psql
 
 -- Ann reads her own: every transfer touching her account, newest first,
 -- the decline included; keyset pages
