@@ -25,13 +25,17 @@
  *	  returns it, posted or failed, marked replayed.
  *
  * Locks, in order: every item's idempotency key (transaction advisory
- * locks, in key order), then the items in ascending from_account order, each
- * locking its debited account FOR NO KEY UPDATE until the batch ends (its
- * credit takes FOR KEY SHARE, which conflicts with neither).  So concurrent
- * batches take account locks in one global order and cannot deadlock on
- * each other (specs/batch_lock_order.spec); a single transfer waits for at
- * most one account lock and holds no other, so it cannot close a cycle with
- * a batch either.  A declined item's subtransaction releases its lock.
+ * locks, in key order), then the items in ascending order of (debited
+ * customer, currency, debited account).  Each item locks its customer's
+ * risk counters row in that currency (risk.c, before any account), then its
+ * debited account FOR NO KEY UPDATE, both until the batch ends (its credit
+ * takes FOR KEY SHARE, which conflicts with neither).  So concurrent batches
+ * take counters rows and accounts in one global order and cannot deadlock on
+ * each other (specs/batch_lock_order.spec; specs/batch_customer_order.spec
+ * for a customer whose accounts lie on both sides of another customer's,
+ * which ordering by account alone would deadlock); a single transfer takes
+ * one counters row and then one account, so it cannot close a cycle with a
+ * batch either.  A declined item's subtransaction releases its locks.
  *
  *-------------------------------------------------------------------------
  */
@@ -56,6 +60,8 @@ typedef struct BatchItem
 {
 	int			item;			/* 1-based position in the batch */
 	int64		from_account;
+	int64		debit_customer; /* from_account's customer (0: none or unknown) */
+	char		debit_currency[4];	/* and currency: its risk counters row */
 	int64		to_account;
 	Numeric		amount;			/* a decimal string; NULL: amount_minor */
 	int64		amount_minor;
@@ -231,6 +237,42 @@ ParseItem(int item, JsonbValue *elem, BatchItem *it)
 		BatchInvalid(item, "idempotency_key is required");
 }
 
+/* the customer and currency of each item's debited account (as the engine reads) */
+static PgbQuery q_debit_owners = {
+	"SELECT id, coalesce(customer_id, 0), currency::text FROM bank.accounts WHERE id = ANY ($1)",
+	1, {INT8ARRAYOID}
+};
+
+static void
+DebitOwners(BatchItem *items, int n)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum		v[1];
+	int			rows;
+
+	for (int i = 0; i < n; i++)
+	{
+		ids[i] = Int64GetDatum(items[i].from_account);
+		items[i].debit_customer = 0;
+		items[i].debit_currency[0] = '\0';
+	}
+	v[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	rows = PgbExec(&q_debit_owners, v, NULL, true, 0);
+	for (int r = 0; r < rows; r++)
+	{
+		int64		id = PgbGetInt64(r, 1);
+		int64		customer = PgbGetInt64(r, 2);
+		char	   *currency = PgbGetText(r, 3);
+
+		for (int i = 0; i < n; i++)
+			if (items[i].from_account == id)
+			{
+				items[i].debit_customer = customer;
+				strlcpy(items[i].debit_currency, currency, sizeof(items[i].debit_currency));
+			}
+	}
+}
+
 static int
 CompareKeys(const void *a, const void *b)
 {
@@ -245,7 +287,12 @@ CompareDebits(const void *a, const void *b)
 {
 	const BatchItem *x = *(BatchItem *const *) a;
 	const BatchItem *y = *(BatchItem *const *) b;
+	int			c;
 
+	if (x->debit_customer != y->debit_customer)
+		return x->debit_customer < y->debit_customer ? -1 : 1;
+	if ((c = strcmp(x->debit_currency, y->debit_currency)) != 0)
+		return c;
 	if (x->from_account != y->from_account)
 		return x->from_account < y->from_account ? -1 : 1;
 	return x->item - y->item;
@@ -366,8 +413,9 @@ pgbank_transfer_batch(PG_FUNCTION_ARGS)
 		IdemLock(&idem);
 	}
 
-	/* the items, in ascending order of the account they debit */
+	/* the items, in the order of the locks they take (see the header) */
 	SPI_connect();
+	DebitOwners(items, n);
 	qsort(order, n, sizeof(BatchItem *), CompareDebits);
 	for (i = 0; i < n; i++)
 	{
