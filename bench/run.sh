@@ -48,7 +48,7 @@
 #     each with a funded account and an access token; pgbank-http runs with
 #     HTTP_THREADS (1) event loop(s), HTTP_CONNS (16) database connections per
 #     thread and HTTP_READ_CONNS (3) more for the read-only route, HTTP_DEPTH
-#     (8) requests in flight per connection; wrk (-t 2,
+#     (8) requests in flight per connection; wrk (WRK_THREADS (1) thread,
 #     --latency, $BENCH_SECONDS s) at 16 and 64 connections runs
 #     POST /v1/transfers (bench/http_transfer.lua: a random customer's
 #     token, 1.00 to another random customer, a unique Idempotency-Key) and
@@ -229,6 +229,19 @@ server_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# Wait (at most 5 s) until the postmaster has no more children than before
+# a run: pgbench's backends end after pgbench does, and one sampled while it
+# exits is in neither the live children nor the reaped ones' times (runs
+# measured 0.03 ms of server CPU per transaction that way).
+server_settled() {
+    local pm i
+    pm=$(head -1 "$DATA/postmaster.pid")
+    for i in $(seq 1 50); do
+        [[ $(pgrep -c -P "$pm" || true) -le $1 ]] && return 0
+        sleep 0.1
+    done
+}
+
 diag_reset() {
     [[ $DIAG = 1 && $1 = bank ]] || return 0
     psqlq bank "SELECT pg_stat_statements_reset()" >/dev/null
@@ -273,6 +286,7 @@ run_one() {
     bg=$(other_cpu)
     diag_reset "$db"
     read -r lsn0 sync0 mx0 mo0 < <(counters)
+    nkids=$(pgrep -c -P "$(head -1 "$DATA/postmaster.pid")" || true)
     cpu0=$(server_ticks)
 
     echo
@@ -281,6 +295,7 @@ run_one() {
     pgbench -n -M prepared -T "$T" -c "$c" -j "$THREADS" --failures-detailed "$@" "$db" >"$out" 2>&1
     rc=$?
     set -e
+    server_settled "$nkids"
     cpu1=$(server_ticks)
     # drop pgbench's per-client error chatter beyond a few lines
     grep -v '^progress:' "$out" | awk 'NR <= 60'
@@ -357,6 +372,13 @@ HTTP_READ_CONNS=${BENCH_HTTP_READ_CONNS:-3}
 # several reads per wake-up (3 x 8 measured 19-20k GET/s, p99 8-9 ms, against
 # 16-17k and 10 ms with 3 x 4; transfers the same either way)
 HTTP_DEPTH=${BENCH_HTTP_PIPELINE_DEPTH:-8}
+# wrk runs on the same 2 cores as the server it measures: one thread drives
+# 64 connections at 20k requests/s with ~15 us of CPU each, while a second
+# thread takes CPU from the server and adds its own wait for a core to the
+# latency it records (on an idle development cluster, GET p99 at 64
+# connections 9.4-10.2 ms with -t 2, 7.1-8.0 ms with -t 1, at 18-20k req/s
+# either way; t/109 found the same)
+WRK_THREADS=${BENCH_WRK_THREADS:-1}
 SHIM=$ROOT/shim/pgbank-http
 HTTP_PID=""
 
@@ -384,7 +406,7 @@ run_wrk() {
     psqlq postgres "CHECKPOINT" >/dev/null
     echo
     echo "=== HTTP $name, $c connections (at $(( $(date +%s) - T0 )) s)"
-    PGB_HTTP_TOKENS=$WORK/http_tokens.txt wrk -t "$THREADS" -c "$c" -d "${T}s" --latency \
+    PGB_HTTP_TOKENS=$WORK/http_tokens.txt wrk -t "$WRK_THREADS" -c "$c" -d "${T}s" --latency \
         -s "$script" "http://127.0.0.1:$HTTP_PORT$path" >"$out" 2>&1 || true
     cat "$out"
     HREQ[$key]=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$out")
@@ -507,7 +529,7 @@ EOF
 
 if [[ $HTTP_RAN = 1 ]]; then
     echo
-    echo "=== pgbank-http: wrk -t $THREADS --latency, ${T}s per run, server: $HTTP_THREADS thread(s) x ($HTTP_CONNS + $HTTP_READ_CONNS read-only) database connections, pipeline depth $HTTP_DEPTH"
+    echo "=== pgbank-http: wrk -t $WRK_THREADS --latency, ${T}s per run, server: $HTTP_THREADS thread(s) x ($HTTP_CONNS + $HTTP_READ_CONNS read-only) database connections, pipeline depth $HTTP_DEPTH"
     printf '%-24s %7s %9s %7s %7s %8s %8s\n' workload conns "req/s" "p50 ms" "p99 ms" non-2xx "/SQL16"
     printf '%s\n' "$(printf '%.0s-' {1..78})"
     for key in "${HORDER[@]}"; do
