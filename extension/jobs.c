@@ -476,17 +476,20 @@ static PgbQuery q_schedule_every = {
 /*
  * Calendar: every period from next_period up to the last one that ended at
  * least delay ago, keyed by its first day; next_period moves past them.
+ * Days and months are pgbank.business_timezone's ($2), the calendar that
+ * bank.accrue_interest and bank.post_month check (PB064), whatever the
+ * session's TimeZone: a period is due delay after midnight there.
  */
 static PgbQuery q_schedule_calendar = {
 	"WITH s AS ("
 	"  SELECT job, period, delay,"
-	"   coalesce(next_period, date_trunc(period, $1::timestamp)::date) AS first,"
+	"   coalesce(next_period, date_trunc(period, $1 AT TIME ZONE $2)::date) AS first,"
 	"   CASE period WHEN 'day' THEN interval '1 day' ELSE interval '1 month' END AS step"
 	"  FROM bank.job_schedule"
 	"  WHERE enabled AND period IS NOT NULL AND next_run_at <= $1"
 	"  FOR UPDATE SKIP LOCKED),"
 	" due AS ("
-	"  SELECT s.*, (date_trunc(s.period, ($1 - s.delay)::timestamp) - s.step)::date AS last"
+	"  SELECT s.*, (date_trunc(s.period, ($1 - s.delay) AT TIME ZONE $2) - s.step)::date AS last"
 	"  FROM s),"
 	" ins AS ("
 	"  INSERT INTO bank.job_queue (job, args, key, max_attempts, enqueued_by, scheduled)"
@@ -496,12 +499,12 @@ static PgbQuery q_schedule_calendar = {
 	"  ON CONFLICT (job, key) DO NOTHING RETURNING 1),"
 	" upd AS ("
 	"  UPDATE bank.job_schedule j SET next_period = n.np,"
-	"   next_run_at = (n.np + d.step)::timestamp + d.delay"
+	"   next_run_at = ((n.np + d.step)::timestamp AT TIME ZONE $2) + d.delay"
 	"  FROM due d CROSS JOIN LATERAL"
 	"   (SELECT greatest(d.first, (d.last + d.step)::date) AS np) n"
 	"  WHERE j.job = d.job RETURNING 1)"
 	" SELECT (SELECT count(*) FROM ins)::integer, (SELECT count(*) FROM upd)",
-	1, {TIMESTAMPTZOID}
+	2, {TIMESTAMPTZOID, TEXTOID}
 };
 
 /* bank.schedule_jobs(): queue what is due; returns how many were queued */
@@ -527,6 +530,7 @@ pgbank_schedule_jobs(PG_FUNCTION_ARGS)
 	v[1] = Int32GetDatum(pgb_job_interval);
 	PgbExec(&q_schedule_every, v, NULL, false, 0);
 	queued += DatumGetInt32(PgbGet(0, 1, &isnull));
+	v[1] = ProductBusinessTimezone();
 	PgbExec(&q_schedule_calendar, v, NULL, false, 0);
 	queued += DatumGetInt32(PgbGet(0, 1, &isnull));
 	SPI_finish();

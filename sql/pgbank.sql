@@ -1418,7 +1418,7 @@ CREATE TABLE bank.job_schedule (
 	CHECK (period IS NULL OR every IS NULL)
 );
 COMMENT ON TABLE bank.job_schedule IS
-'When bank.schedule_jobs() queues a job kind. Housekeeping (period NULL): every "every" (NULL: pgbank.job_interval), with no argument, and not while a run of the kind is still queued. Calendar (period day or month): once per period, "delay" after the period ends (days and months in the server''s TimeZone), with the period''s first day (a date) as the only argument; periods missed while nothing ran are queued too, in order, each once (job key: the date). Adding one: INSERT INTO bank.job_schedule (job, period, delay) VALUES (''accrue_interest'', ''day'', ''5 minutes''). Written by superusers only';
+'When bank.schedule_jobs() queues a job kind. Housekeeping (period NULL): every "every" (NULL: pgbank.job_interval), with no argument, and not while a run of the kind is still queued. Calendar (period day or month): once per period, "delay" after the period ends (days and months of pgbank.business_timezone, the calendar bank.accrue_interest and bank.post_month check, whatever the session''s TimeZone), with the period''s first day (a date) as the only argument; periods missed while nothing ran are queued too, in order, each once (job key: the date). Adding one: INSERT INTO bank.job_schedule (job, period, delay) VALUES (''accrue_interest'', ''day'', ''5 minutes''). Written by superusers only';
 COMMENT ON COLUMN bank.job_schedule.next_period IS 'Calendar jobs: the first period not yet queued (NULL until the first bank.schedule_jobs(): the current period)';
 
 CREATE TABLE bank.job_queue (

@@ -155,41 +155,47 @@ DROP FUNCTION test_gone();
 SELECT * FROM pg_temp.run();
 
 -- calendar schedules: each period that ended is queued once, with its first
--- day as the argument, missed periods included; next_period moves past them
+-- day as the argument, missed periods included; next_period moves past them.
+-- Days and months are pgbank.business_timezone's, not the session's
+-- TimeZone (PST8PDT here): UTC+14 is another date for 22 hours of the day,
+-- and its midnight is never the session's.
+SET pgbank.business_timezone = 'Pacific/Kiritimati';
+SELECT bank.business_date(now()) AS today \gset
 INSERT INTO bank.job_schedule (job, period) VALUES ('test_daily', 'day');
 SELECT bank.schedule_jobs() AS queued;
-SELECT next_period = current_date AS starts_today,
-	   next_run_at = (current_date + 1)::timestamptz AS runs_after_midnight
+SELECT next_period = :'today' AS starts_today,
+	   next_run_at = (:'today'::date + 1)::timestamp AT TIME ZONE 'Pacific/Kiritimati' AS runs_after_midnight
   FROM bank.job_schedule WHERE job = 'test_daily';
-UPDATE bank.job_schedule SET next_period = current_date - 3, next_run_at = now()
+UPDATE bank.job_schedule SET next_period = :'today'::date - 3, next_run_at = now()
  WHERE job = 'test_daily';
 SELECT bank.schedule_jobs() AS queued;
 SELECT bank.schedule_jobs() AS queued;
-SELECT args[1]::date - current_date AS day, key = args[1] AS keyed_by_day, scheduled
+SELECT args[1]::date - :'today' AS day, key = args[1] AS keyed_by_day, scheduled
   FROM bank.job_queue WHERE job = 'test_daily' AND status = 'queued' ORDER BY id;
-SELECT next_period = current_date AS next_is_today FROM bank.job_schedule WHERE job = 'test_daily';
-SELECT job, args[1]::date - current_date AS day, status, result FROM pg_temp.run();
-SELECT job, args[1]::date - current_date AS day, status, result FROM pg_temp.run();
-SELECT job, args[1]::date - current_date AS day, status, result FROM pg_temp.run();
+SELECT next_period = :'today' AS next_is_today FROM bank.job_schedule WHERE job = 'test_daily';
+SELECT job, args[1]::date - :'today' AS day, status, result FROM pg_temp.run();
+SELECT job, args[1]::date - :'today' AS day, status, result FROM pg_temp.run();
+SELECT job, args[1]::date - :'today' AS day, status, result FROM pg_temp.run();
 SELECT job FROM pg_temp.run();
-SELECT count(*) AS days_logged FROM job_log WHERE day >= current_date - 3;
+SELECT count(*) AS days_logged FROM job_log WHERE day >= :'today'::date - 3;
 
 -- the same period again is not queued again (its key)
-UPDATE bank.job_schedule SET next_period = current_date - 1, next_run_at = now()
+UPDATE bank.job_schedule SET next_period = :'today'::date - 1, next_run_at = now()
  WHERE job = 'test_daily';
 SELECT bank.schedule_jobs() AS queued;
 
 -- monthly, with a delay: two months missed
 DELETE FROM bank.job_schedule WHERE job = 'test_daily';
 INSERT INTO bank.job_schedule (job, period, delay, next_period)
-VALUES ('test_daily', 'month', '1 minute', date_trunc('month', current_date) - interval '2 months');
+VALUES ('test_daily', 'month', '1 minute', date_trunc('month', :'today'::date) - interval '2 months');
 SELECT bank.schedule_jobs() AS queued;
-SELECT args[1]::date = date_trunc('month', current_date) - interval '2 months' AS first_month
+SELECT args[1]::date = date_trunc('month', :'today'::date) - interval '2 months' AS first_month
   FROM bank.job_queue WHERE job = 'test_daily' AND status = 'queued' ORDER BY id LIMIT 1;
-SELECT next_period = date_trunc('month', now() - interval '1 minute')::date AS next_is_this_month,
-	   next_run_at = (next_period + interval '1 month')::timestamptz + interval '1 minute' AS runs_after_month
+SELECT next_period = date_trunc('month', (now() - interval '1 minute') AT TIME ZONE 'Pacific/Kiritimati')::date AS next_is_this_month,
+	   next_run_at = ((next_period + interval '1 month') AT TIME ZONE 'Pacific/Kiritimati') + interval '1 minute' AS runs_after_month
   FROM bank.job_schedule WHERE job = 'test_daily';
 DELETE FROM bank.job_queue WHERE job = 'test_daily' AND status = 'queued';
+RESET pgbank.business_timezone;
 DELETE FROM bank.job_schedule WHERE job = 'test_daily';
 
 -- who may do what: a service queues what its kinds allow (the audit row
