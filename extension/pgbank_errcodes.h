@@ -71,6 +71,7 @@
 /* interest and fee runs */
 #define ERRCODE_PGB_PERIOD_NOT_ENDED		PGB_SQLSTATE('0', '6', '4')
 #define ERRCODE_PGB_PERIOD_CLOSED			PGB_SQLSTATE('0', '6', '5')
+#define ERRCODE_PGB_PERIOD_NOT_READY		PGB_SQLSTATE('0', '6', '6')
 /* background jobs */
 #define ERRCODE_PGB_UNKNOWN_JOB				PGB_SQLSTATE('0', '8', '0')
 #define ERRCODE_PGB_INVALID_JOB_ARGUMENTS	PGB_SQLSTATE('0', '8', '1')

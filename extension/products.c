@@ -37,7 +37,12 @@
  * primary keys of interest_accruals and month_postings are the backstop: a
  * second row for the same key cannot commit.  A day is not accrued once a
  * later day was (its carry would be out of order) nor once its month was
- * posted (it could never be paid), both PB065.
+ * posted (it could never be paid), both PB065.  So a month is not posted
+ * while an accrue_interest job for one of its days is queued (waiting,
+ * running or being retried) or dead (PB066): after an outage both are
+ * queued together, and the posting would otherwise close a day still to be
+ * accrued, whose interest would never be paid.  The check runs under the
+ * run lock, so an accrual that committed before it is seen.
  *
  * Locks, in order: the run lock; then, per posting, what EngineMove takes (a
  * fee locks the debited account FOR NO KEY UPDATE until the run commits;
@@ -187,6 +192,15 @@ static PgbQuery q_posting_insert = {
 	"INSERT INTO bank.month_postings (account_id, month, kind, currency, amount, units,"
 	" transfer_id, failure_code) VALUES ($1, $2::date, $3, $4, $5, $6, $7, $8)",
 	8, {INT8OID, TEXTOID, TEXTOID, BPCHAROID, INT8OID, INT4OID, INT8OID, BPCHAROID}
+};
+
+/* the first accrual of the month [$1, $2) still to run, and its status */
+static PgbQuery q_month_accruals_pending = {
+	"SELECT args[1], status FROM bank.job_queue"
+	" WHERE job = 'accrue_interest' AND status IN ('queued', 'dead')"
+	"   AND args[1] >= $1 AND args[1] < $2"
+	" ORDER BY args[1] LIMIT 1",
+	2, {TEXTOID, TEXTOID}
 };
 
 /* pgbank.business_timezone as a text Datum */
@@ -470,6 +484,15 @@ pgbank_post_month(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	ProductRunLock();
+	v[0] = CStringGetTextDatum(DayText(month));
+	v[1] = CStringGetTextDatum(DayText(next));
+	if (PgbExec(&q_month_accruals_pending, v, NULL, false, 1) == 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_PERIOD_NOT_READY),
+				 errmsg("the month of %s cannot be posted yet: the interest accrual of %s is %s",
+						DayText(month), PgbGetText(0, 1),
+						strcmp(PgbGetText(0, 2), "dead") == 0 ? "dead" : "still queued"),
+				 errhint("Post the month after its days are accrued (bank.retry_job for a dead accrual).")));
 
 	/*
 	 * This transaction writes from here on, so the engine raises a decline

@@ -1300,7 +1300,7 @@ CREATE FUNCTION bank.post_month(month date)
 	AS 'MODULE_PATHNAME', 'pgbank_post_month'
 	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE ROWS 100;
 COMMENT ON FUNCTION bank.post_month(date) IS
-'For the calendar month of the date given: posts each account''s accrued interest (kind interest, from the currency''s interest_expense account), then charges its monthly maintenance fee and its withdrawal fees (kind fee, to fee_income), one transfer per account and kind, and returns what it did. A fee the account cannot pay (funds, closed) is recorded as declined, not charged. Each (account, month, kind) posts once: running a month again posts nothing. Runs one at a time with bank.accrue_interest. PB064 when the month has not ended';
+'For the calendar month of the date given: posts each account''s accrued interest (kind interest, from the currency''s interest_expense account), then charges its monthly maintenance fee and its withdrawal fees (kind fee, to fee_income), one transfer per account and kind, and returns what it did. A fee the account cannot pay (funds, closed) is recorded as declined, not charged. Each (account, month, kind) posts once: running a month again posts nothing. Runs one at a time with bank.accrue_interest. PB064 when the month has not ended, PB066 while a bank.accrue_interest job for one of its days is queued or dead (posting would close that day before its interest accrued)';
 
 --
 -- The card vault (vault.c): card numbers (PAN) stored encrypted under

@@ -215,6 +215,21 @@ SELECT bank.accrue_interest('2024-03-01') AS accounts;
 SELECT count(*) AS march_postings FROM bank.post_month('2024-03-01');
 SELECT bank.accrue_interest('2024-03-02');
 
+-- a month is not posted while an accrual of one of its days is queued (the
+-- worker after an outage queues both together; a retried accrual stays
+-- queued) or dead: its day would be closed and its interest never paid
+SELECT bank.enqueue_job('accrue_interest', '{2024-04-30}') AS accrual \gset
+SELECT * FROM bank.post_month('2024-04-01');
+UPDATE bank.job_queue SET status = 'dead', attempts = max_attempts, finished_at = now(),
+	   error_code = '40P01' WHERE id = :accrual;
+SELECT * FROM bank.post_month('2024-04-01');
+-- an accrual of another month does not hold it up
+UPDATE bank.job_queue SET status = 'queued', attempts = 0, args = '{2024-05-01}' WHERE id = :accrual;
+BEGIN;
+SELECT count(*) AS april_postings FROM bank.post_month('2024-04-01');
+ROLLBACK;
+DELETE FROM bank.job_queue WHERE id = :accrual;
+
 -- accruals and postings are append-only
 UPDATE bank.interest_accruals SET amount = amount + 1;
 DELETE FROM bank.month_postings;
