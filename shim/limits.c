@@ -19,13 +19,15 @@
  *		document are answered before any of this (ops.c).
  *
  * Invariants:
- *	- Per thread, lock-free: each event-loop thread owns its bucket table
- *	  and gets rate / threads and burst / threads (at least one token) of
- *	  every limit.  A client whose connections the kernel spreads over all
- *	  threads (SO_REUSEPORT) gets the whole rate; a client on one
- *	  connection gets its thread's share: the limit errs on the strict
- *	  side, never above the configured rate.
- *	- O(1) and bounded: the table is fixed (--rate-limit-entries a thread,
+ *	- One table for the whole server, shared by the event-loop threads: a
+ *	  key's bucket is the same whichever thread its connection landed on
+ *	  (SO_REUSEPORT), so a client gets the configured rate and burst on one
+ *	  connection or on many.  Each set of the table has its own spin flag,
+ *	  held only while its SET_WAYS entries are searched and one is updated
+ *	  (no call, no allocation inside): threads meet only on the same set.
+ *	  The loops' clocks differ by at most a loop iteration; a bucket is
+ *	  never refilled backwards.
+ *	- O(1) and bounded: the table is fixed (--rate-limit-entries in all,
  *	  24 bytes each, 384 KiB by default; sets of SET_WAYS found by a keyed
  *	  hash of the kind and identity).  A
  *	  new key takes an empty entry of its set, else the one idle longest.
@@ -44,6 +46,7 @@
 #include <string.h>
 #include <time.h>
 #include <math.h>
+#include <sched.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/random.h>
@@ -70,7 +73,7 @@ typedef struct st_pbh_bucket_t
 
 typedef struct st_pbh_rate_t
 {
-	double		per_ms;			/* tokens per millisecond, this thread's share */
+	double		per_ms;			/* tokens per millisecond */
 	double		burst;
 } pbh_rate_t;
 
@@ -78,7 +81,8 @@ static pbh_rate_t rates[KIND_SUBJ_WRITE + 1];
 static uint64_t hash_key[2];
 static size_t nsets;
 
-static __thread pbh_bucket_t *table;
+static pbh_bucket_t *table;		/* nsets * SET_WAYS, shared by the threads */
+static unsigned char *set_busy;	/* a spin flag per set */
 
 /* a keyed 64-bit hash of kind and bytes (multiply-xorshift rounds) */
 static uint64_t
@@ -114,7 +118,6 @@ key_of(int kind, const void *data, size_t len)
 void
 pbh_limits_init(void)
 {
-	int			n = pbh_config.threads > 0 ? pbh_config.threads : 1;
 	int			r[][2] = {
 		{0, 0},
 		{pbh_config.rate_auth, pbh_config.burst_auth},
@@ -125,12 +128,19 @@ pbh_limits_init(void)
 
 	for (int k = KIND_ADDR_AUTH; k <= KIND_SUBJ_WRITE; k++)
 	{
-		rates[k].per_ms = (double) r[k][0] / n / 1000.0;
-		rates[k].burst = (double) r[k][1] / n;
+		rates[k].per_ms = (double) r[k][0] / 1000.0;
+		rates[k].burst = (double) r[k][1];
 		if (rates[k].burst < 1.0)
 			rates[k].burst = 1.0;
 	}
 	nsets = pbh_config.rate_limit_entries / SET_WAYS;
+	table = calloc(nsets * SET_WAYS, sizeof(pbh_bucket_t));
+	set_busy = calloc(nsets, 1);
+	if (table == NULL || set_busy == NULL)
+	{
+		fprintf(stderr, "pgbank-http: error: no memory for %zu rate-limit entries\n", nsets * SET_WAYS);
+		exit(2);
+	}
 	if (getrandom(hash_key, sizeof(hash_key), 0) != (ssize_t) sizeof(hash_key))
 	{
 		struct timespec ts;
@@ -160,18 +170,18 @@ take(pbh_thread_t *t, int kind, uint64_t key)
 {
 	const pbh_rate_t *rate = &rates[kind];
 	uint64_t	now = h2o_now(t->ctx.loop);
-	pbh_bucket_t *set,
+	size_t		si = key % nsets;
+	pbh_bucket_t *set = &table[si * SET_WAYS],
 			   *b = NULL,
 			   *victim = NULL;
-	double		wait;
+	double		tokens,
+				wait;
+	int			taken;
 
-	if (table == NULL)
-	{
-		table = calloc(nsets * SET_WAYS, sizeof(pbh_bucket_t));
-		if (table == NULL)
-			return 0;			/* no memory: no limit, rather than no service */
-	}
-	set = &table[(key % nsets) * SET_WAYS];
+	/* held for a few instructions: a waiter yields rather than spin on a
+	 * holder the scheduler preempted */
+	while (__atomic_test_and_set(&set_busy[si], __ATOMIC_ACQUIRE))
+		sched_yield();
 	for (int i = 0; i < SET_WAYS; i++)
 	{
 		if (set[i].key == key)
@@ -197,12 +207,14 @@ take(pbh_thread_t *t, int kind, uint64_t key)
 			b->tokens = rate->burst;
 		b->last_ms = now;
 	}
-	if (b->tokens >= 1.0)
-	{
+	taken = b->tokens >= 1.0;
+	if (taken)
 		b->tokens -= 1.0;
+	tokens = b->tokens;
+	__atomic_clear(&set_busy[si], __ATOMIC_RELEASE);
+	if (taken)
 		return 0;
-	}
-	wait = ceil((1.0 - b->tokens) / rate->per_ms / 1000.0);
+	wait = ceil((1.0 - tokens) / rate->per_ms / 1000.0);
 	return wait < 1.0 ? 1 : wait > 86400.0 ? 86400 : (int) wait;
 }
 
