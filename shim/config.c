@@ -155,7 +155,7 @@ static const pbh_option_t options[] = {
 	{"burst-address", "PGBANK_HTTP_BURST_ADDRESS", OPT_INT, "2000", 1, 1000000,
 	"burst of --rate-address", FIELD(burst_address)},
 	{"rate-limit-entries", "PGBANK_HTTP_RATE_LIMIT_ENTRIES", OPT_INT, "16384", 64, 4194304,
-	"rate-limit buckets per thread (24 bytes each); the longest idle is reused when full",
+	"rate-limit buckets of the server, shared by its threads (24 bytes each); the longest idle is reused when full",
 	FIELD(rate_limit_entries)},
 	{"events-max-streams", "PGBANK_HTTP_EVENTS_MAX_STREAMS", OPT_INT, "1000", 1, 1000000,
 	"open GET /v1/events streams per thread before 503", FIELD(events_max_streams)},
