@@ -37,6 +37,8 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
@@ -86,10 +88,13 @@ static PgbQuery q_keyed_job = {
 /*
  * The arguments of a job: as many as the function takes (fewer when it has
  * defaults), none NULL, each accepted by its type's input function.  Returns
- * the function's pg_proc row (released by the caller).
+ * the function's pg_proc row (released by the caller).  With canonical, also
+ * the arguments as they are stored: a date as YYYY-MM-DD, whatever DateStyle
+ * the caller's session has (so that keys and arguments compare as text, and
+ * read back the same under any DateStyle); others as given.
  */
 static HeapTuple
-JobCheckArgs(Oid function, const char *job, ArrayType *args)
+JobCheckArgs(Oid function, const char *job, ArrayType *args, ArrayType **canonical)
 {
 	HeapTuple	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(function));
 	Form_pg_proc form;
@@ -112,14 +117,33 @@ JobCheckArgs(Oid function, const char *job, ArrayType *args)
 	{
 		Oid			typinput,
 					typioparam;
+		Datum		value;
 
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_PGB_INVALID_JOB_ARGUMENTS),
 					 errmsg("argument %d of job %s is null", i + 1, job)));
 		getTypeInputInfo(form->proargtypes.values[i], &typinput, &typioparam);
-		(void) OidInputFunctionCall(typinput, TextDatumGetCString(elems[i]), typioparam, -1);
+		value = OidInputFunctionCall(typinput, TextDatumGetCString(elems[i]), typioparam, -1);
+		if (form->proargtypes.values[i] == DATEOID)
+		{
+			DateADT		day = DatumGetDateADT(value);
+			char		buf[MAXDATELEN + 1];
+			struct pg_tm tm;
+
+			if (DATE_NOT_FINITE(day))
+				EncodeSpecialDate(day, buf);
+			else
+			{
+				j2date(day + POSTGRES_EPOCH_JDATE, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+				EncodeDateOnly(&tm, USE_ISO_DATES, buf);
+			}
+			elems[i] = CStringGetTextDatum(buf);
+		}
 	}
+	if (canonical != NULL)
+		*canonical = n == 0 ? construct_empty_array(TEXTOID) :
+			construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
 	return proc;
 }
 
@@ -166,7 +190,7 @@ pgbank_enqueue_job(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("role %s may not queue job %s", GetUserNameFromId(GetUserId(), false), job)));
 	}
-	ReleaseSysCache(JobCheckArgs(function, job, args));
+	ReleaseSysCache(JobCheckArgs(function, job, args, &args));
 
 	v[1] = PointerGetDatum(args);
 	v[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
@@ -276,7 +300,7 @@ JobRun(Oid function, const char *job, ArrayType *args, char **result,
 	PgbSubxactBegin(&sx);
 	PG_TRY();
 	{
-		HeapTuple	proc = JobCheckArgs(function, job, args);
+		HeapTuple	proc = JobCheckArgs(function, job, args, NULL);
 		char	   *sql = JobCallSql(proc, ArrayGetNItems(ARR_NDIM(args), ARR_DIMS(args)));
 		Oid			argtype = TEXTARRAYOID;
 		Datum		arg = PointerGetDatum(args);
@@ -440,13 +464,60 @@ pgbank_retry_job(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+static PgbQuery q_cancel = {
+	"UPDATE bank.job_queue SET status = 'cancelled', finished_at = now()"
+	" WHERE id = $1 AND status = 'dead' RETURNING job",
+	1, {INT8OID}
+};
+
+/*
+ * bank.cancel_job(id, reason): give a dead job up for good (it will not run
+ * again; the purge removes it later like a done one).  Dead jobs are never
+ * purged otherwise: what they were meant to do is not done, and something
+ * may wait for it (bank.post_month for the month's accruals).
+ */
+PG_FUNCTION_INFO_V1(pgbank_cancel_job);
+Datum
+pgbank_cancel_job(PG_FUNCTION_ARGS)
+{
+	static const char *const names[] = {"id", "reason"};
+	Principal	who;
+	Datum		v[1];
+	char		idtext[32];
+	char	   *reason;
+
+	AuthCaller("cancel_job", &who);
+	PgbRequireArgs(fcinfo, 2, names);
+	reason = PgbReasonArg(fcinfo, 1);
+	SPI_connect();
+	v[0] = PG_GETARG_DATUM(0);
+	snprintf(idtext, sizeof(idtext), INT64_FORMAT, PG_GETARG_INT64(0));
+	if (PgbExec(&q_cancel, v, NULL, false, 0) != 1)
+	{
+		if (PgbExec(&q_job_exists, v, NULL, true, 1) != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_PGB_JOB_NOT_FOUND),
+					 errmsg("job %s does not exist", idtext)));
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_JOB_NOT_DEAD),
+				 errmsg("job %s is not dead", idtext),
+				 errhint("Only a dead job can be cancelled; a queued one runs by itself.")));
+	}
+	AuditWrite(&who, 0, "job.cancel", "job", idtext,
+			   psprintf("{\"job\": \"%s\", \"reason\": %s}", PgbGetText(0, 1),
+						AuditJsonString(reason)));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
 /* ---------------------------------------------------------------------
  * Scheduling
  * ---------------------------------------------------------------------
  */
 
+/* done and cancelled jobs go; dead ones wait for an admin (retry or cancel) */
 static PgbQuery q_forget_finished = {
-	"DELETE FROM bank.job_queue WHERE status <> 'queued' AND finished_at < $1",
+	"DELETE FROM bank.job_queue WHERE status IN ('done', 'cancelled') AND finished_at < $1",
 	1, {TIMESTAMPTZOID}
 };
 
@@ -493,7 +564,8 @@ static PgbQuery q_schedule_calendar = {
 	"  FROM s),"
 	" ins AS ("
 	"  INSERT INTO bank.job_queue (job, args, key, max_attempts, enqueued_by, scheduled)"
-	"  SELECT d.job, ARRAY[g::date::text], g::date::text, k.max_attempts, 'schedule', true"
+	"  SELECT d.job, ARRAY[to_char(g, 'YYYY-MM-DD')], to_char(g, 'YYYY-MM-DD'), k.max_attempts,"
+	"   'schedule', true"
 	"  FROM due d JOIN bank.job_kinds k ON k.name = d.job,"
 	"   generate_series(d.first::timestamp, d.last::timestamp, d.step) g"
 	"  ON CONFLICT (job, key) DO NOTHING RETURNING 1),"

@@ -37,12 +37,16 @@
  * primary keys of interest_accruals and month_postings are the backstop: a
  * second row for the same key cannot commit.  A day is not accrued once a
  * later day was (its carry would be out of order) nor once its month was
- * posted (it could never be paid), both PB065.  So a month is not posted
- * while an accrue_interest job for one of its days is queued (waiting,
- * running or being retried) or dead (PB066): after an outage both are
- * queued together, and the posting would otherwise close a day still to be
- * accrued, whose interest would never be paid.  The check runs under the
- * run lock, so an accrual that committed before it is seen.
+ * posted (it could never be paid), both PB065.  So neither runs ahead of
+ * an accrual job (PB066): a month is not posted, nor a day accrued, while
+ * an accrual job for a day of the month, or for an earlier day, is queued
+ * (waiting, running or being retried) or dead.  After an outage the
+ * worker queues them all together, and a failed accrual is retried later;
+ * without the check the posting, or the next day's accrual, would close a
+ * day still to be accrued, whose interest would never be paid.  A dead
+ * accrual stops both until an admin retries it (bank.retry_job) or gives
+ * the day up (bank.cancel_job).  The check runs under the run lock, so an
+ * accrual that committed before it is seen.
  *
  * Locks, in order: the run lock; then, per posting, what EngineMove takes (a
  * fee locks the debited account FOR NO KEY UPDATE until the run commits;
@@ -194,14 +198,46 @@ static PgbQuery q_posting_insert = {
 	8, {INT8OID, TEXTOID, TEXTOID, BPCHAROID, INT8OID, INT4OID, INT8OID, BPCHAROID}
 };
 
-/* the first accrual of the month [$1, $2) still to run, and its status */
-static PgbQuery q_month_accruals_pending = {
-	"SELECT args[1], status FROM bank.job_queue"
-	" WHERE job = 'accrue_interest' AND status IN ('queued', 'dead')"
-	"   AND args[1] >= $1 AND args[1] < $2"
-	" ORDER BY args[1] LIMIT 1",
+/*
+ * The first day in [$1, $2) whose accrual job (of any kind that calls
+ * bank.accrue_interest) is queued or dead, with its status and id.  Job
+ * arguments of type date are stored as YYYY-MM-DD (jobs.c), so they compare
+ * as text.
+ */
+static PgbQuery q_accruals_pending = {
+	"SELECT q.args[1], q.status, q.id FROM bank.job_queue q"
+	" JOIN bank.job_kinds k ON k.name = q.job"
+	" WHERE k.function = 'bank.accrue_interest(date)'::pg_catalog.regprocedure"
+	"   AND q.status IN ('queued', 'dead') AND q.args[1] >= $1 AND q.args[1] < $2"
+	" ORDER BY q.args[1] LIMIT 1",
 	2, {TEXTOID, TEXTOID}
 };
+
+/*
+ * PB066 when an accrual of a day in [from, before) is still to run: queued
+ * (waiting, running, being retried) or dead.  SPI connected, under the run
+ * lock, so that an accrual that committed first is seen.
+ */
+static void
+ProductRequireAccrued(const char *from, const char *before, const char *what)
+{
+	Datum		v[2];
+	bool		dead;
+
+	v[0] = CStringGetTextDatum(from);
+	v[1] = CStringGetTextDatum(before);
+	if (PgbExec(&q_accruals_pending, v, NULL, false, 1) != 1)
+		return;
+	dead = strcmp(PgbGetText(0, 2), "dead") == 0;
+	ereport(ERROR,
+			(errcode(ERRCODE_PGB_PERIOD_NOT_READY),
+			 errmsg("%s cannot run yet: the interest accrual of %s (job %lld) is %s",
+					what, PgbGetText(0, 1), (long long) PgbGetInt64(0, 3),
+					dead ? "dead" : "still queued"),
+			 dead ? errhint("Retry it with bank.retry_job once its cause is fixed, or give that day "
+							"up with bank.cancel_job.") :
+			 errhint("Wait until it has run; a job waiting for it is retried after its backoff.")));
+}
 
 /* pgbank.business_timezone as a text Datum */
 Datum
@@ -391,6 +427,8 @@ pgbank_accrue_interest(PG_FUNCTION_ARGS)
 						TextDatumGetCString(ProductBusinessTimezone()))));
 	SPI_connect();
 	ProductRunLock();
+	/* days in order: not while an earlier day's accrual is still to run */
+	ProductRequireAccrued("", DayText(day), psprintf("the accrual of %s", DayText(day)));
 
 	v[0] = DateADTGetDatum(day);
 	PgbExec(&q_accrual_state, v, NULL, false, 1);
@@ -484,15 +522,8 @@ pgbank_post_month(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	ProductRunLock();
-	v[0] = CStringGetTextDatum(DayText(month));
-	v[1] = CStringGetTextDatum(DayText(next));
-	if (PgbExec(&q_month_accruals_pending, v, NULL, false, 1) == 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_PERIOD_NOT_READY),
-				 errmsg("the month of %s cannot be posted yet: the interest accrual of %s is %s",
-						DayText(month), PgbGetText(0, 1),
-						strcmp(PgbGetText(0, 2), "dead") == 0 ? "dead" : "still queued"),
-				 errhint("Post the month after its days are accrued (bank.retry_job for a dead accrual).")));
+	ProductRequireAccrued(DayText(month - mday + 1), DayText(next),
+						  psprintf("the posting of the month of %s", DayText(month - mday + 1)));
 
 	/*
 	 * This transaction writes from here on, so the engine raises a decline

@@ -1292,7 +1292,7 @@ CREATE FUNCTION bank.accrue_interest(day date) RETURNS integer
 	AS 'MODULE_PATHNAME', 'pgbank_accrue_interest'
 	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.accrue_interest(date) IS
-'Accrues one day''s interest on every customer account with a positive rate and a positive end-of-day posted balance, and returns how many accounts accrued. Each (account, day) accrues once: running a day again accrues nothing. Runs one at a time (a transaction-level advisory lock shared with bank.post_month). PB064 when the day has not ended in pgbank.business_timezone, PB065 when a later day was accrued already or the day''s month was posted';
+'Accrues one day''s interest on every customer account with a positive rate and a positive end-of-day posted balance, and returns how many accounts accrued. Each (account, day) accrues once: running a day again accrues nothing. Runs one at a time (a transaction-level advisory lock shared with bank.post_month). PB064 when the day has not ended in pgbank.business_timezone, PB065 when a later day was accrued already or the day''s month was posted, PB066 while a bank.accrue_interest job for an earlier day is queued or dead (days are accrued in order)';
 
 CREATE FUNCTION bank.post_month(month date)
 	RETURNS TABLE (account_id bigint, kind text, currency char(3), amount numeric,
@@ -1300,7 +1300,7 @@ CREATE FUNCTION bank.post_month(month date)
 	AS 'MODULE_PATHNAME', 'pgbank_post_month'
 	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE ROWS 100;
 COMMENT ON FUNCTION bank.post_month(date) IS
-'For the calendar month of the date given: posts each account''s accrued interest (kind interest, from the currency''s interest_expense account), then charges its monthly maintenance fee and its withdrawal fees (kind fee, to fee_income), one transfer per account and kind, and returns what it did. A fee the account cannot pay (funds, closed) is recorded as declined, not charged. Each (account, month, kind) posts once: running a month again posts nothing. Runs one at a time with bank.accrue_interest. PB064 when the month has not ended, PB066 while a bank.accrue_interest job for one of its days is queued or dead (posting would close that day before its interest accrued)';
+'For the calendar month of the date given: posts each account''s accrued interest (kind interest, from the currency''s interest_expense account), then charges its monthly maintenance fee and its withdrawal fees (kind fee, to fee_income), one transfer per account and kind, and returns what it did. A fee the account cannot pay (funds, closed) is recorded as declined, not charged. Each (account, month, kind) posts once: running a month again posts nothing. Runs one at a time with bank.accrue_interest. PB064 when the month has not ended, PB066 while a bank.accrue_interest job for one of its days is queued or dead (posting would close that day before its interest accrued; a dead one needs bank.retry_job or bank.cancel_job)';
 
 --
 -- The card vault (vault.c): card numbers (PAN) stored encrypted under
@@ -1426,7 +1426,7 @@ CREATE TABLE bank.job_queue (
 	job			text NOT NULL REFERENCES bank.job_kinds (name),
 	args		text[] NOT NULL DEFAULT '{}',
 	key			text CHECK (char_length(key) BETWEEN 1 AND 255),
-	status		text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'done', 'dead')),
+	status		text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'done', 'dead', 'cancelled')),
 	attempts	integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
 	max_attempts integer NOT NULL CHECK (max_attempts >= 1),
 	next_run_at timestamptz NOT NULL DEFAULT now(),
@@ -1459,7 +1459,7 @@ SELECT q.id, q.job, q.args,
 	   q.result, q.error_code, q.error_message
   FROM bank.job_queue q;
 COMMENT ON VIEW bank.job_runs IS
-'Background jobs and their last run: status queued (never run), retrying (failed, next_run_at is the next try), done or dead; attempts so far; started_at and finished_at of the last attempt; its result or its error (SQLSTATE and primary message only). A job being run shows its previous state until its run commits';
+'Background jobs and their last run: status queued (never run), retrying (failed, next_run_at is the next try), done, dead (kept until an admin retries or cancels it) or cancelled; attempts so far; started_at and finished_at of the last attempt; its result or its error (SQLSTATE and primary message only). A job being run shows its previous state until its run commits';
 
 CREATE FUNCTION bank.enqueue_job(job text, args text[] DEFAULT '{}', key text DEFAULT NULL,
 								 run_at timestamptz DEFAULT NULL)
@@ -1467,7 +1467,7 @@ CREATE FUNCTION bank.enqueue_job(job text, args text[] DEFAULT '{}', key text DE
 	AS 'MODULE_PATHNAME', 'pgbank_enqueue_job'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.enqueue_job(text, text[], text, timestamptz) IS
-'Queues a background job of a kind in bank.job_kinds (PB080 when unknown; 42501 when the caller''s role may not queue it) with its arguments as text (PB081 when their number does not fit the kind''s function or one is NULL; a value its type does not accept fails with that type''s error), to run at run_at (default now) and returns its id. With a key, queuing is idempotent: the same kind and key return the same job (PB082 when its arguments differ)';
+'Queues a background job of a kind in bank.job_kinds (PB080 when unknown; 42501 when the caller''s role may not queue it) with its arguments as text (PB081 when their number does not fit the kind''s function or one is NULL; a value its type does not accept fails with that type''s error; a date is stored as YYYY-MM-DD whatever DateStyle), to run at run_at (default now) and returns its id. With a key, queuing is idempotent: the same kind and key return the same job (PB082 when its arguments differ)';
 
 CREATE FUNCTION bank.run_next_job() RETURNS bigint
 	AS 'MODULE_PATHNAME', 'pgbank_run_next_job'
@@ -1480,6 +1480,12 @@ CREATE FUNCTION bank.retry_job(id bigint) RETURNS void
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.retry_job(bigint) IS
 'Admin: queues a dead job again, due now, for as many more attempts as its kind allows (its attempts so far and last error stay until it runs); PB083 when the job does not exist, PB084 when it is not dead. Audited (job.retry)';
+
+CREATE FUNCTION bank.cancel_job(id bigint, reason text) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_cancel_job'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.cancel_job(bigint, text) IS
+'Admin: gives a dead job up for good (status cancelled; it never runs again and is purged after pgbank.job_retention like a done one). Dead jobs are kept until retried or cancelled: an interest accrual that died holds up the month''s posting and later days'' accruals (PB066), and cancelling it means that day''s interest is never accrued. reason: 1 to 500 characters (PB022, PB023); PB083 when the job does not exist, PB084 when it is not dead. Audited (job.cancel, with the reason)';
 
 CREATE FUNCTION bank.schedule_jobs() RETURNS integer
 	AS 'MODULE_PATHNAME', 'pgbank_schedule_jobs'
@@ -2060,7 +2066,8 @@ GRANT EXECUTE ON FUNCTION bank.tokenize_card(text, text), bank.detokenize_card(t
 -- (the worker runs them as a superuser), auditors and admins watch them
 GRANT EXECUTE ON FUNCTION bank.enqueue_job(text, text[], text, timestamptz)
 	TO bank_service, bank_admin;
-GRANT EXECUTE ON FUNCTION bank.run_next_job(), bank.retry_job(bigint), bank.schedule_jobs(),
+GRANT EXECUTE ON FUNCTION bank.run_next_job(), bank.retry_job(bigint), bank.cancel_job(bigint, text),
+	bank.schedule_jobs(),
 	bank.purge_sessions(),
 	bank.purge_idempotency_keys()
 	TO bank_admin;

@@ -217,16 +217,29 @@ SELECT bank.accrue_interest('2024-03-02');
 
 -- a month is not posted while an accrual of one of its days is queued (the
 -- worker after an outage queues both together; a retried accrual stays
--- queued) or dead: its day would be closed and its interest never paid
-SELECT bank.enqueue_job('accrue_interest', '{2024-04-30}') AS accrual \gset
-SELECT * FROM bank.post_month('2024-04-01');
+-- queued) or dead: its day would be closed and its interest never paid.
+-- Any day names the month; the job's date was queued under another
+-- DateStyle (it is stored as YYYY-MM-DD)
+SET DateStyle = 'SQL, DMY';
+SELECT bank.enqueue_job('accrue_interest', '{02/04/2024}') AS accrual \gset
+RESET DateStyle;
+SELECT * FROM bank.post_month('2024-04-15');
+-- days are accrued in order: not a later day either
+SELECT bank.accrue_interest('2024-04-03');
 UPDATE bank.job_queue SET status = 'dead', attempts = max_attempts, finished_at = now(),
 	   error_code = '40P01' WHERE id = :accrual;
 SELECT * FROM bank.post_month('2024-04-01');
--- an accrual of another month does not hold it up
+SELECT bank.accrue_interest('2024-04-03');
+-- an accrual of a later month does not hold it up; nor does a cancelled one
 UPDATE bank.job_queue SET status = 'queued', attempts = 0, args = '{2024-05-01}' WHERE id = :accrual;
 BEGIN;
 SELECT count(*) AS april_postings FROM bank.post_month('2024-04-01');
+ROLLBACK;
+UPDATE bank.job_queue SET status = 'dead', attempts = max_attempts, args = '{2024-04-02}'
+ WHERE id = :accrual;
+SELECT bank.cancel_job(:accrual, 'test: the day is given up');
+BEGIN;
+SELECT count(*) AS april_postings FROM bank.post_month('2024-04-30');
 ROLLBACK;
 DELETE FROM bank.job_queue WHERE id = :accrual;
 

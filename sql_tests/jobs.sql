@@ -143,8 +143,34 @@ SELECT bank.retry_job(:f);
 SELECT bank.retry_job(-1);
 SELECT bank.retry_job(NULL);
 SELECT * FROM pg_temp.run();
-DELETE FROM bank.job_queue WHERE id = :f;
 SELECT action, resource_id = :'f' AS this_job, metadata FROM bank.audit_events WHERE action = 'job.retry';
+
+-- or give a dead job up for good, with a reason: cancelled, never run
+-- again, audited; not while it is queued (PB084); PB083, PB022 as above
+SELECT bank.cancel_job(:f, 'still failing');
+UPDATE bank.job_queue SET status = 'dead', attempts = max_attempts WHERE id = :f;
+SELECT bank.cancel_job(:f, NULL);
+SELECT bank.cancel_job(:f, '');
+SELECT bank.cancel_job(-1, 'no such job');
+SELECT bank.cancel_job(:f, 'the "boom" input is bad; given up');
+SELECT status, attempts FROM bank.job_runs WHERE id = :f;
+SELECT bank.cancel_job(:f, 'again');
+SELECT bank.retry_job(:f);
+SELECT * FROM pg_temp.run();
+SELECT action, resource_id = :'f' AS this_job, metadata FROM bank.audit_events WHERE action = 'job.cancel';
+DELETE FROM bank.job_queue WHERE id = :f;
+
+-- a date argument is stored as YYYY-MM-DD whatever the session's DateStyle
+-- (keys and arguments compare as text; a worker with another DateStyle
+-- reads it back the same); other types as given
+SET DateStyle = 'SQL, DMY';
+SELECT bank.enqueue_job('test_daily', '{30/01/2026}', 'dmy') AS dmy \gset
+SELECT args FROM bank.job_queue WHERE id = :dmy;
+SELECT bank.enqueue_job('test_daily', '{2026-01-30}', 'dmy') = :dmy AS same_job;
+SELECT bank.enqueue_job('test_fail', '{30/01/2026}') AS fdmy \gset
+SELECT args FROM bank.job_queue WHERE id = :fdmy;
+RESET DateStyle;
+DELETE FROM bank.job_queue WHERE id IN (:dmy, :fdmy);
 
 -- a job kind whose function was dropped fails like any job
 CREATE FUNCTION test_gone() RETURNS integer LANGUAGE sql AS 'SELECT 1';
@@ -168,9 +194,12 @@ SELECT next_period = :'today' AS starts_today,
   FROM bank.job_schedule WHERE job = 'test_daily';
 UPDATE bank.job_schedule SET next_period = :'today'::date - 3, next_run_at = now()
  WHERE job = 'test_daily';
+SET DateStyle = 'SQL, DMY';
 SELECT bank.schedule_jobs() AS queued;
 SELECT bank.schedule_jobs() AS queued;
-SELECT args[1]::date - :'today' AS day, key = args[1] AS keyed_by_day, scheduled
+RESET DateStyle;
+SELECT args[1]::date - :'today' AS day, key = args[1] AS keyed_by_day,
+	   key ~ '^\d{4}-\d{2}-\d{2}$' AS iso_key, scheduled
   FROM bank.job_queue WHERE job = 'test_daily' AND status = 'queued' ORDER BY id;
 SELECT next_period = :'today' AS next_is_today FROM bank.job_schedule WHERE job = 'test_daily';
 SELECT job, args[1]::date - :'today' AS day, status, result FROM pg_temp.run();
@@ -207,6 +236,7 @@ SELECT bank.enqueue_job('test_daily', '{2026-02-01}', 'svc-1') AS svc \gset
 SELECT bank.enqueue_job('test_fail', '{x}');
 SELECT bank.run_next_job();
 SELECT bank.retry_job(1);
+SELECT bank.cancel_job(1, 'not mine to cancel');
 SELECT count(*) FROM bank.job_runs;
 RESET ROLE;
 SELECT action, acting_role, resource_id = :'svc' AS this_job FROM bank.audit_events
@@ -319,9 +349,13 @@ COMMIT;
 RESET pgbank.audit_retention;
 SELECT count(*) AS broken_links FROM bank.audit_verify();
 
--- finished jobs are forgotten after pgbank.job_retention
+-- done and cancelled jobs are forgotten after pgbank.job_retention; a dead
+-- one stays until an admin retries or cancels it
+SELECT bank.enqueue_job('test_fail', '{dead}') AS dead \gset
+UPDATE bank.job_queue SET status = 'dead', attempts = max_attempts, finished_at = now() WHERE id = :dead;
 SET pgbank.job_retention = '1s';
 UPDATE bank.job_queue SET finished_at = finished_at - interval '2 seconds' WHERE status <> 'queued';
 SELECT bank.schedule_jobs() AS queued;
-SELECT count(*) AS left_over FROM bank.job_queue WHERE status <> 'queued';
+SELECT status, count(*) AS left_over FROM bank.job_queue WHERE status <> 'queued' GROUP BY 1;
 RESET pgbank.job_retention;
+DELETE FROM bank.job_queue WHERE id = :dead;
