@@ -240,6 +240,7 @@ server_settled() {
         [[ $(pgrep -c -P "$pm" || true) -le $1 ]] && return 0
         sleep 0.1
     done
+    WARNINGS+=("WARNING: the server still had more children 5 s after a run: its CPU per transaction may be undercounted")
 }
 
 diag_reset() {

@@ -23,6 +23,7 @@
  *	  key's bucket is the same whichever thread its connection landed on
  *	  (SO_REUSEPORT), so a client gets the configured rate and burst on one
  *	  connection or on many.  Each set of the table has its own spin flag,
+ *	  beside its entries (another set's flag is on another cache line),
  *	  held only while its SET_WAYS entries are searched and one is updated
  *	  (no call, no allocation inside): threads meet only on the same set.
  *	  The loops' clocks differ by at most a loop iteration; a bucket is
@@ -71,6 +72,13 @@ typedef struct st_pbh_bucket_t
 	double		tokens;
 } pbh_bucket_t;
 
+/* a set of the table: its entries and the flag a thread holds to use them */
+typedef struct st_pbh_set_t
+{
+	pbh_bucket_t ways[SET_WAYS];
+	unsigned char busy;
+} pbh_set_t;
+
 typedef struct st_pbh_rate_t
 {
 	double		per_ms;			/* tokens per millisecond */
@@ -81,8 +89,7 @@ static pbh_rate_t rates[KIND_SUBJ_WRITE + 1];
 static uint64_t hash_key[2];
 static size_t nsets;
 
-static pbh_bucket_t *table;		/* nsets * SET_WAYS, shared by the threads */
-static unsigned char *set_busy;	/* a spin flag per set */
+static pbh_set_t *table;		/* nsets sets, shared by the threads */
 
 /* a keyed 64-bit hash of kind and bytes (multiply-xorshift rounds) */
 static uint64_t
@@ -115,7 +122,7 @@ key_of(int kind, const void *data, size_t len)
 	return h ? h : 1;
 }
 
-void
+int
 pbh_limits_init(void)
 {
 	int			r[][2] = {
@@ -134,13 +141,8 @@ pbh_limits_init(void)
 			rates[k].burst = 1.0;
 	}
 	nsets = pbh_config.rate_limit_entries / SET_WAYS;
-	table = calloc(nsets * SET_WAYS, sizeof(pbh_bucket_t));
-	set_busy = calloc(nsets, 1);
-	if (table == NULL || set_busy == NULL)
-	{
-		fprintf(stderr, "pgbank-http: error: no memory for %zu rate-limit entries\n", nsets * SET_WAYS);
-		exit(2);
-	}
+	if (pbh_config.rate_limit && (table = calloc(nsets, sizeof(pbh_set_t))) == NULL)
+		return -1;
 	if (getrandom(hash_key, sizeof(hash_key), 0) != (ssize_t) sizeof(hash_key))
 	{
 		struct timespec ts;
@@ -149,6 +151,7 @@ pbh_limits_init(void)
 		hash_key[0] = (uint64_t) ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t) getpid();
 		hash_key[1] = (uint64_t) ts.tv_sec * 0xBF58476D1CE4E5B9ULL;
 	}
+	return 0;
 }
 
 pbh_limit_class_t
@@ -170,8 +173,8 @@ take(pbh_thread_t *t, int kind, uint64_t key)
 {
 	const pbh_rate_t *rate = &rates[kind];
 	uint64_t	now = h2o_now(t->ctx.loop);
-	size_t		si = key % nsets;
-	pbh_bucket_t *set = &table[si * SET_WAYS],
+	pbh_set_t  *ts = &table[key % nsets];
+	pbh_bucket_t *set = ts->ways,
 			   *b = NULL,
 			   *victim = NULL;
 	double		tokens,
@@ -180,7 +183,7 @@ take(pbh_thread_t *t, int kind, uint64_t key)
 
 	/* held for a few instructions: a waiter yields rather than spin on a
 	 * holder the scheduler preempted */
-	while (__atomic_test_and_set(&set_busy[si], __ATOMIC_ACQUIRE))
+	while (__atomic_test_and_set(&ts->busy, __ATOMIC_ACQUIRE))
 		sched_yield();
 	for (int i = 0; i < SET_WAYS; i++)
 	{
@@ -211,7 +214,7 @@ take(pbh_thread_t *t, int kind, uint64_t key)
 	if (taken)
 		b->tokens -= 1.0;
 	tokens = b->tokens;
-	__atomic_clear(&set_busy[si], __ATOMIC_RELEASE);
+	__atomic_clear(&ts->busy, __ATOMIC_RELEASE);
 	if (taken)
 		return 0;
 	wait = ceil((1.0 - tokens) / rate->per_ms / 1000.0);

@@ -269,7 +269,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "pgbank-http: error: %s\n", err);
 		return 2;
 	}
-	pbh_limits_init();
+	if (pbh_limits_init() != 0)
+	{
+		fprintf(stderr, "pgbank-http: error: no memory for %d rate-limit entries\n",
+				pbh_config.rate_limit_entries);
+		return 2;
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	memset(&sa, 0, sizeof(sa));

@@ -83,7 +83,7 @@ typedef struct st_pbh_config_t
 	int			burst_write;
 	int			rate_address;	/* per second per address, read and write routes */
 	int			burst_address;
-	int			rate_limit_entries; /* buckets per thread */
+	int			rate_limit_entries; /* buckets of the server, shared by its threads */
 	int			events_max_streams; /* per thread */
 	int			events_per_customer;	/* across threads */
 	int			events_heartbeat;	/* seconds */
@@ -464,7 +464,7 @@ int			pbh_guard_accept(pbh_thread_t *t, h2o_socket_t *sock);
 extern volatile int pbh_open_connections;
 
 /* ---------------------------------------------------------------------
- * limits.c: token-bucket rate limits, per thread
+ * limits.c: token-bucket rate limits, one table shared by the threads
  * ---------------------------------------------------------------------
  */
 typedef enum
@@ -474,7 +474,7 @@ typedef enum
 	PBH_LIMIT_WRITE				/* the rest: per subject (and per address) */
 } pbh_limit_class_t;
 
-void		pbh_limits_init(void);
+int			pbh_limits_init(void);
 pbh_limit_class_t pbh_limits_class(const pbh_route_t *route);
 /* 1 when the client's address is over its limit (and the 429 is sent) */
 int			pbh_limits_address(h2o_req_t *req, pbh_limit_class_t cls);

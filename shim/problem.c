@@ -69,7 +69,7 @@ static const pbh_error_t errors[] = {
 	{"PB063", 404, "card_not_found", "Card token not found", 1},
 	{"PB064", 409, "period_not_ended", "The day or month has not ended", 1},
 	{"PB065", 409, "period_closed", "The day or month was already run", 1},
-	{"PB066", 409, "period_not_ready", "The month has days whose interest is not accrued yet", 1},
+	{"PB066", 409, "period_not_ready", "An interest accrual this waits for has not run yet", 1},
 	{"PB070", 422, "risk_max_amount", "The amount is above the most allowed at once", 1},
 	{"PB071", 422, "daily_limit", "The daily outgoing limit would be exceeded", 1},
 	{"PB072", 422, "monthly_limit", "The monthly outgoing limit would be exceeded", 1},

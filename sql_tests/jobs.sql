@@ -183,7 +183,7 @@ SELECT * FROM pg_temp.run();
 -- calendar schedules: each period that ended is queued once, with its first
 -- day as the argument, missed periods included; next_period moves past them.
 -- Days and months are pgbank.business_timezone's, not the session's
--- TimeZone (PST8PDT here): UTC+14 is another date for 22 hours of the day,
+-- TimeZone (PST8PDT here): UTC+14 is another date for 21 or 22 hours a day,
 -- and its midnight is never the session's.
 SET pgbank.business_timezone = 'Pacific/Kiritimati';
 SELECT bank.business_date(now()) AS today \gset

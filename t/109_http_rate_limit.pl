@@ -16,7 +16,7 @@
 #    within 5 x its unloaded median + 20 ms (measured: 3-14 ms against
 #    0.6-1.7 ms alone; 62 ms without rate limits, 150 ms with a limiter that
 #    sleeps in the loop);
-#  - the bucket table is bounded: with 64 entries a thread, an address that
+#  - the bucket table is bounded: with 64 entries in all, an address that
 #    used up its bucket gets a fresh one after 2,000 other addresses came
 #    by (it was pushed out, not kept while the table grew).
 
@@ -297,7 +297,6 @@ $url = $h->url;
 $h->stop_server;
 
 # --- a browser session's cookie is the same subject as its bearer token
-# (one thread, so that every connection meets the same bucket)
 $h->start_server('--rate-limit', '1', '--threads', '1', '--rate-read', '1', '--burst-read', '4');
 $url = $h->url;
 {
@@ -319,7 +318,7 @@ $url = $h->url;
 }
 $h->stop_server;
 
-# --- bounded table: 64 entries a thread, one thread, 2,000 other addresses;
+# --- bounded table: 64 entries, one thread, 2,000 other addresses;
 # a slow refill (1/s) and a large burst (200) tell a pushed-out bucket (fresh:
 # 50 more pass) from one kept (at most the seconds elapsed pass)
 $h->start_server('--rate-limit', '1', '--threads', '1', '--rate-limit-entries', '64',
