@@ -857,6 +857,46 @@ pgbank_refresh(PG_FUNCTION_ARGS)
 	return auth_result(fcinfo, "ok", customer, &t);
 }
 
+/*
+ * bank.end_session(refresh_token): the session a refresh token belongs to
+ * ends, whether the token is current, already used or its access token
+ * expired: a browser logging out holds its refresh token (in a cookie)
+ * longer than its short-lived access token, and logging out must not fail
+ * because the latter expired.  Holding the token is the credential, as for
+ * bank.refresh.  Nothing for NULL or a token that matches no session: a
+ * logout is idempotent, and says nothing about which tokens exist.
+ */
+PG_FUNCTION_INFO_V1(pgbank_end_session);
+Datum
+pgbank_end_session(PG_FUNCTION_ARGS)
+{
+	char	   *token;
+	Datum		v[2];
+	int64		session;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_VOID();
+	token = TextDatumGetCString(PG_GETARG_DATUM(0));
+	if (strlen(token) > MAX_REFRESH_TOKEN_CHARS)
+		PG_RETURN_VOID();
+	EngineRequireReadCommitted();
+	SPI_connect();
+	v[0] = PointerGetDatum(AuthSha256Bytea(token));
+	v[1] = Int32GetDatum(pgb_idle_timeout);
+	if (PgbExec(&q_refresh_lookup, v, NULL, false, 1) == 1)
+	{
+		int64		customer = PgbGetInt64(0, 3);
+
+		session = PgbGetInt64(0, 1);
+		v[0] = Int64GetDatum(session);
+		v[1] = CStringGetTextDatum("logout");
+		if (PgbExec(&q_session_revoke, v, NULL, false, 0) == 1)
+			AuditWrite(NULL, customer, "auth.logout", "session", id_text(session), NULL);
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
 PG_FUNCTION_INFO_V1(pgbank_logout);
 Datum
 pgbank_logout(PG_FUNCTION_ARGS)

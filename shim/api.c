@@ -448,9 +448,6 @@ on_done_req(pbh_job_t *job)
 		submit_request(r);
 		return;
 	}
-	/* logging out of a browser session clears its cookies, whatever happens */
-	if (route->result == PBH_RESULT_SESSION_END)
-		pbh_session_clear(req);
 	if (job->failed)
 	{
 		if (job->conn_lost)
@@ -726,6 +723,9 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		return 0;
 	}
 	pbh_obs_route(req, route->index);
+	/* logging out of a browser session clears its cookies in every answer */
+	if (route->result == PBH_RESULT_SESSION_END)
+		pbh_session_clear(req);
 
 	/* rate limits (limits.c): the address now, the subject once verified */
 	limit_class = pbh_limits_class(route);
@@ -803,8 +803,9 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		else
 			return unauthorized(req, "Bearer", NULL, "This route needs an access token or an API key.");
 	}
-	/* a browser login or refresh sets cookies: only for a trusted origin */
-	if (route->result == PBH_RESULT_SESSION && !pbh_origin_trusted(req))
+	/* a browser login, refresh or logout: only from a trusted origin */
+	if ((route->result == PBH_RESULT_SESSION || route->result == PBH_RESULT_SESSION_END) &&
+		!pbh_origin_trusted(req))
 	{
 		pbh_problem_send(req, 403, "csrf_origin", "Cross-site request refused",
 						 "A browser session must be opened from an allowed origin.");

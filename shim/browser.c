@@ -7,8 +7,9 @@
  *
  *		A browser logs in with POST /v1/browser/login: the access token
  *		goes into the cookie __Secure-pgbank-access (Path=/v1), the refresh
- *		token into __Secure-pgbank-refresh (Path=/v1/browser/refresh, so
- *		that no other request carries it), both HttpOnly, Secure and
+ *		token into __Secure-pgbank-refresh (Path=/v1/browser, so that only
+ *		login, refresh and logout carry it: logout ends the session by it,
+ *		as the access token may have expired), both HttpOnly, Secure and
  *		SameSite=Strict, without Max-Age (they end with the browser
  *		session; the tokens' own lifetimes hold within it).  The body holds
  *		the CSRF token instead of the tokens.
@@ -25,7 +26,9 @@
  *	  csrf_token.  K is derived from the token secret
  *	  (HMAC-SHA256(secret, "pgbank-http csrf v1")), so the server keeps
  *	  no state, and nobody without the secret can make the token of a
- *	  session; it changes with the session, not with each refresh.
+ *	  session; it changes with the session, not with each refresh, and
+ *	  with the secret: a secret replaced at SIGHUP (a leaked one, say)
+ *	  invalidates every CSRF token made with it.
  *	- Login and refresh by cookie (PBH_RESULT_SESSION routes) need a
  *	  trusted Origin too (login CSRF); they need no X-CSRF-Token (there is
  *	  none before login, and refresh is how a reloaded page gets it back).
@@ -48,22 +51,22 @@
 
 #include "pgbank_http.h"
 
-static unsigned char csrf_key[32];
-
 /* the request headers a preflight may ask for (lower case) */
 static const char *const cors_headers[] = {
 	"authorization", "content-type", "idempotency-key", "x-api-key", "x-request-id",
 	PBH_CSRF_HEADER, "if-none-match", "accept", "accept-language", "content-language", NULL
 };
 
+/* the CSRF key of a token secret: part of each settings snapshot, so that
+ * a secret replaced at SIGHUP takes the old CSRF tokens with it */
 void
-pbh_browser_init(void)
+pbh_csrf_key(const char *secret, unsigned char *key)
 {
 	static const char label[] = "pgbank-http csrf v1";
-	unsigned int len = sizeof(csrf_key);
+	unsigned int len = 32;
 
-	HMAC(EVP_sha256(), pbh_config.jwt_secret, (int) strlen(pbh_config.jwt_secret),
-		 (const unsigned char *) label, sizeof(label) - 1, csrf_key, &len);
+	HMAC(EVP_sha256(), secret, (int) strlen(secret),
+		 (const unsigned char *) label, sizeof(label) - 1, key, &len);
 }
 
 /* ---------------------------------------------------------------------
@@ -220,7 +223,7 @@ pbh_cookie_value(h2o_req_t *req, const char *name)
 	return h2o_strdup(&req->pool, found, flen).base;
 }
 
-/* base64url of HMAC-SHA256(csrf_key, sid): 43 characters and a NUL */
+/* base64url of HMAC-SHA256(the live CSRF key, sid): 43 characters and a NUL */
 static void
 csrf_token_of(const char *sid, char *out)
 {
@@ -231,7 +234,7 @@ csrf_token_of(const char *sid, char *out)
 	int			bits = 0,
 				n = 0;
 
-	HMAC(EVP_sha256(), csrf_key, sizeof(csrf_key), (const unsigned char *) sid, strlen(sid),
+	HMAC(EVP_sha256(), pbh_live()->csrf_key, 32, (const unsigned char *) sid, strlen(sid),
 		 mac, &len);
 	for (int i = 0; i < 32; i++)
 	{
@@ -345,7 +348,7 @@ void
 pbh_session_clear(h2o_req_t *req)
 {
 	set_cookie(req, PBH_COOKIE_ACCESS, "", "/v1", 1);
-	set_cookie(req, PBH_COOKIE_REFRESH, "", "/v1/browser/refresh", 1);
+	set_cookie(req, PBH_COOKIE_REFRESH, "", PBH_REFRESH_COOKIE_PATH, 1);
 }
 
 static const pbh_json_member_t *
@@ -387,7 +390,7 @@ pbh_session_send(h2o_req_t *req, int status, const char *json, size_t len)
 	}
 	csrf_token_of(sid, csrf);
 	set_cookie(req, PBH_COOKIE_ACCESS, access->str, "/v1", 0);
-	set_cookie(req, PBH_COOKIE_REFRESH, refresh->str, "/v1/browser/refresh", 0);
+	set_cookie(req, PBH_COOKIE_REFRESH, refresh->str, PBH_REFRESH_COOKIE_PATH, 0);
 	blen = customer->raw_len + exp->raw_len + rexp->raw_len + strlen(csrf) + 128;
 	body = h2o_mem_alloc_pool(&req->pool, blen);
 	blen = (size_t) snprintf(body, blen,

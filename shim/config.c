@@ -532,6 +532,7 @@ live_new(const pbh_config_t *cfg)
 	while (cfg->cors_origins[n] != NULL)
 		n++;
 	live->jwt_secret = strdup(cfg->jwt_secret);
+	pbh_csrf_key(live->jwt_secret, live->csrf_key);
 	live->cors_origins = calloc(n + 1, sizeof(char *));
 	for (int i = 0; i < n; i++)
 		live->cors_origins[i] = strdup(cfg->cors_origins[i]);

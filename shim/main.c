@@ -263,7 +263,6 @@ main(int argc, char **argv)
 	}
 	pbh_routes_init();
 	pbh_openapi_init();
-	pbh_browser_init();
 	if (pbh_tls_init(err, sizeof(err)) != 0)
 	{
 		fprintf(stderr, "pgbank-http: error: %s\n", err);

@@ -552,6 +552,7 @@ size_t		pbh_obs_metrics(h2o_mem_pool_t *pool, char **out);
 typedef struct st_pbh_live_t
 {
 	char	   *jwt_secret;
+	unsigned char csrf_key[32];	/* derived from jwt_secret (browser.c) */
 	char	  **cors_origins;	/* NULL-terminated */
 	int			access_log;
 } pbh_live_t;
@@ -586,9 +587,10 @@ void		pbh_tls_add_headers(h2o_req_t *req);
  */
 #define PBH_COOKIE_ACCESS "__Secure-pgbank-access"
 #define PBH_COOKIE_REFRESH "__Secure-pgbank-refresh"
+#define PBH_REFRESH_COOKIE_PATH "/v1/browser"	/* login, refresh, logout */
 #define PBH_CSRF_HEADER "x-csrf-token"
 
-void		pbh_browser_init(void);
+void		pbh_csrf_key(const char *secret, unsigned char *key);
 int			pbh_cors_origin_allowed(h2o_iovec_t origin);
 /* answer an OPTIONS preflight for a path whose methods are allow */
 int			pbh_cors_preflight(h2o_req_t *req, const char *allow);

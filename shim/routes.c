@@ -276,7 +276,9 @@ pbh_route_t pbh_routes[] = {
 	/*
 	 * Browser sessions (browser.c): login and refresh as above, but the
 	 * tokens go into HttpOnly cookies and the body holds the CSRF token;
-	 * the refresh token comes from its cookie; logout clears them.  Any
+	 * the refresh token comes from its cookie; logout ends the session
+	 * by that token (its access token may have expired long before) and
+	 * clears both cookies in every answer, even a refusal.  Any
 	 * customer route then takes the access cookie in place of a bearer
 	 * token (with CSRF checks on unsafe methods).
 	 */
@@ -288,8 +290,9 @@ pbh_route_t pbh_routes[] = {
 		"SELECT r.status, CASE WHEN r.status = 'ok' THEN to_jsonb(r) - 'status' END"
 		" FROM bank.refresh($1) r",
 		{{PBH_COOKIE_REFRESH, PBH_ARG_COOKIE, PBH_T_TEXT, 1, NULL, 0}}},
-	{"POST", "/v1/browser/logout", R_CUST, 0, PBH_RESULT_SESSION_END, 204, NULL,
-		"SELECT bank.logout()", {{0}}},
+	{"POST", "/v1/browser/logout", R_ANON, 0, PBH_RESULT_SESSION_END, 204, NULL,
+		"SELECT bank.end_session($1)",
+		{{PBH_COOKIE_REFRESH, PBH_ARG_COOKIE, PBH_T_TEXT, 0, NULL, 0}}},
 };
 
 int			pbh_nroutes = sizeof(pbh_routes) / sizeof(pbh_routes[0]);

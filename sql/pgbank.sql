@@ -1040,6 +1040,11 @@ CREATE FUNCTION bank.logout() RETURNS void
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.logout() IS
 'Ends the authenticated customer''s session: its access and refresh tokens stop working at once';
+CREATE FUNCTION bank.end_session(refresh_token text) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgbank_end_session'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION bank.end_session(text) IS
+'Ends the session a refresh token belongs to (current or already used; its access token may have expired), audited as auth.logout; holding the token is the credential, as for bank.refresh. Does nothing for NULL or a token of no session (idempotent, and tells nothing about which tokens exist). For browsers logging out with the refresh token of their cookie';
 CREATE FUNCTION bank.change_password(old_password text, new_password text) RETURNS void
 	AS 'MODULE_PATHNAME', 'pgbank_change_password'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -1978,7 +1983,7 @@ GRANT EXECUTE ON FUNCTION bank.div_round_half_even(numeric, numeric),
 
 -- anonymous: become someone
 GRANT EXECUTE ON FUNCTION bank.register(text, text, text, text, text),
-	bank.login(text, text, text), bank.refresh(text)
+	bank.login(text, text, text), bank.refresh(text), bank.end_session(text)
 	TO bank_anon;
 
 -- verifying a credential: customers use tokens, staff roles use API keys

@@ -32,7 +32,9 @@ use warnings;
 use IO::Socket::INET;
 use IO::Socket::UNIX;
 use Socket qw(SOCK_STREAM);
+use Digest::SHA ();
 use JSON::PP;
+use MIME::Base64 ();
 use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -357,6 +359,28 @@ for (1 .. 50)
 	usleep(100_000);
 }
 is($fresh, 200, '... a token of the new secret (a new login) is accepted');
+# the CSRF key follows the secret: a browser session's CSRF token made with
+# the old secret (which a leak may have given away) is refused
+{
+	my ($bst, $bd, $br) = $h->request('POST', '/v1/browser/login', headers => { Origin => 'https://b.example' },
+		body => { email => 'alice@example.com', password => 'correct horse battery staple' });
+	is($bst, 200, '... a browser login after the rotation');
+	my ($access) = map { /^__Secure-pgbank-access=([^;]+)/ ? $1 : () }
+	  (ref $br->{headers}{'set-cookie'} ? @{ $br->{headers}{'set-cookie'} } : ($br->{headers}{'set-cookie'} // ''));
+	my $payload = (split /\./, $access // '..')[1] // '';
+	$payload =~ tr{-_}{+/};
+	my $sid = eval { decode_json(MIME::Base64::decode_base64($payload . '=' x (-length($payload) % 4)))->{sid} } // '';
+	my $csrf_of = sub {
+		my ($secret) = @_;
+		return PgbankHttp::b64url(Digest::SHA::hmac_sha256($sid, Digest::SHA::hmac_sha256('pgbank-http csrf v1', $secret)));
+	};
+	is($bd->{csrf_token}, $csrf_of->($secret2), '... its CSRF token is made with the new secret');
+	my ($cst, $cd) = $h->request('PATCH', "/v1/accounts/$a1",
+		headers => { Cookie => "__Secure-pgbank-access=$access", Origin => 'https://b.example',
+			'X-CSRF-Token' => $csrf_of->($h->{secret}) },
+		body => { name => 'renamed with an old-secret CSRF token' });
+	is("$cst " . ($cd->{code} // ''), '403 csrf_token', '... and one made with the old secret is refused');
+}
 ($st, $d) = $h->request('POST', '/v1/refresh', body => { refresh_token => $bob->{refresh} });
 is($st, 200, '... a refresh token from before the rotation still gets a new access token');
 ($st) = $h->request('GET', '/v1/accounts', headers => PgbankHttp::bearer($d->{access_token} // '-'));

@@ -8,14 +8,15 @@
 # only for allowed origins.
 #
 # Cookie sessions: /v1/browser/login sets the access and refresh cookies
-# (HttpOnly; Secure; SameSite=Strict, Path=/v1 and the refresh route's
-# path) and returns a CSRF token instead of tokens.  A cookie GET works; a
+# (HttpOnly; Secure; SameSite=Strict, Path=/v1 and /v1/browser) and
+# returns a CSRF token instead of tokens.  A cookie GET works; a
 # cookie POST without the token, with a wrong one, with another session's,
 # or from a foreign origin is a 403 with a stable code, costs no query and
 # writes nothing; with the token and a trusted Origin (or Referer, or our
 # own origin) it works.  An Authorization header wins over the cookie.
-# Refresh rotates the cookies; logout clears them and the old cookie is
-# then refused.
+# Refresh rotates the cookies; logout ends the session by the refresh
+# cookie (the access cookie may have expired), clears both cookies in every
+# answer (a refusal too), and the old cookies are then refused.
 #
 # Forms: a transfer and an account rename as
 # application/x-www-form-urlencoded, and each error a form can make (unknown,
@@ -128,7 +129,7 @@ my @sc = sort(set_cookies($r));
 is(scalar @sc, 2, '... sets two cookies');
 like($sc[0], qr{^__Secure-pgbank-access=[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+; Path=/v1; Secure; HttpOnly; SameSite=Strict$},
 	'... the access token: Path=/v1; Secure; HttpOnly; SameSite=Strict');
-like($sc[1], qr{^__Secure-pgbank-refresh=[^;]+; Path=/v1/browser/refresh; Secure; HttpOnly; SameSite=Strict$},
+like($sc[1], qr{^__Secure-pgbank-refresh=[^;]+; Path=/v1/browser; Secure; HttpOnly; SameSite=Strict$},
 	'... the refresh token: only for the refresh route');
 is_deeply([ sort keys %$d ], [qw(csrf_token customer_id expires_at refresh_expires_at)],
 	'... the body: the CSRF token, no token');
@@ -235,22 +236,37 @@ my $new_cookie = "__Secure-pgbank-access=$jar2->{'__Secure-pgbank-access'}";
 ($st) = $h->request('GET', '/v1/me', headers => { Cookie => $new_cookie });
 is($st, 200, 'the new access cookie works');
 
-($st, $d) = $h->request('POST', '/v1/browser/logout', headers => { Cookie => $new_cookie, Origin => $APP });
-is("$st $d->{code}", '403 csrf_token', 'browser logout without the CSRF token: 403');
+my @cleared = ('__Secure-pgbank-access=; Path=/v1; Max-Age=0; Secure; HttpOnly; SameSite=Strict',
+	'__Secure-pgbank-refresh=; Path=/v1/browser; Max-Age=0; Secure; HttpOnly; SameSite=Strict');
+my $new_refresh = "__Secure-pgbank-refresh=$jar2->{'__Secure-pgbank-refresh'}";
 ($st, $d, $r) = $h->request('POST', '/v1/browser/logout',
-	headers => { Cookie => $new_cookie, Origin => $APP, 'X-CSRF-Token' => $csrf });
-is($st, 204, 'browser logout with it: 204');
-is_deeply([ sort(set_cookies($r)) ],
-	[ '__Secure-pgbank-access=; Path=/v1; Max-Age=0; Secure; HttpOnly; SameSite=Strict',
-	  '__Secure-pgbank-refresh=; Path=/v1/browser/refresh; Max-Age=0; Secure; HttpOnly; SameSite=Strict' ],
-	'... clears both cookies (Max-Age=0)');
+	headers => { Cookie => "$new_cookie; $new_refresh", Origin => 'https://evil.example' });
+is("$st $d->{code}", '403 csrf_origin', 'browser logout from a foreign origin: 403');
+is_deeply([ sort(set_cookies($r)) ], \@cleared, '... and the cookies are cleared all the same');
+($st) = $h->request('GET', '/v1/me', headers => { Cookie => $new_cookie });
+is($st, 200, '... but the session goes on');
+# the access cookie lives 5 minutes, the refresh cookie as long as the
+# session: a browser logging out later sends only the refresh cookie (the
+# expired access cookie is sent too, and ignored)
+($st, $d, $r) = $h->request('POST', '/v1/browser/logout',
+	headers => { Cookie => "__Secure-pgbank-access=expired.or.garbage; $new_refresh", Origin => $APP });
+is($st, 204, 'browser logout by the refresh cookie alone (the access cookie expired): 204');
+is_deeply([ sort(set_cookies($r)) ], \@cleared, '... clears both cookies (Max-Age=0)');
 ($st) = $h->request('GET', '/v1/me', headers => { Cookie => $new_cookie });
 is($st, 401, 'the old access cookie is then refused (401)');
 ($st) = $h->request('GET', '/v1/me', headers => { Cookie => $cookie });
 is($st, 401, '... as is the one before the refresh');
-($st) = $h->request('POST', '/v1/browser/refresh',
-	headers => { Origin => $APP, Cookie => "__Secure-pgbank-refresh=$jar2->{'__Secure-pgbank-refresh'}" });
+($st) = $h->request('POST', '/v1/browser/refresh', headers => { Origin => $APP, Cookie => $new_refresh });
 is($st, 401, '... and the refresh cookie');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM bank.audit_events WHERE action = 'auth.logout'"), 1, '... one auth.logout audit row');
+($st, $d, $r) = $h->request('POST', '/v1/browser/logout', headers => { Origin => $APP, Cookie => $new_refresh });
+is($st, 204, 'logging out again: 204, nothing more');
+($st, $d, $r) = $h->request('POST', '/v1/browser/logout', headers => { Origin => $APP });
+is($st, 204, '... and without any cookie');
+is_deeply([ sort(set_cookies($r)) ], \@cleared, '... both clearing the cookies');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM bank.audit_events WHERE action = 'auth.logout'"), 1, '... still one auth.logout audit row');
 
 # --- form bodies ---------------------------------------------------------------
 sub form
@@ -330,6 +346,10 @@ is_deeply($paths->{'/v1/browser/refresh'}{post}{parameters},
 	[ { name => '__Secure-pgbank-refresh', in => 'cookie', required => JSON::PP::true,
 		schema => { type => 'string', maxLength => 4096 } } ],
 	'... browser refresh takes the refresh cookie');
+is_deeply($paths->{'/v1/browser/logout'}{post}{parameters},
+	[ { name => '__Secure-pgbank-refresh', in => 'cookie', required => JSON::PP::false,
+		schema => { type => 'string', maxLength => 4096 } } ],
+	'... and so does browser logout (not required)');
 ok($d->{components}{securitySchemes}{cookie}, '... and the cookie security scheme');
 
 is($h->stop_server, 0, 'the server stops cleanly');
