@@ -577,43 +577,53 @@ own_strdup(h2o_mem_pool_t *pool, const char *s)
 	return s == NULL ? NULL : h2o_strdup(pool, s, strlen(s)).base;
 }
 
-static const char *
-client_addr(h2o_req_t *req)
+/*
+ * The client's address as text (the TCP peer's), written into buf (at least
+ * INET6_ADDRSTRLEN bytes); NULL when it has none that is IPv4 or IPv6.  The
+ * request context, event streams and the access log read it here.
+ */
+const char *
+pbh_client_addr(h2o_req_t *req, char *buf, size_t len)
 {
 	struct sockaddr_storage ss;
-	socklen_t	len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
-	char	   *buf = h2o_mem_alloc_pool(&req->pool, INET6_ADDRSTRLEN);
+	socklen_t	sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
 
-	if (len == 0)
+	if (sl == 0)
 		return NULL;
 	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, buf, INET6_ADDRSTRLEN);
-	else if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, buf, INET6_ADDRSTRLEN);
-	else
-		return NULL;
-	return buf;
+		return inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, buf, len);
+	if (ss.ss_family == AF_INET6)
+		return inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, buf, len);
+	return NULL;
 }
 
-/* the User-Agent, cut to what bank.set_request_context takes, on a character boundary */
-static const char *
-user_agent(h2o_req_t *req)
+/*
+ * The User-Agent, cut to what bank.set_request_context takes (511 bytes) on
+ * a character boundary, not copied; base NULL without one
+ */
+h2o_iovec_t
+pbh_user_agent(h2o_req_t *req)
 {
 	ssize_t		i = h2o_find_header(&req->headers, H2O_TOKEN_USER_AGENT, -1);
 	h2o_iovec_t v;
-	size_t		len;
 
 	if (i == -1)
-		return NULL;
+		return h2o_iovec_init(NULL, 0);
 	v = req->headers.entries[i].value;
-	len = v.len;
-	if (len > 511)
+	if (v.len > 511)
 	{
-		len = 511;
-		while (len > 0 && ((unsigned char) v.base[len] & 0xC0) == 0x80)
-			len--;
+		v.len = 511;
+		while (v.len > 0 && ((unsigned char) v.base[v.len] & 0xC0) == 0x80)
+			v.len--;
 	}
-	return h2o_strdup(&req->pool, v.base, len).base;
+	return v;
+}
+
+/* the request id (pbh_add_common_headers put it in env[1]), or NULL */
+const char *
+pbh_request_id(h2o_req_t *req)
+{
+	return req->env.size >= 2 ? req->env.entries[1].base : NULL;
 }
 
 static const char *
@@ -927,15 +937,16 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->begin_params = h2o_mem_alloc_pool(&r->own, sizeof(char *) * 6);
 	{
 		int			n = 0;
-		const char *rid = req->env.size >= 2 ? req->env.entries[1].base : NULL;
+		char		addr[INET6_ADDRSTRLEN];
+		h2o_iovec_t ua = pbh_user_agent(req);
 
 		r->begin_params[n++] = role;
 		r->begin_params[n++] = route->read_only ? "on" : "off";
 		if (credential != NULL)
 			r->begin_params[n++] = own_strdup(&r->own, credential);
-		r->begin_params[n++] = own_strdup(&r->own, rid);
-		r->begin_params[n++] = own_strdup(&r->own, client_addr(req));
-		r->begin_params[n++] = own_strdup(&r->own, user_agent(req));
+		r->begin_params[n++] = own_strdup(&r->own, pbh_request_id(req));
+		r->begin_params[n++] = own_strdup(&r->own, pbh_client_addr(req, addr, sizeof(addr)));
+		r->begin_params[n++] = ua.base != NULL ? h2o_strdup(&r->own, ua.base, ua.len).base : NULL;
 		r->begin_stmt = credential == NULL ? PBH_STMT_CONTEXT :
 			api_key ? PBH_STMT_AUTH_KEY : PBH_STMT_AUTH_TOKEN;
 		r->nbegin_params = n;

@@ -61,7 +61,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -743,50 +742,6 @@ pseudonym(int64_t customer, char *out)
 	out[32] = '\0';
 }
 
-static char *
-dup_header(h2o_req_t *req, const h2o_token_t *token, size_t max)
-{
-	ssize_t		i = h2o_find_header(&req->headers, token, -1);
-	h2o_iovec_t v;
-	size_t		len;
-	char	   *s;
-
-	if (i == -1)
-		return NULL;
-	v = req->headers.entries[i].value;
-	len = v.len;
-	if (len > max)
-	{
-		len = max;
-		while (len > 0 && ((unsigned char) v.base[len] & 0xC0) == 0x80)
-			len--;
-	}
-	s = malloc(len + 1);
-	if (s == NULL)
-		abort();
-	memcpy(s, v.base, len);
-	s[len] = '\0';
-	return s;
-}
-
-static char *
-dup_client(h2o_req_t *req)
-{
-	struct sockaddr_storage ss;
-	socklen_t	len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
-	char		buf[INET6_ADDRSTRLEN];
-
-	if (len == 0)
-		return NULL;
-	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, buf, sizeof(buf));
-	else if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, buf, sizeof(buf));
-	else
-		return NULL;
-	return strdup(buf);
-}
-
 static void
 unauthorized(h2o_req_t *req, const char *detail)
 {
@@ -809,6 +764,7 @@ pbh_events_on_req(h2o_req_t *req)
 	pbh_jwt_result_t jr;
 	pbh_stream_t *s;
 	int		   *slot;
+	char		addr[INET6_ADDRSTRLEN];
 
 	if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT(EVENTS_PATH)))
 		return 0;
@@ -902,10 +858,15 @@ pbh_events_on_req(h2o_req_t *req)
 	s->last = last;
 	pseudonym(sub, s->pseudonym);
 	s->token = strndup(v.base + 7, v.len - 7);
-	/* the request id is env[1] (pbh_add_common_headers; obs.c appends after it) */
-	s->request_id = req->env.size >= 2 ? strdup(req->env.entries[1].base) : NULL;
-	s->client = dup_client(req);
-	s->user_agent = dup_header(req, H2O_TOKEN_USER_AGENT, 511);
+	{
+		const char *rid = pbh_request_id(req),
+				   *client = pbh_client_addr(req, addr, sizeof(addr));
+		h2o_iovec_t ua = pbh_user_agent(req);
+
+		s->request_id = rid != NULL ? strdup(rid) : NULL;
+		s->client = client != NULL ? strdup(client) : NULL;
+		s->user_agent = ua.base != NULL ? strndup(ua.base, ua.len) : NULL;
+	}
 	s->heartbeat.cb = on_heartbeat;
 	s->retry.cb = on_retry;
 	h2o_linklist_insert(&et->streams, &s->link);

@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include "pgbank_http.h"
@@ -198,21 +197,6 @@ log_escape(char *buf, const char *s, size_t len)
 	return w - buf;
 }
 
-static void
-peer_text(h2o_req_t *req, char *buf, size_t len)
-{
-	struct sockaddr_storage ss;
-	socklen_t	sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
-
-	buf[0] = '\0';
-	if (sl == 0)
-		return;
-	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, buf, len);
-	else if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, buf, len);
-}
-
 static const char *
 slot_label(int slot, char *buf, size_t len)
 {
@@ -240,7 +224,8 @@ access_log(h2o_req_t *req, pbh_obs_t *o, int status, uint64_t us)
 	struct timeval now;
 
 	gettimeofday(&now, NULL);
-	peer_text(req, peer, sizeof(peer));
+	if (pbh_client_addr(req, peer, sizeof(peer)) == NULL)
+		peer[0] = '\0';
 	n += snprintf(line + n, sizeof(line) - n, "{\"time\":%ld.%03ld,\"request_id\":",
 				  (long) now.tv_sec, (long) now.tv_usec / 1000);
 	n += log_escape(line + n, o->rid, strlen(o->rid) < 64 ? strlen(o->rid) : 64);

@@ -450,6 +450,10 @@ int			pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen);
 void		pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len);
 void		pbh_add_common_headers(h2o_req_t *req);
 void		pbh_count_status(h2o_req_t *req, int status);
+/* what the request context reads of a request (api.c) */
+const char *pbh_client_addr(h2o_req_t *req, char *buf, size_t len);
+h2o_iovec_t pbh_user_agent(h2o_req_t *req);
+const char *pbh_request_id(h2o_req_t *req);
 
 /* ---------------------------------------------------------------------
  * guard.c: request and connection limits, h2o's own errors as problems
