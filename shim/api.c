@@ -24,6 +24,9 @@
  *	  (limits.c): the client address's once the route is known, the
  *	  subject's once its credential is verified; a limited request costs
  *	  no query.
+ *	- A route that streams (PBH_RESULT_EVENTS, GET /v1/events) passes the
+ *	  same checks (limits, credential, CORS, CSRF, its arguments) and is
+ *	  then handed to events.c, whose fetches are its own jobs.
  *	- Every argument is a bind parameter; the server never builds SQL.
  *	- A body member, query parameter or header the route does not know is a
  *	  400 naming it; so is a missing or mistyped one.
@@ -531,6 +534,10 @@ on_done_req(pbh_job_t *job)
 				pbh_send_json(req, route->status, body, len);
 			}
 			return;
+		case PBH_RESULT_EVENTS:
+			/* never a job of this file: handed to events.c (pbh_api_on_req) */
+			pbh_problem_send(req, 500, "internal", "Internal error", NULL);
+			return;
 	}
 }
 
@@ -644,22 +651,22 @@ header_text(h2o_req_t *req, const char *name)
 }
 
 /*
- * A verified token's subject (its customer id, 0 when it cannot be read),
- * read once per request for the two that key by it: the rate limit of the
- * subject (keyed by the token itself when the id cannot be read) and the
- * replica's read-your-writes (replica.c).  1 when over the rate limit (the
- * 429 is sent).
+ * A verified token's subject (its customer id, 0 when it cannot be read)
+ * and expiry, read once per request for those that need them: the rate
+ * limit of the subject (keyed by the token itself when the id cannot be
+ * read), the replica's read-your-writes (replica.c) and an event stream
+ * (events.c).  1 when over the rate limit (the 429 is sent).
  */
 static int
-token_rate_limited(h2o_req_t *req, pbh_limit_class_t cls, const char *token, size_t len,
-				   int64_t *sub)
+token_rate_limited(h2o_req_t *req, const pbh_route_t *route, pbh_limit_class_t cls,
+				   const char *token, size_t len, int64_t *sub, int64_t *exp)
 {
-	int64_t		exp;
-
 	*sub = 0;
-	if (!pbh_config.rate_limit && pbh_config.replica_dsn == NULL)
+	*exp = 0;
+	if (!pbh_config.rate_limit && pbh_config.replica_dsn == NULL &&
+		route->result != PBH_RESULT_EVENTS)
 		return 0;
-	if (pbh_jwt_subject(&req->pool, token, len, sub, &exp) != 0)
+	if (pbh_jwt_subject(&req->pool, token, len, sub, exp) != 0)
 	{
 		*sub = 0;
 		return pbh_limits_subject(req, cls, token, len);
@@ -679,7 +686,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	pbh_request_t *r;
 	pbh_job_t  *job;
 	const char *credential = NULL;
-	int64_t		token_sub = 0;	/* a verified token's customer id */
+	int64_t		token_sub = 0,	/* a verified token's customer id */
+				token_exp = 0;
 	const char *role = NULL;
 	int			api_key = 0;
 	unsigned char key_hash[SHA256_DIGEST_LENGTH];
@@ -707,8 +715,6 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	if (pbh_guard_request(req))
 		return 0;
 	if (pbh_ops_on_req(req, req->path_normalized.base, req->path_normalized.len))
-		return 0;
-	if (pbh_events_on_req(req))
 		return 0;
 
 	route = pbh_route_match(req->method.base, req->method.len, req->path_normalized.base,
@@ -770,7 +776,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			}
 			credential = h2o_strdup(&req->pool, v.base + 7, v.len - 7).base;
 			role = "bank_customer";
-			if (token_rate_limited(req, limit_class, v.base + 7, v.len - 7, &token_sub))
+			if (token_rate_limited(req, route, limit_class, v.base + 7, v.len - 7, &token_sub,
+								   &token_exp))
 				return 0;
 		}
 		else if (ki != -1)
@@ -803,7 +810,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 				return unauthorized(req, "Bearer", "invalid_token", pbh_jwt_result_text(jr));
 			if (!(route->roles & PBH_ROLE_CUSTOMER))
 				return forbidden(req, "Customers may not use this route.");
-			if (token_rate_limited(req, limit_class, cookie, strlen(cookie), &token_sub))
+			if (token_rate_limited(req, route, limit_class, cookie, strlen(cookie), &token_sub,
+								   &token_exp))
 				return 0;
 			if (pbh_csrf_check(req, cookie) != 0)
 				return 0;
@@ -913,6 +921,15 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	for (int k = 0; k < nf; k++)
 		if (!fp[k].used)
 			return bad_request(req, "unknown_field", "unknown field %s", fp[k].name);
+
+	/* a stream: events.c answers, and runs its own fetches */
+	if (route->result == PBH_RESULT_EVENTS)
+	{
+		if (token_sub <= 0)
+			return unauthorized(req, "Bearer", "invalid_token",
+								"The token's claims are missing or invalid.");
+		return pbh_events_open(req, route, credential, token_sub, token_exp, args);
+	}
 
 	/* the pipeline, in memory of its own */
 	r = h2o_mem_alloc(sizeof(*r));

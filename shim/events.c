@@ -4,22 +4,25 @@
  *		GET /v1/events: a customer's account events (extension/events.c) as
  *		Server-Sent Events, pushed as they commit.
  *
- *		A stream is opened with the customer's access token (verified here
- *		first, like every route) and, to resume, the Last-Event-ID header:
- *		the number of the last event the client has.  Without it the stream
- *		starts after the customer's latest event.  Each event is one SSE
- *		message whose id is its number in the customer's feed, so that a
- *		browser's (or any client's) reconnection resumes exactly there.
+ *		GET /v1/events is a row of the route table (routes.c) whose result
+ *		kind is PBH_RESULT_EVENTS: api.c checks it like every route (limits,
+ *		the customer's access token or browser session, a rate limit of one
+ *		read, its one argument, the Last-Event-ID header: the number of the
+ *		last event the client has), then hands it here (pbh_events_open).
+ *		Without Last-Event-ID the stream starts after the customer's latest
+ *		event.  Each event is one SSE message whose id is its number in the
+ *		customer's feed, so that a browser's (or any client's) reconnection
+ *		resumes exactly there.
  *
  *		Each thread has one LISTEN connection (channel pgbank_events), not
  *		one per client.  A notification's payload is a pseudonym of the
  *		customer (HMAC-SHA256 under the JWT secret, as the extension makes
  *		it); the streams of that customer then fetch what is new.  A fetch
  *		is an ordinary request of the thread's pool, as the customer: role
- *		switch, bank.authenticate(token), then bank.events_since, so
- *		row-level security decides what a stream sees.  Nothing here filters
- *		one customer's events from another's: the database never returns
- *		them.
+ *		switch, bank.authenticate(token), then the route's statement
+ *		(bank.events_since), so row-level security decides what a stream
+ *		sees.  Nothing here filters one customer's events from another's:
+ *		the database never returns them.
  *
  * Invariants:
  *	- No loss, no duplicate, in order: a stream's position is the number
@@ -67,10 +70,7 @@
 
 #include "pgbank_http.h"
 
-#define EVENTS_PATH "/v1/events"
 #define EVENTS_CHANNEL "pgbank_events"
-#define EVENTS_FETCH_MAX "500"
-#define EVENTS_FETCH_MAX_N 500
 #define CUSTOMER_SLOTS 65536
 
 typedef struct st_pbh_stream_t pbh_stream_t;
@@ -82,7 +82,7 @@ typedef struct st_pbh_fetch_t
 	h2o_mem_pool_t pool;
 	pbh_stream_t *stream;		/* NULL once the stream is gone */
 	const char *params0[7];
-	const char *params1[2];
+	const char *params1[1];
 } pbh_fetch_t;
 
 struct st_pbh_stream_t
@@ -90,6 +90,7 @@ struct st_pbh_stream_t
 	h2o_generator_t gen;		/* first */
 	h2o_req_t  *req;
 	h2o_linklist_t link;		/* in the thread's streams */
+	int			stmt;			/* the route's statement: a fetch */
 	int64_t		customer;
 	int64_t		exp;			/* the token's expiry, seconds */
 	char		pseudonym[33];
@@ -335,6 +336,13 @@ on_fetched(pbh_job_t *job)
 			stream_end(s);
 		return;
 	}
+	if (!s->started)
+	{
+		/* the request's own database work, as any route's (obs.c) */
+		pbh_obs_db(s->req, job);
+		if (job->failed)
+			pbh_obs_db_error(et->thread, job);
+	}
 	if (job->failed)
 	{
 		const pbh_error_t *e = job->conn_lost ? NULL : pbh_error_for_sqlstate(job->sqlstate);
@@ -418,7 +426,7 @@ on_fetched(pbh_job_t *job)
 	s->last = last;
 	h2o_mem_clear_pool(&f->pool);
 	free(f);
-	if (count >= EVENTS_FETCH_MAX_N || s->again)
+	if (count >= PBH_EVENTS_FETCH_MAX || s->again)
 		stream_fetch(s);
 	stream_flush(s);			/* last: it may end and free the stream */
 }
@@ -469,7 +477,6 @@ stream_fetch(pbh_stream_t *s)
 	}
 	else
 		f->params1[0] = NULL;
-	f->params1[1] = EVENTS_FETCH_MAX;
 	job = &f->job;
 	job->thread = et->thread;
 	job->read_only = 0;
@@ -479,8 +486,8 @@ stream_fetch(pbh_stream_t *s)
 	job->stmts[0] = PBH_STMT_EVENTS_AUTH;
 	job->nparams[0] = 7;
 	job->params[0] = f->params0;
-	job->stmts[1] = PBH_STMT_EVENTS;
-	job->nparams[1] = 2;
+	job->stmts[1] = s->stmt;
+	job->nparams[1] = 1;
 	job->params[1] = f->params1;
 	pbh_pool_submit(job);
 }
@@ -742,94 +749,19 @@ pseudonym(int64_t customer, char *out)
 	out[32] = '\0';
 }
 
-static void
-unauthorized(h2o_req_t *req, const char *detail)
-{
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-				   H2O_STRLIT("Bearer realm=\"pgbank\", error=\"invalid_token\""));
-	pbh_problem_send(req, 401, "invalid_token", "Invalid access token", detail);
-}
-
-/* 1 when the request is GET /v1/events (and it is handled) */
 int
-pbh_events_on_req(h2o_req_t *req)
+pbh_events_open(h2o_req_t *req, const pbh_route_t *route, const char *token, int64_t customer,
+				int64_t exp, const char *const *args)
 {
 	pbh_thread_t *t = (pbh_thread_t *) req->conn->ctx;
-	ssize_t		ai,
-				li;
-	h2o_iovec_t v;
-	int64_t		sub = 0,
-				exp = 0,
-				last = -1;
-	pbh_jwt_result_t jr;
 	pbh_stream_t *s;
 	int		   *slot;
 	char		addr[INET6_ADDRSTRLEN];
 
-	if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT(EVENTS_PATH)))
-		return 0;
-	if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
-	{
-		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
-		pbh_problem_send(req, 405, "method_not_allowed", "Method not allowed", NULL);
-		return 1;
-	}
-	if (req->query_at != SIZE_MAX)
-	{
-		pbh_problem_send(req, 400, "unknown_parameter", "Invalid request",
-						 "this route takes no query parameters (resume with Last-Event-ID)");
-		return 1;
-	}
-	if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-api-key"), -1) != -1)
-	{
-		pbh_problem_send(req, 403, "forbidden", "Not allowed",
-						 "Event streams are for customers (an access token).");
-		return 1;
-	}
-	ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-	if (ai == -1)
-	{
-		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-					   H2O_STRLIT("Bearer realm=\"pgbank\""));
-		pbh_problem_send(req, 401, "not_authenticated", "Not authenticated",
-						 "This route needs an access token.");
-		return 1;
-	}
-	v = req->headers.entries[ai].value;
-	if (v.len < 8 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")))
-	{
-		unauthorized(req, "The Authorization header must be Bearer <token>.");
-		return 1;
-	}
-	jr = pbh_jwt_verify(&req->pool, v.base + 7, v.len - 7, (int64_t) time(NULL));
-	if (jr != PBH_JWT_OK)
-	{
-		unauthorized(req, pbh_jwt_result_text(jr));
-		return 1;
-	}
-	if (pbh_jwt_subject(&req->pool, v.base + 7, v.len - 7, &sub, &exp) != 0)
-	{
-		unauthorized(req, "The token's claims are missing or invalid.");
-		return 1;
-	}
-	li = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
-	if (li != -1)
-	{
-		h2o_iovec_t l = req->headers.entries[li].value;
-		char		digits[20];
-
-		if (l.len == 0 || l.len > 18)
-			goto bad_id;
-		memcpy(digits, l.base, l.len);
-		digits[l.len] = '\0';
-		if (!pbh_digits_ok(digits, 0, 0))
-			goto bad_id;
-		last = strtoll(digits, NULL, 10);
-	}
 	if (pbh_stopping)
 	{
 		pbh_problem_send(req, 503, "stopping", "The server is stopping; retry", NULL);
-		return 1;
+		return 0;
 	}
 	events_thread(t);
 	if (et->nstreams >= pbh_config.events_max_streams)
@@ -838,26 +770,28 @@ pbh_events_on_req(h2o_req_t *req)
 							  H2O_STRLIT("5"));
 		pbh_problem_send(req, 503, "too_many_streams", "Too many event streams on this server",
 						 NULL);
-		return 1;
+		return 0;
 	}
-	slot = &customer_streams[sub % CUSTOMER_SLOTS];
+	slot = &customer_streams[customer % CUSTOMER_SLOTS];
 	if (__atomic_add_fetch(slot, 1, __ATOMIC_RELAXED) > pbh_config.events_per_customer)
 	{
 		__atomic_sub_fetch(slot, 1, __ATOMIC_RELAXED);
 		pbh_problem_send(req, 429, "too_many_streams", "Too many event streams",
 						 "This customer has as many event streams open as allowed; close one.");
-		return 1;
+		return 0;
 	}
 
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		abort();
 	s->req = req;
-	s->customer = sub;
+	s->stmt = PBH_STMT_FIXED + route->index;
+	s->customer = customer;
 	s->exp = exp;
-	s->last = last;
-	pseudonym(sub, s->pseudonym);
-	s->token = strndup(v.base + 7, v.len - 7);
+	/* Last-Event-ID, checked as the route's argument (digits) */
+	s->last = args[0] != NULL ? strtoll(args[0], NULL, 10) : -1;
+	pseudonym(customer, s->pseudonym);
+	s->token = strdup(token);
 	{
 		const char *rid = pbh_request_id(req),
 				   *client = pbh_client_addr(req, addr, sizeof(addr));
@@ -874,12 +808,7 @@ pbh_events_on_req(h2o_req_t *req)
 	listen_start();
 	/* the first fetch authenticates in the database; the response starts after it */
 	stream_fetch(s);
-	return 1;
-
-bad_id:
-	pbh_problem_send(req, 400, "invalid_argument", "Invalid request",
-					 "Last-Event-ID must be the number of an event (digits)");
-	return 1;
+	return 0;
 }
 
 /* SIGTERM: end every stream of the thread, close the listener */
@@ -917,24 +846,14 @@ pbh_events_shutdown(pbh_thread_t *t)
 	listen_fail(NULL);
 }
 
-/* the /v1/events path item of the OpenAPI document (openapi.c) */
+/* what the stream's 200 is, for the OpenAPI document (openapi.c) */
 const char *
-pbh_events_openapi(void)
+pbh_events_description(void)
 {
-	return "\"" EVENTS_PATH "\":{\"get\":{\"operationId\":\"streamEvents\","
-		"\"summary\":\"The caller's account events as Server-Sent Events\","
-		"\"description\":\"A text/event-stream of the customer's account events (transfer.debit, "
+	return "A text/event-stream of the customer's account events (transfer.debit, "
 		"transfer.credit, transfer.held_for_review, transfer.rejected, hold.created, hold.captured, "
 		"hold.voided, account.frozen, account.unfrozen, account.closed), pushed as they commit. "
 		"Each message's id is the event's number in the customer's feed (1, 2, 3, ... without gaps); "
 		"reconnect with Last-Event-ID to resume after it. Without it the stream starts after the "
-		"latest event. Comments are heartbeats. The stream ends when the token expires.\","
-		"\"x-pgbank-roles\":[\"bank_customer\"],\"x-pgbank-read-only\":true,"
-		"\"security\":[{\"bearer\":[]}],"
-		"\"parameters\":[{\"name\":\"Last-Event-ID\",\"in\":\"header\",\"required\":false,"
-		"\"schema\":{\"type\":\"string\",\"pattern\":\"^[0-9]{1,18}$\"}}],"
-		"\"responses\":{\"200\":{\"description\":\"The event stream\","
-		"\"content\":{\"text/event-stream\":{\"schema\":{\"type\":\"string\"}}}},"
-		"\"4XX\":{\"$ref\":\"#/components/responses/Problem\"},"
-		"\"5XX\":{\"$ref\":\"#/components/responses/Problem\"}}}}";
+		"latest event. Comments are heartbeats. The stream ends when the token expires.";
 }

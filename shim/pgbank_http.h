@@ -198,7 +198,8 @@ typedef enum
 	PBH_T_OBJECT,				/* a JSON object, passed as its text */
 	PBH_T_STRINGS,				/* a JSON array of strings, passed as its text */
 	PBH_T_ARRAY,				/* a JSON array, passed as its text */
-	PBH_T_ENUM					/* one of the route argument's choices */
+	PBH_T_ENUM,					/* one of the route argument's choices */
+	PBH_T_NATURAL				/* a non-negative bigint (0 included) */
 } pbh_arg_type_t;
 
 typedef struct st_pbh_arg_t
@@ -219,7 +220,11 @@ typedef enum
 	PBH_RESULT_VOID,			/* 204 */
 	PBH_RESULT_AUTH,			/* (status, jsonb): status 'ok' or a 401 */
 	PBH_RESULT_SESSION,			/* as AUTH, the tokens sent as cookies (browser.c) */
-	PBH_RESULT_SESSION_END		/* 204, and the session's cookies cleared */
+	PBH_RESULT_SESSION_END,		/* 204, and the session's cookies cleared */
+	PBH_RESULT_EVENTS			/* a stream of Server-Sent Events: once the
+								 * checks of every route pass, events.c keeps
+								 * the response open and runs the statement
+								 * for each fetch */
 } pbh_result_kind_t;
 
 typedef struct st_pbh_route_t
@@ -299,8 +304,8 @@ enum
 	PBH_STMT_KEY_ROLE,			/* bank.api_key_role, as the gateway itself */
 	PBH_STMT_WRITE_LSN,			/* pg_current_wal_insert_lsn(), as a number */
 	PBH_STMT_REPLAY_LSN,		/* pg_last_wal_replay_lsn(), as a number */
-	PBH_STMT_EVENTS_AUTH,		/* PBH_STMT_AUTH_TOKEN and bank.events_watch */
-	PBH_STMT_EVENTS,			/* bank.events_since as SSE messages (events.c) */
+	PBH_STMT_EVENTS_AUTH,		/* PBH_STMT_AUTH_TOKEN and bank.events_watch
+								 * (events.c; then the route's statement) */
 	PBH_STMT_FIXED
 };
 
@@ -489,9 +494,19 @@ int			pbh_limits_subject(h2o_req_t *req, pbh_limit_class_t cls, const void *id, 
  * events.c: GET /v1/events, account events as Server-Sent Events
  * ---------------------------------------------------------------------
  */
-int			pbh_events_on_req(h2o_req_t *req);
+/* events a fetch reads at most (the route's statement, routes.c) */
+#define PBH_EVENTS_FETCH_MAX 500
+
+/*
+ * Open the stream of a PBH_RESULT_EVENTS route whose checks passed (api.c):
+ * a customer's verified token, its subject and expiry, the route's
+ * arguments (args[0]: Last-Event-ID, or NULL).  Answers the request.
+ */
+int			pbh_events_open(h2o_req_t *req, const pbh_route_t *route, const char *token,
+							int64_t customer, int64_t exp, const char *const *args);
 void		pbh_events_shutdown(pbh_thread_t *t);
-const char *pbh_events_openapi(void);
+/* the 200 response's description, for the OpenAPI document */
+const char *pbh_events_description(void);
 /* jwt.c: the claims of a verified token (pbh_jwt_verify accepted it); 0 or -1 */
 int			pbh_jwt_claims(h2o_mem_pool_t *pool, const char *token, size_t len,
 						   pbh_json_member_t **claims, size_t *nclaims);

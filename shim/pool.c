@@ -120,15 +120,6 @@ static const char *const fixed_sql[PBH_STMT_FIXED] = {
 	"SELECT (pg_last_wal_replay_lsn() - '0/0')::text",
 	/* GET /v1/events (events.c): the AUTH_TOKEN statement, then the watch */
 	AUTH_TOKEN_SQL ", bank.events_watch($7::int)",
-	/* GET /v1/events (events.c): customer, after, last, count, head; the messages */
-	"SELECT bank.current_customer_id()::text || ' ' || a.after || ' ' ||"
-	" coalesce(max(e.seq), a.after) || ' ' || count(e.seq) || ' ' || bank.events_head(),"
-	" string_agg('id: ' || e.seq || E'\\ndata: ' || jsonb_build_object('id', e.seq,"
-	"  'kind', e.kind, 'account_id', e.account_id, 'transfer_id', e.transfer_id,"
-	"  'amount', e.amount::text, 'currency', e.currency, 'occurred_at', e.occurred_at)::text"
-	"  || E'\\n\\n', '' ORDER BY e.seq)"
-	" FROM (SELECT coalesce($1::bigint, bank.events_head()) AS after) a"
-	" LEFT JOIN LATERAL bank.events_since(a.after, $2::int) e ON true GROUP BY a.after",
 };
 
 /*

@@ -12,6 +12,15 @@
 # order.  The NOTIFY payload is a pseudonym, not an id.  Per-customer limits,
 # token expiry, a PostgreSQL restart (the listener reconnects, nothing is
 # lost) and SIGTERM (streams end at once) are checked at the end.
+#
+# GET /v1/events is a row of the route table like any other: another method
+# is a 405 with Allow, OPTIONS and a CORS preflight are answered (one asking
+# for Last-Event-ID too), a browser session's cookie opens a stream,
+# /metrics counts it under its route, and opening a stream is one read of
+# the subject's rate limit.  Seen failing before it was (the stream was
+# dispatched ahead of the table): OPTIONS and the preflight got 405, the
+# cookie 401, the metrics said "unmatched", and a fourth stream within the
+# rate limit's burst of two was opened (200, not 429).
 
 use strict;
 use warnings;
@@ -191,9 +200,10 @@ sub token_claims
 
 # ---------------------------------------------------------------------
 
+my $APP = 'https://app.example';
 my $h = PgbankHttp->new('events');
 my $node = $h->node;
-$h->start_server('--events-heartbeat', '1', '--events-per-customer', '3');
+$h->start_server('--events-heartbeat', '1', '--events-per-customer', '3', '--cors-origins', $APP);
 my $url = $h->url;
 my $svc = $h->api_key('bank_service');
 my $tel = $h->api_key('bank_teller');
@@ -356,6 +366,42 @@ $s = sse_open($url, $A->{token}, last => 1000);
 is($s->{status}, 400, "a Last-Event-ID past the customer's latest event: 400");
 $s = sse_open($url, $A->{token}, path => '/v1/events?after=3');
 is($s->{status}, 400, 'a query parameter: 400');
+$s = sse_open($url, $A->{token}, last => '-1');
+is_deeply([ $s->{status}, $s->{body}{code} ], [ 400, 'invalid_argument' ], 'a negative Last-Event-ID: 400');
+
+# --- a row of the route table: methods, OPTIONS, CORS, cookies ---
+$s = sse_open($url, $A->{token}, method => 'PUT');
+is_deeply([ $s->{status}, $s->{body}{code}, $s->{headers}{allow} ], [ 405, 'method_not_allowed', 'GET, OPTIONS' ],
+	'PUT: 405 method_not_allowed, Allow: GET, OPTIONS');
+my ($st, $d, $r) = $h->request('OPTIONS', '/v1/events');
+is_deeply([ $st, $r->{headers}{allow} ], [ 204, 'GET, OPTIONS' ], 'OPTIONS: 204 with Allow');
+($st, $d, $r) = $h->request('OPTIONS', '/v1/events', headers => { Origin => $APP,
+	'Access-Control-Request-Method' => 'GET',
+	'Access-Control-Request-Headers' => 'authorization,last-event-id' });
+is($st, 204, 'a CORS preflight from an allowed origin: 204');
+is_deeply([ map { $r->{headers}{"access-control-allow-$_"} } qw(origin methods headers) ],
+	[ $APP, 'GET', 'authorization,last-event-id' ], '... allowing GET with Authorization and Last-Event-ID');
+($st, $d, $r) = $h->request('OPTIONS', '/v1/events', headers => { Origin => $APP,
+	'Access-Control-Request-Method' => 'POST' });
+is_deeply([ $st, $d->{code} ], [ 403, 'cors_method' ], '... and refusing POST');
+
+# a browser session (cookie, no Authorization) opens its customer's stream
+$node->safe_psql('postgres', "SELECT bank.deposit($e1, 4, 'cookie-probe')");
+($st, $d, $r) = $h->request('POST', '/v1/browser/login', headers => { Origin => $APP },
+	body => { email => $E->{email}, password => 'correct horse battery staple' });
+is($st, 200, 'a browser session for E');
+my ($cookie) = grep { defined } map { /^(__Secure-pgbank-access=[^;]+)/ ? $1 : undef }
+  (ref $r->{headers}{'set-cookie'} ? @{ $r->{headers}{'set-cookie'} } : ($r->{headers}{'set-cookie'} // ''));
+my $se = sse_open($url, undef, last => 0, headers => { Cookie => $cookie, Origin => $APP });
+is($se->{status}, 200, "... opens E's stream with its cookie alone");
+is($se->{headers}{'access-control-allow-origin'}, $APP, '... with the CORS headers of its origin');
+sse_wait($se, 2, 30);
+is_deeply([ map { [ $_->{sse_id}, $_->{kind}, $_->{amount} ] } sse_take($se) ],
+	[ [ 1, 'transfer.credit', '1.00' ], [ 2, 'transfer.credit', '4.00' ] ],
+	"... and gets E's feed from the start (Last-Event-ID: 0)");
+sse_close($se);
+$s = sse_open($url, undef, headers => { Cookie => '__Secure-pgbank-access=forged.token.value' });
+is_deeply([ $s->{status}, $s->{body}{code} ], [ 401, 'invalid_token' ], 'a forged cookie: 401');
 
 # --- resumption: disconnect, miss events, reconnect with Last-Event-ID ---
 my $last = $ea[-1]{sse_id};
@@ -448,6 +494,13 @@ ok($sd->{ended}, 'the stream ends cleanly (final chunk) once the token expires')
 cmp_ok(time() - $t0, '<', 12, '... promptly');
 sse_close($sd);
 
+# --- /metrics counts the streams under their route ---
+($st, $d, $r) = $h->request('GET', '/metrics');
+my %by_status = $r->{content} =~ /^pgbank_http_route_responses_total\{route="GET \/v1\/events",status="(\d+)"\} (\d+)$/mg;
+cmp_ok($by_status{200} // 0, '>=', 10, "/metrics: route=\"GET /v1/events\" has the streams' 200s");
+cmp_ok($by_status{401} // 0, '>=', 6, '... their 401s');
+is_deeply([ map { $by_status{$_} // 0 } 400, 429 ], [ 4, 1 ], '... their 400s and 429 (a stream too many)');
+
 # --- PostgreSQL restarts: the listener reconnects, nothing is lost ---
 my $b_before = $node->safe_psql('postgres', "SELECT last_seq FROM bank.event_feeds WHERE customer_id = $B->{id}");
 sse_until($sb, $b_before);
@@ -495,6 +548,19 @@ is($s->{status}, 503, 'a third: 503');
 is($s->{body}{code}, 'too_many_streams', '... too_many_streams');
 is($s->{headers}{'retry-after'}, '5', '... with Retry-After');
 sse_close($_) for @two;
+is($h->stop_server, 0, 'the server stops');
+
+# --- opening a stream is one read of the subject's rate limit ---
+$h->start_server('--threads', '1', '--rate-limit', '1', '--rate-read', '1', '--burst-read', '2');
+$url = $h->url;
+my @rl = map { sse_open($url, $E->{token}) } 1 .. 3;
+is_deeply([ map { $_->{status} } @rl ], [ 200, 200, 429 ],
+	'reads limited to a burst of 2: two streams open, a third is refused');
+is($rl[2]{body}{code}, 'rate_limited', '... 429 rate_limited');
+cmp_ok($rl[2]{headers}{'retry-after'} // 0, '>=', 1, '... with Retry-After');
+($st) = $h->request('GET', '/v1/accounts', headers => PgbankHttp::bearer($E->{token}));
+is($st, 429, '... and so is any other read of the same customer: one bucket');
+sse_close($_) for @rl;
 is($h->stop_server, 0, 'the server stops');
 
 done_testing();
