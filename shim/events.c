@@ -55,7 +55,11 @@
  *	  still in flight then finishes on its own and is dropped: it owns
  *	  its memory and never points into the dead request.
  *	- Per-thread state only (this file's __thread variables); the loop
- *	  never blocks (the LISTEN connection is non-blocking like pool.c's).
+ *	  never blocks.  The LISTEN connection is a dbconn.c connection like
+ *	  the pool's: an attempt that is not listening after
+ *	  PBH_CONNECT_TIMEOUT_MS is given up, and attempts are spaced by the
+ *	  same backoff (and made at once when the pool finds the database
+ *	  back).
  *
  *-------------------------------------------------------------------------
  */
@@ -63,7 +67,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -114,14 +117,6 @@ struct st_pbh_stream_t
 	h2o_timeout_entry_t retry;
 };
 
-typedef enum
-{
-	LISTEN_DOWN,
-	LISTEN_CONNECTING,
-	LISTEN_STARTING,			/* LISTEN sent */
-	LISTEN_UP
-} listen_state_t;
-
 typedef struct st_pbh_events_thread_t
 {
 	pbh_thread_t *thread;
@@ -129,10 +124,7 @@ typedef struct st_pbh_events_thread_t
 	int			nstreams;
 	h2o_timeout_t heartbeat_timeout;
 	h2o_timeout_t retry_timeout;
-	listen_state_t state;
-	PGconn	   *pg;
-	h2o_socket_t *sock;
-	h2o_timeout_entry_t reopen;
+	pbh_dbconn_t listener;		/* LISTEN pgbank_events; STARTING: LISTEN sent */
 	int			shut;
 } pbh_events_thread_t;
 
@@ -529,53 +521,6 @@ on_heartbeat(h2o_timeout_entry_t *entry)
  * ---------------------------------------------------------------------
  */
 
-static void
-listen_fail(const char *why)
-{
-	if (why != NULL && !pbh_stopping)
-	{
-		char		msg[256];
-		size_t		n;
-
-		snprintf(msg, sizeof(msg), "%s", why);
-		n = strlen(msg);
-		while (n > 0 && msg[n - 1] == '\n')
-			msg[--n] = '\0';
-		fprintf(stderr, "pgbank-http: thread %d events listener: down: %s\n",
-				et->thread->index, msg);
-	}
-	if (et->sock != NULL)
-	{
-		h2o_socket_close(et->sock);
-		et->sock = NULL;
-	}
-	if (et->pg != NULL)
-	{
-		PQfinish(et->pg);
-		et->pg = NULL;
-	}
-	et->state = LISTEN_DOWN;
-	if (!pbh_stopping && !et->shut && !h2o_timeout_is_linked(&et->reopen))
-		h2o_timeout_link(et->thread->ctx.loop, &et->retry_timeout, &et->reopen);
-}
-
-static int
-listen_watch(void)
-{
-	int			fd;
-
-	if (et->sock != NULL)
-	{
-		h2o_socket_close(et->sock);
-		et->sock = NULL;
-	}
-	if (PQsocket(et->pg) < 0 || (fd = dup(PQsocket(et->pg))) < 0)
-		return -1;
-	et->sock = h2o_evloop_socket_create(et->thread->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-	et->sock->data = et;
-	return 0;
-}
-
 /* a notification: the streams of its customer fetch */
 static void
 dispatch(const char *payload)
@@ -593,113 +538,62 @@ dispatch(const char *payload)
 static void
 on_listen_read(h2o_socket_t *sock, const char *err)
 {
+	PGconn	   *pg = et->listener.pg;
 	PGnotify   *n;
 	PGresult   *res;
 
-	if (err != NULL || PQconsumeInput(et->pg) != 1)
+	if (err != NULL || PQconsumeInput(pg) != 1)
 	{
-		listen_fail(err ? err : PQerrorMessage(et->pg));
+		pbh_dbconn_fail(&et->listener, err ? err : PQerrorMessage(pg));
 		return;
 	}
-	while (!PQisBusy(et->pg) && (res = PQgetResult(et->pg)) != NULL)
+	while (!PQisBusy(pg) && (res = PQgetResult(pg)) != NULL)
 	{
 		/* the LISTEN's result (nothing else is ever sent) */
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		{
-			listen_fail(PQresultErrorMessage(res));
+			pbh_dbconn_fail(&et->listener, PQresultErrorMessage(res));
 			PQclear(res);
 			return;
 		}
 		PQclear(res);
 	}
-	if (et->state == LISTEN_STARTING && !PQisBusy(et->pg))
+	if (et->listener.state == PBH_DBCONN_STARTING && !PQisBusy(pg))
 	{
-		et->state = LISTEN_UP;
-		if (!pbh_stopping)
-			fprintf(stderr, "pgbank-http: thread %d events listener: ready\n", et->thread->index);
+		pbh_dbconn_ready(&et->listener);
 		/* what committed while nobody listened */
 		fetch_all();
 	}
-	while ((n = PQnotifies(et->pg)) != NULL)
+	while ((n = PQnotifies(pg)) != NULL)
 	{
 		if (strcmp(n->relname, EVENTS_CHANNEL) == 0)
 			dispatch(n->extra);
 		PQfreemem(n);
 	}
-	if (PQstatus(et->pg) == CONNECTION_BAD)
-		listen_fail(PQerrorMessage(et->pg));
+	if (PQstatus(pg) == CONNECTION_BAD)
+		pbh_dbconn_fail(&et->listener, PQerrorMessage(pg));
 }
 
-static void on_listen_connect_io(h2o_socket_t *sock, const char *err);
-
+/* connected (dbconn.c): LISTEN, whose result makes it ready */
 static void
-listen_connect_step(PostgresPollingStatusType st)
+on_listen_connected(pbh_dbconn_t *c)
 {
-	switch (st)
-	{
-		case PGRES_POLLING_READING:
-		case PGRES_POLLING_WRITING:
-			if (listen_watch() != 0)
-			{
-				listen_fail("no socket");
-				return;
-			}
-			if (st == PGRES_POLLING_READING)
-				h2o_socket_read_start(et->sock, on_listen_connect_io);
-			else
-				h2o_socket_notify_write(et->sock, on_listen_connect_io);
-			return;
-		case PGRES_POLLING_OK:
-			break;
-		default:
-			listen_fail(PQerrorMessage(et->pg));
-			return;
-	}
 	/* a short command: it fits the socket buffer, so one flush sends it */
-	if (PQsetnonblocking(et->pg, 1) != 0 || listen_watch() != 0 ||
-		PQsendQuery(et->pg, "LISTEN " EVENTS_CHANNEL) != 1 || PQflush(et->pg) != 0)
+	if (PQsendQuery(c->pg, "LISTEN " EVENTS_CHANNEL) != 1 || PQflush(c->pg) != 0)
 	{
-		listen_fail(PQerrorMessage(et->pg));
+		pbh_dbconn_fail(c, PQerrorMessage(c->pg));
 		return;
 	}
-	et->state = LISTEN_STARTING;
-	h2o_socket_read_start(et->sock, on_listen_read);
+	h2o_socket_read_start(c->sock, on_listen_read);
 }
 
-static void
-on_listen_connect_io(h2o_socket_t *sock, const char *err)
-{
-	if (err != NULL)
-	{
-		listen_fail(err);
-		return;
-	}
-	h2o_socket_read_stop(sock);
-	listen_connect_step(PQconnectPoll(et->pg));
-}
-
+/* open the listener unless it is open, opening, or waiting for its next attempt */
 static void
 listen_start(void)
 {
-	const char *keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[] = {pbh_config.dsn, "pgbank-http events", NULL};
-
-	if (et->state != LISTEN_DOWN || pbh_stopping || et->shut)
-		return;
-	et->pg = PQconnectStartParams(keys, values, 1);
-	if (et->pg == NULL || PQstatus(et->pg) == CONNECTION_BAD)
-	{
-		listen_fail(et->pg ? PQerrorMessage(et->pg) : "out of memory");
-		return;
-	}
-	et->state = LISTEN_CONNECTING;
-	listen_connect_step(PGRES_POLLING_WRITING);
-}
-
-static void
-on_reopen(h2o_timeout_entry_t *entry)
-{
-	listen_start();
+	if (et->listener.state == PBH_DBCONN_DOWN && !h2o_timeout_is_linked(&et->listener.tick) &&
+		!et->shut)
+		pbh_dbconn_start(&et->listener);
 }
 
 /* this thread's state, made on first use */
@@ -716,8 +610,8 @@ events_thread(pbh_thread_t *t)
 		h2o_timeout_init(t->ctx.loop, &et->heartbeat_timeout,
 						 (uint64_t) pbh_config.events_heartbeat * 1000);
 		h2o_timeout_init(t->ctx.loop, &et->retry_timeout, 1000);
-		et->reopen.cb = on_reopen;
-		et->state = LISTEN_DOWN;
+		pbh_dbconn_init(&et->listener, t, pbh_config.dsn, "pgbank-http events",
+						"events listener", on_listen_connected, NULL);
 	}
 	return et;
 }
@@ -841,9 +735,7 @@ pbh_events_shutdown(pbh_thread_t *t)
 							   __ATOMIC_RELAXED);
 		}
 	}
-	if (h2o_timeout_is_linked(&et->reopen))
-		h2o_timeout_unlink(&et->reopen);
-	listen_fail(NULL);
+	pbh_dbconn_stop(&et->listener);
 }
 
 /* what the stream's 200 is, for the OpenAPI document (openapi.c) */

@@ -407,6 +407,57 @@ const char *pbh_stmt_sql(int stmt);
 int			pbh_nstmts(void);
 
 /* ---------------------------------------------------------------------
+ * dbconn.c: a libpq connection opened and reopened without blocking, with
+ * a deadline and backoff (the pool's connections, the events listener)
+ * ---------------------------------------------------------------------
+ */
+typedef enum
+{
+	PBH_DBCONN_DOWN,			/* waiting for its next attempt */
+	PBH_DBCONN_CONNECTING,		/* PQconnectPoll under way */
+	PBH_DBCONN_STARTING,		/* connected; the owner's setup runs */
+	PBH_DBCONN_READY
+} pbh_dbconn_state_t;
+
+typedef struct st_pbh_dbconn_t pbh_dbconn_t;
+
+struct st_pbh_dbconn_t
+{
+	pbh_thread_t *thread;
+	const char *dsn;
+	const char *appname;		/* fallback_application_name */
+	char		name[32];		/* in the log: "connection 3", "events listener" */
+	pbh_dbconn_state_t state;
+	PGconn	   *pg;
+	h2o_socket_t *sock;			/* on a dup() of libpq's socket; data: this */
+	int			write_wait;		/* waiting for writability */
+	h2o_timeout_entry_t tick;	/* on the thread's retry_timeout while not ready */
+	uint64_t	next_try;		/* DOWN: loop time (ms) of the next attempt */
+	uint64_t	deadline;		/* CONNECTING, STARTING: given up then */
+	int			backoff;		/* ms: the next delay's upper bound */
+	uint64_t	db_back_seen;	/* db_back when it went down */
+	/* connected (non-blocking, sock watching it): the owner's setup starts */
+	void		(*on_connected) (pbh_dbconn_t *c);
+	/* lost, or an attempt failed: pg and sock are closed (may be NULL) */
+	void		(*on_down) (pbh_dbconn_t *c);
+};
+
+void		pbh_dbconn_init(pbh_dbconn_t *c, pbh_thread_t *t, const char *dsn,
+							const char *appname, const char *name,
+							void (*on_connected) (pbh_dbconn_t *c),
+							void (*on_down) (pbh_dbconn_t *c));
+/* an attempt now (when down) */
+void		pbh_dbconn_start(pbh_dbconn_t *c);
+/* the owner's setup is done: ready, the backoff starts again */
+void		pbh_dbconn_ready(pbh_dbconn_t *c);
+/* close, tell the owner, reopen after the backoff; why NULL: quietly */
+void		pbh_dbconn_fail(pbh_dbconn_t *c, const char *why);
+/* watch libpq's current socket (a fresh h2o socket on a dup()); 0 or -1 */
+int			pbh_dbconn_watch(pbh_dbconn_t *c);
+/* at stop: close, never reopen */
+void		pbh_dbconn_stop(pbh_dbconn_t *c);
+
+/* ---------------------------------------------------------------------
  * replica.c: read-only routes on a streaming replica, read-your-writes
  * ---------------------------------------------------------------------
  */
