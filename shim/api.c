@@ -455,7 +455,7 @@ on_done_req(pbh_job_t *job)
 	{
 		if (job->conn_lost)
 		{
-			pbh_problem_send(req, 503, "database_unavailable", "The database is unavailable; retry", NULL);
+			pbh_problem_unavailable(req);
 			return;
 		}
 		if (pbh_sqlstate_retryable(job->sqlstate) && job->tries < pbh_config.retries)
@@ -742,6 +742,13 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	/* logging out of a browser session clears its cookies in every answer */
 	if (route->result == PBH_RESULT_SESSION_END)
 		pbh_session_clear(req);
+
+	/* after SIGTERM a new request (on a connection kept alive) starts no work */
+	if (pbh_stopping)
+	{
+		pbh_problem_unavailable(req);
+		return 0;
+	}
 
 	/* rate limits (limits.c): the address now, the subject once verified */
 	limit_class = pbh_limits_class(route);

@@ -345,8 +345,7 @@ on_fetched(pbh_job_t *job)
 			h2o_req_t  *req = s->req;
 
 			if (e == NULL)
-				pbh_problem_send(req, 503, "database_unavailable",
-								 "The database is unavailable; retry", NULL);
+				pbh_problem_unavailable(req);
 			else
 			{
 				if (e->status == 401)
@@ -390,7 +389,7 @@ on_fetched(pbh_job_t *job)
 	if (!s->started && et->shut)
 	{
 		/* SIGTERM came while the first fetch was out: do not start now */
-		pbh_problem_send(s->req, 503, "stopping", "The server is stopping; retry", NULL);
+		pbh_problem_unavailable(s->req);
 		h2o_mem_clear_pool(&f->pool);
 		free(f);
 		stream_free(s);
@@ -652,11 +651,6 @@ pbh_events_open(h2o_req_t *req, const pbh_route_t *route, const char *token, int
 	int		   *slot;
 	char		addr[INET6_ADDRSTRLEN];
 
-	if (pbh_stopping)
-	{
-		pbh_problem_send(req, 503, "stopping", "The server is stopping; retry", NULL);
-		return 0;
-	}
 	events_thread(t);
 	if (et->nstreams >= pbh_config.events_max_streams)
 	{

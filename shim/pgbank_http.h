@@ -492,6 +492,8 @@ size_t		pbh_problem_body(h2o_mem_pool_t *pool, int status, const char *code,
 							 const char *title, const char *detail, char **out);
 void		pbh_problem_send(h2o_req_t *req, int status, const char *code, const char *title,
 							 const char *detail);
+/* 503 for a request the database cannot take: shutting_down or database_unavailable */
+void		pbh_problem_unavailable(h2o_req_t *req);
 
 /* ---------------------------------------------------------------------
  * api.c: the request handler; ops.c: /livez, /readyz, /metrics
