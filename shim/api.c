@@ -24,6 +24,8 @@
  *	  (limits.c): the client address's once the route is known, the
  *	  subject's once its credential is verified; a limited request costs
  *	  no query.
+ *	- After SIGTERM a request that reaches a route starts no work: 503
+ *	  shutting_down (problem.c decides it, as for a job the pool refused).
  *	- A route that streams (PBH_RESULT_EVENTS, GET /v1/events) passes the
  *	  same checks (limits, credential, CORS, CSRF, its arguments) and is
  *	  then handed to events.c, whose fetches are its own jobs.
