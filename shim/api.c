@@ -24,6 +24,11 @@
  *	  (limits.c): the client address's once the route is known, the
  *	  subject's once its credential is verified; a limited request costs
  *	  no query.
+ *	- After SIGTERM a request that reaches a route starts no work: 503
+ *	  shutting_down (problem.c decides it, as for a job the pool refused).
+ *	- A route that streams (PBH_RESULT_EVENTS, GET /v1/events) passes the
+ *	  same checks (limits, credential, CORS, CSRF, its arguments) and is
+ *	  then handed to events.c, whose fetches are its own jobs.
  *	- Every argument is a bind parameter; the server never builds SQL.
  *	- A body member, query parameter or header the route does not know is a
  *	  400 naming it; so is a missing or mistyped one.
@@ -452,7 +457,7 @@ on_done_req(pbh_job_t *job)
 	{
 		if (job->conn_lost)
 		{
-			pbh_problem_send(req, 503, "database_unavailable", "The database is unavailable; retry", NULL);
+			pbh_problem_unavailable(req);
 			return;
 		}
 		if (pbh_sqlstate_retryable(job->sqlstate) && job->tries < pbh_config.retries)
@@ -531,6 +536,10 @@ on_done_req(pbh_job_t *job)
 				pbh_send_json(req, route->status, body, len);
 			}
 			return;
+		case PBH_RESULT_EVENTS:
+			/* never a job of this file: handed to events.c (pbh_api_on_req) */
+			pbh_problem_send(req, 500, "internal", "Internal error", NULL);
+			return;
 	}
 }
 
@@ -577,43 +586,53 @@ own_strdup(h2o_mem_pool_t *pool, const char *s)
 	return s == NULL ? NULL : h2o_strdup(pool, s, strlen(s)).base;
 }
 
-static const char *
-client_addr(h2o_req_t *req)
+/*
+ * The client's address as text (the TCP peer's), written into buf (at least
+ * INET6_ADDRSTRLEN bytes); NULL when it has none that is IPv4 or IPv6.  The
+ * request context, event streams and the access log read it here.
+ */
+const char *
+pbh_client_addr(h2o_req_t *req, char *buf, size_t len)
 {
 	struct sockaddr_storage ss;
-	socklen_t	len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
-	char	   *buf = h2o_mem_alloc_pool(&req->pool, INET6_ADDRSTRLEN);
+	socklen_t	sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
 
-	if (len == 0)
+	if (sl == 0)
 		return NULL;
 	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, buf, INET6_ADDRSTRLEN);
-	else if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, buf, INET6_ADDRSTRLEN);
-	else
-		return NULL;
-	return buf;
+		return inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, buf, len);
+	if (ss.ss_family == AF_INET6)
+		return inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, buf, len);
+	return NULL;
 }
 
-/* the User-Agent, cut to what bank.set_request_context takes, on a character boundary */
-static const char *
-user_agent(h2o_req_t *req)
+/*
+ * The User-Agent, cut to what bank.set_request_context takes (511 bytes) on
+ * a character boundary, not copied; base NULL without one
+ */
+h2o_iovec_t
+pbh_user_agent(h2o_req_t *req)
 {
 	ssize_t		i = h2o_find_header(&req->headers, H2O_TOKEN_USER_AGENT, -1);
 	h2o_iovec_t v;
-	size_t		len;
 
 	if (i == -1)
-		return NULL;
+		return h2o_iovec_init(NULL, 0);
 	v = req->headers.entries[i].value;
-	len = v.len;
-	if (len > 511)
+	if (v.len > 511)
 	{
-		len = 511;
-		while (len > 0 && ((unsigned char) v.base[len] & 0xC0) == 0x80)
-			len--;
+		v.len = 511;
+		while (v.len > 0 && ((unsigned char) v.base[v.len] & 0xC0) == 0x80)
+			v.len--;
 	}
-	return h2o_strdup(&req->pool, v.base, len).base;
+	return v;
+}
+
+/* the request id (pbh_add_common_headers put it in env[1]), or NULL */
+const char *
+pbh_request_id(h2o_req_t *req)
+{
+	return req->env.size >= 2 ? req->env.entries[1].base : NULL;
 }
 
 static const char *
@@ -634,22 +653,22 @@ header_text(h2o_req_t *req, const char *name)
 }
 
 /*
- * A verified token's subject (its customer id, 0 when it cannot be read),
- * read once per request for the two that key by it: the rate limit of the
- * subject (keyed by the token itself when the id cannot be read) and the
- * replica's read-your-writes (replica.c).  1 when over the rate limit (the
- * 429 is sent).
+ * A verified token's subject (its customer id, 0 when it cannot be read)
+ * and expiry, read once per request for those that need them: the rate
+ * limit of the subject (keyed by the token itself when the id cannot be
+ * read), the replica's read-your-writes (replica.c) and an event stream
+ * (events.c).  1 when over the rate limit (the 429 is sent).
  */
 static int
-token_rate_limited(h2o_req_t *req, pbh_limit_class_t cls, const char *token, size_t len,
-				   int64_t *sub)
+token_rate_limited(h2o_req_t *req, const pbh_route_t *route, pbh_limit_class_t cls,
+				   const char *token, size_t len, int64_t *sub, int64_t *exp)
 {
-	int64_t		exp;
-
 	*sub = 0;
-	if (!pbh_config.rate_limit && pbh_config.replica_dsn == NULL)
+	*exp = 0;
+	if (!pbh_config.rate_limit && pbh_config.replica_dsn == NULL &&
+		route->result != PBH_RESULT_EVENTS)
 		return 0;
-	if (pbh_jwt_subject(&req->pool, token, len, sub, &exp) != 0)
+	if (pbh_jwt_subject(&req->pool, token, len, sub, exp) != 0)
 	{
 		*sub = 0;
 		return pbh_limits_subject(req, cls, token, len);
@@ -669,7 +688,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	pbh_request_t *r;
 	pbh_job_t  *job;
 	const char *credential = NULL;
-	int64_t		token_sub = 0;	/* a verified token's customer id */
+	int64_t		token_sub = 0,	/* a verified token's customer id */
+				token_exp = 0;
 	const char *role = NULL;
 	int			api_key = 0;
 	unsigned char key_hash[SHA256_DIGEST_LENGTH];
@@ -698,8 +718,6 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		return 0;
 	if (pbh_ops_on_req(req, req->path_normalized.base, req->path_normalized.len))
 		return 0;
-	if (pbh_events_on_req(req))
-		return 0;
 
 	route = pbh_route_match(req->method.base, req->method.len, req->path_normalized.base,
 							req->path_normalized.len, ids, &nids, &status, allow, sizeof(allow));
@@ -726,6 +744,13 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	/* logging out of a browser session clears its cookies in every answer */
 	if (route->result == PBH_RESULT_SESSION_END)
 		pbh_session_clear(req);
+
+	/* after SIGTERM a new request (on a connection kept alive) starts no work */
+	if (pbh_stopping)
+	{
+		pbh_problem_unavailable(req);
+		return 0;
+	}
 
 	/* rate limits (limits.c): the address now, the subject once verified */
 	limit_class = pbh_limits_class(route);
@@ -760,7 +785,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			}
 			credential = h2o_strdup(&req->pool, v.base + 7, v.len - 7).base;
 			role = "bank_customer";
-			if (token_rate_limited(req, limit_class, v.base + 7, v.len - 7, &token_sub))
+			if (token_rate_limited(req, route, limit_class, v.base + 7, v.len - 7, &token_sub,
+								   &token_exp))
 				return 0;
 		}
 		else if (ki != -1)
@@ -793,7 +819,8 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 				return unauthorized(req, "Bearer", "invalid_token", pbh_jwt_result_text(jr));
 			if (!(route->roles & PBH_ROLE_CUSTOMER))
 				return forbidden(req, "Customers may not use this route.");
-			if (token_rate_limited(req, limit_class, cookie, strlen(cookie), &token_sub))
+			if (token_rate_limited(req, route, limit_class, cookie, strlen(cookie), &token_sub,
+								   &token_exp))
 				return 0;
 			if (pbh_csrf_check(req, cookie) != 0)
 				return 0;
@@ -904,6 +931,15 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		if (!fp[k].used)
 			return bad_request(req, "unknown_field", "unknown field %s", fp[k].name);
 
+	/* a stream: events.c answers, and runs its own fetches */
+	if (route->result == PBH_RESULT_EVENTS)
+	{
+		if (token_sub <= 0)
+			return unauthorized(req, "Bearer", "invalid_token",
+								"The token's claims are missing or invalid.");
+		return pbh_events_open(req, route, credential, token_sub, token_exp, args);
+	}
+
 	/* the pipeline, in memory of its own */
 	r = h2o_mem_alloc(sizeof(*r));
 	memset(r, 0, sizeof(*r));
@@ -927,15 +963,16 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	r->begin_params = h2o_mem_alloc_pool(&r->own, sizeof(char *) * 6);
 	{
 		int			n = 0;
-		const char *rid = req->env.size >= 2 ? req->env.entries[1].base : NULL;
+		char		addr[INET6_ADDRSTRLEN];
+		h2o_iovec_t ua = pbh_user_agent(req);
 
 		r->begin_params[n++] = role;
 		r->begin_params[n++] = route->read_only ? "on" : "off";
 		if (credential != NULL)
 			r->begin_params[n++] = own_strdup(&r->own, credential);
-		r->begin_params[n++] = own_strdup(&r->own, rid);
-		r->begin_params[n++] = own_strdup(&r->own, client_addr(req));
-		r->begin_params[n++] = own_strdup(&r->own, user_agent(req));
+		r->begin_params[n++] = own_strdup(&r->own, pbh_request_id(req));
+		r->begin_params[n++] = own_strdup(&r->own, pbh_client_addr(req, addr, sizeof(addr)));
+		r->begin_params[n++] = ua.base != NULL ? h2o_strdup(&r->own, ua.base, ua.len).base : NULL;
 		r->begin_stmt = credential == NULL ? PBH_STMT_CONTEXT :
 			api_key ? PBH_STMT_AUTH_KEY : PBH_STMT_AUTH_TOKEN;
 		r->nbegin_params = n;

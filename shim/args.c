@@ -190,6 +190,7 @@ pbh_arg_value(h2o_mem_pool_t *pool, const pbh_arg_t *a, const char *text,
 		{
 			case PBH_T_ID:
 			case PBH_T_INT:
+			case PBH_T_NATURAL:
 				if (m->type != PBH_JSON_NUMBER || !m->is_integer)
 					goto wrong_type;
 				v = h2o_strdup(pool, m->raw, m->raw_len).base;
@@ -246,6 +247,10 @@ pbh_arg_value(h2o_mem_pool_t *pool, const pbh_arg_t *a, const char *text,
 			if (!pbh_digits_ok(v, 1, 0))
 				goto wrong_type;
 			break;
+		case PBH_T_NATURAL:
+			if (!pbh_digits_ok(v, 0, 0))
+				goto wrong_type;
+			break;
 		case PBH_T_AMOUNT:
 			if (!pbh_amount_ok(v))
 				goto wrong_type;
@@ -292,6 +297,8 @@ wrong_type:
 			return arg_error(err, "invalid_argument", "%s must be a positive integer id");
 		case PBH_T_INT:
 			return arg_error(err, "invalid_argument", "%s must be an integer");
+		case PBH_T_NATURAL:
+			return arg_error(err, "invalid_argument", "%s must be a non-negative integer");
 		case PBH_T_OBJECT:
 			return arg_error(err, "invalid_argument", "%s must be a JSON object");
 		case PBH_T_STRINGS:

@@ -54,7 +54,8 @@
 /* the request headers a preflight may ask for (lower case) */
 static const char *const cors_headers[] = {
 	"authorization", "content-type", "idempotency-key", "x-api-key", "x-request-id",
-	PBH_CSRF_HEADER, "if-none-match", "accept", "accept-language", "content-language", NULL
+	PBH_CSRF_HEADER, "if-none-match", "accept", "accept-language", "content-language",
+	"last-event-id", NULL
 };
 
 /* the CSRF key of a token secret: part of each settings snapshot, so that

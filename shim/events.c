@@ -4,22 +4,25 @@
  *		GET /v1/events: a customer's account events (extension/events.c) as
  *		Server-Sent Events, pushed as they commit.
  *
- *		A stream is opened with the customer's access token (verified here
- *		first, like every route) and, to resume, the Last-Event-ID header:
- *		the number of the last event the client has.  Without it the stream
- *		starts after the customer's latest event.  Each event is one SSE
- *		message whose id is its number in the customer's feed, so that a
- *		browser's (or any client's) reconnection resumes exactly there.
+ *		GET /v1/events is a row of the route table (routes.c) whose result
+ *		kind is PBH_RESULT_EVENTS: api.c checks it like every route (limits,
+ *		the customer's access token or browser session, a rate limit of one
+ *		read, its one argument, the Last-Event-ID header: the number of the
+ *		last event the client has), then hands it here (pbh_events_open).
+ *		Without Last-Event-ID the stream starts after the customer's latest
+ *		event.  Each event is one SSE message whose id is its number in the
+ *		customer's feed, so that a browser's (or any client's) reconnection
+ *		resumes exactly there.
  *
  *		Each thread has one LISTEN connection (channel pgbank_events), not
  *		one per client.  A notification's payload is a pseudonym of the
  *		customer (HMAC-SHA256 under the JWT secret, as the extension makes
  *		it); the streams of that customer then fetch what is new.  A fetch
  *		is an ordinary request of the thread's pool, as the customer: role
- *		switch, bank.authenticate(token), then bank.events_since, so
- *		row-level security decides what a stream sees.  Nothing here filters
- *		one customer's events from another's: the database never returns
- *		them.
+ *		switch, bank.authenticate(token), then the route's statement
+ *		(bank.events_since), so row-level security decides what a stream
+ *		sees.  Nothing here filters one customer's events from another's:
+ *		the database never returns them.
  *
  * Invariants:
  *	- No loss, no duplicate, in order: a stream's position is the number
@@ -52,7 +55,11 @@
  *	  still in flight then finishes on its own and is dropped: it owns
  *	  its memory and never points into the dead request.
  *	- Per-thread state only (this file's __thread variables); the loop
- *	  never blocks (the LISTEN connection is non-blocking like pool.c's).
+ *	  never blocks.  The LISTEN connection is a dbconn.c connection like
+ *	  the pool's: an attempt that is not listening after
+ *	  PBH_CONNECT_TIMEOUT_MS is given up, and attempts are spaced by the
+ *	  same backoff (and made at once when the pool finds the database
+ *	  back).
  *
  *-------------------------------------------------------------------------
  */
@@ -60,18 +67,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include "pgbank_http.h"
 
-#define EVENTS_PATH "/v1/events"
 #define EVENTS_CHANNEL "pgbank_events"
-#define EVENTS_FETCH_MAX "500"
-#define EVENTS_FETCH_MAX_N 500
 #define CUSTOMER_SLOTS 65536
 
 typedef struct st_pbh_stream_t pbh_stream_t;
@@ -83,7 +85,7 @@ typedef struct st_pbh_fetch_t
 	h2o_mem_pool_t pool;
 	pbh_stream_t *stream;		/* NULL once the stream is gone */
 	const char *params0[7];
-	const char *params1[2];
+	const char *params1[1];
 } pbh_fetch_t;
 
 struct st_pbh_stream_t
@@ -91,6 +93,7 @@ struct st_pbh_stream_t
 	h2o_generator_t gen;		/* first */
 	h2o_req_t  *req;
 	h2o_linklist_t link;		/* in the thread's streams */
+	int			stmt;			/* the route's statement: a fetch */
 	int64_t		customer;
 	int64_t		exp;			/* the token's expiry, seconds */
 	char		pseudonym[33];
@@ -114,14 +117,6 @@ struct st_pbh_stream_t
 	h2o_timeout_entry_t retry;
 };
 
-typedef enum
-{
-	LISTEN_DOWN,
-	LISTEN_CONNECTING,
-	LISTEN_STARTING,			/* LISTEN sent */
-	LISTEN_UP
-} listen_state_t;
-
 typedef struct st_pbh_events_thread_t
 {
 	pbh_thread_t *thread;
@@ -129,10 +124,7 @@ typedef struct st_pbh_events_thread_t
 	int			nstreams;
 	h2o_timeout_t heartbeat_timeout;
 	h2o_timeout_t retry_timeout;
-	listen_state_t state;
-	PGconn	   *pg;
-	h2o_socket_t *sock;
-	h2o_timeout_entry_t reopen;
+	pbh_dbconn_t listener;		/* LISTEN pgbank_events; STARTING: LISTEN sent */
 	int			shut;
 } pbh_events_thread_t;
 
@@ -336,6 +328,13 @@ on_fetched(pbh_job_t *job)
 			stream_end(s);
 		return;
 	}
+	if (!s->started)
+	{
+		/* the request's own database work, as any route's (obs.c) */
+		pbh_obs_db(s->req, job);
+		if (job->failed)
+			pbh_obs_db_error(et->thread, job);
+	}
 	if (job->failed)
 	{
 		const pbh_error_t *e = job->conn_lost ? NULL : pbh_error_for_sqlstate(job->sqlstate);
@@ -346,8 +345,7 @@ on_fetched(pbh_job_t *job)
 			h2o_req_t  *req = s->req;
 
 			if (e == NULL)
-				pbh_problem_send(req, 503, "database_unavailable",
-								 "The database is unavailable; retry", NULL);
+				pbh_problem_unavailable(req);
 			else
 			{
 				if (e->status == 401)
@@ -391,7 +389,7 @@ on_fetched(pbh_job_t *job)
 	if (!s->started && et->shut)
 	{
 		/* SIGTERM came while the first fetch was out: do not start now */
-		pbh_problem_send(s->req, 503, "stopping", "The server is stopping; retry", NULL);
+		pbh_problem_unavailable(s->req);
 		h2o_mem_clear_pool(&f->pool);
 		free(f);
 		stream_free(s);
@@ -419,7 +417,7 @@ on_fetched(pbh_job_t *job)
 	s->last = last;
 	h2o_mem_clear_pool(&f->pool);
 	free(f);
-	if (count >= EVENTS_FETCH_MAX_N || s->again)
+	if (count >= PBH_EVENTS_FETCH_MAX || s->again)
 		stream_fetch(s);
 	stream_flush(s);			/* last: it may end and free the stream */
 }
@@ -470,7 +468,6 @@ stream_fetch(pbh_stream_t *s)
 	}
 	else
 		f->params1[0] = NULL;
-	f->params1[1] = EVENTS_FETCH_MAX;
 	job = &f->job;
 	job->thread = et->thread;
 	job->read_only = 0;
@@ -480,8 +477,8 @@ stream_fetch(pbh_stream_t *s)
 	job->stmts[0] = PBH_STMT_EVENTS_AUTH;
 	job->nparams[0] = 7;
 	job->params[0] = f->params0;
-	job->stmts[1] = PBH_STMT_EVENTS;
-	job->nparams[1] = 2;
+	job->stmts[1] = s->stmt;
+	job->nparams[1] = 1;
 	job->params[1] = f->params1;
 	pbh_pool_submit(job);
 }
@@ -523,53 +520,6 @@ on_heartbeat(h2o_timeout_entry_t *entry)
  * ---------------------------------------------------------------------
  */
 
-static void
-listen_fail(const char *why)
-{
-	if (why != NULL && !pbh_stopping)
-	{
-		char		msg[256];
-		size_t		n;
-
-		snprintf(msg, sizeof(msg), "%s", why);
-		n = strlen(msg);
-		while (n > 0 && msg[n - 1] == '\n')
-			msg[--n] = '\0';
-		fprintf(stderr, "pgbank-http: thread %d events listener: down: %s\n",
-				et->thread->index, msg);
-	}
-	if (et->sock != NULL)
-	{
-		h2o_socket_close(et->sock);
-		et->sock = NULL;
-	}
-	if (et->pg != NULL)
-	{
-		PQfinish(et->pg);
-		et->pg = NULL;
-	}
-	et->state = LISTEN_DOWN;
-	if (!pbh_stopping && !et->shut && !h2o_timeout_is_linked(&et->reopen))
-		h2o_timeout_link(et->thread->ctx.loop, &et->retry_timeout, &et->reopen);
-}
-
-static int
-listen_watch(void)
-{
-	int			fd;
-
-	if (et->sock != NULL)
-	{
-		h2o_socket_close(et->sock);
-		et->sock = NULL;
-	}
-	if (PQsocket(et->pg) < 0 || (fd = dup(PQsocket(et->pg))) < 0)
-		return -1;
-	et->sock = h2o_evloop_socket_create(et->thread->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-	et->sock->data = et;
-	return 0;
-}
-
 /* a notification: the streams of its customer fetch */
 static void
 dispatch(const char *payload)
@@ -587,113 +537,62 @@ dispatch(const char *payload)
 static void
 on_listen_read(h2o_socket_t *sock, const char *err)
 {
+	PGconn	   *pg = et->listener.pg;
 	PGnotify   *n;
 	PGresult   *res;
 
-	if (err != NULL || PQconsumeInput(et->pg) != 1)
+	if (err != NULL || PQconsumeInput(pg) != 1)
 	{
-		listen_fail(err ? err : PQerrorMessage(et->pg));
+		pbh_dbconn_fail(&et->listener, err ? err : PQerrorMessage(pg));
 		return;
 	}
-	while (!PQisBusy(et->pg) && (res = PQgetResult(et->pg)) != NULL)
+	while (!PQisBusy(pg) && (res = PQgetResult(pg)) != NULL)
 	{
 		/* the LISTEN's result (nothing else is ever sent) */
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		{
-			listen_fail(PQresultErrorMessage(res));
+			pbh_dbconn_fail(&et->listener, PQresultErrorMessage(res));
 			PQclear(res);
 			return;
 		}
 		PQclear(res);
 	}
-	if (et->state == LISTEN_STARTING && !PQisBusy(et->pg))
+	if (et->listener.state == PBH_DBCONN_STARTING && !PQisBusy(pg))
 	{
-		et->state = LISTEN_UP;
-		if (!pbh_stopping)
-			fprintf(stderr, "pgbank-http: thread %d events listener: ready\n", et->thread->index);
+		pbh_dbconn_ready(&et->listener);
 		/* what committed while nobody listened */
 		fetch_all();
 	}
-	while ((n = PQnotifies(et->pg)) != NULL)
+	while ((n = PQnotifies(pg)) != NULL)
 	{
 		if (strcmp(n->relname, EVENTS_CHANNEL) == 0)
 			dispatch(n->extra);
 		PQfreemem(n);
 	}
-	if (PQstatus(et->pg) == CONNECTION_BAD)
-		listen_fail(PQerrorMessage(et->pg));
+	if (PQstatus(pg) == CONNECTION_BAD)
+		pbh_dbconn_fail(&et->listener, PQerrorMessage(pg));
 }
 
-static void on_listen_connect_io(h2o_socket_t *sock, const char *err);
-
+/* connected (dbconn.c): LISTEN, whose result makes it ready */
 static void
-listen_connect_step(PostgresPollingStatusType st)
+on_listen_connected(pbh_dbconn_t *c)
 {
-	switch (st)
-	{
-		case PGRES_POLLING_READING:
-		case PGRES_POLLING_WRITING:
-			if (listen_watch() != 0)
-			{
-				listen_fail("no socket");
-				return;
-			}
-			if (st == PGRES_POLLING_READING)
-				h2o_socket_read_start(et->sock, on_listen_connect_io);
-			else
-				h2o_socket_notify_write(et->sock, on_listen_connect_io);
-			return;
-		case PGRES_POLLING_OK:
-			break;
-		default:
-			listen_fail(PQerrorMessage(et->pg));
-			return;
-	}
 	/* a short command: it fits the socket buffer, so one flush sends it */
-	if (PQsetnonblocking(et->pg, 1) != 0 || listen_watch() != 0 ||
-		PQsendQuery(et->pg, "LISTEN " EVENTS_CHANNEL) != 1 || PQflush(et->pg) != 0)
+	if (PQsendQuery(c->pg, "LISTEN " EVENTS_CHANNEL) != 1 || PQflush(c->pg) != 0)
 	{
-		listen_fail(PQerrorMessage(et->pg));
+		pbh_dbconn_fail(c, PQerrorMessage(c->pg));
 		return;
 	}
-	et->state = LISTEN_STARTING;
-	h2o_socket_read_start(et->sock, on_listen_read);
+	h2o_socket_read_start(c->sock, on_listen_read);
 }
 
-static void
-on_listen_connect_io(h2o_socket_t *sock, const char *err)
-{
-	if (err != NULL)
-	{
-		listen_fail(err);
-		return;
-	}
-	h2o_socket_read_stop(sock);
-	listen_connect_step(PQconnectPoll(et->pg));
-}
-
+/* open the listener unless it is open, opening, or waiting for its next attempt */
 static void
 listen_start(void)
 {
-	const char *keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[] = {pbh_config.dsn, "pgbank-http events", NULL};
-
-	if (et->state != LISTEN_DOWN || pbh_stopping || et->shut)
-		return;
-	et->pg = PQconnectStartParams(keys, values, 1);
-	if (et->pg == NULL || PQstatus(et->pg) == CONNECTION_BAD)
-	{
-		listen_fail(et->pg ? PQerrorMessage(et->pg) : "out of memory");
-		return;
-	}
-	et->state = LISTEN_CONNECTING;
-	listen_connect_step(PGRES_POLLING_WRITING);
-}
-
-static void
-on_reopen(h2o_timeout_entry_t *entry)
-{
-	listen_start();
+	if (et->listener.state == PBH_DBCONN_DOWN && !h2o_timeout_is_linked(&et->listener.tick) &&
+		!et->shut)
+		pbh_dbconn_start(&et->listener);
 }
 
 /* this thread's state, made on first use */
@@ -710,8 +609,8 @@ events_thread(pbh_thread_t *t)
 		h2o_timeout_init(t->ctx.loop, &et->heartbeat_timeout,
 						 (uint64_t) pbh_config.events_heartbeat * 1000);
 		h2o_timeout_init(t->ctx.loop, &et->retry_timeout, 1000);
-		et->reopen.cb = on_reopen;
-		et->state = LISTEN_DOWN;
+		pbh_dbconn_init(&et->listener, t, pbh_config.dsn, "pgbank-http events",
+						"events listener", on_listen_connected, NULL);
 	}
 	return et;
 }
@@ -743,138 +642,15 @@ pseudonym(int64_t customer, char *out)
 	out[32] = '\0';
 }
 
-static char *
-dup_header(h2o_req_t *req, const h2o_token_t *token, size_t max)
-{
-	ssize_t		i = h2o_find_header(&req->headers, token, -1);
-	h2o_iovec_t v;
-	size_t		len;
-	char	   *s;
-
-	if (i == -1)
-		return NULL;
-	v = req->headers.entries[i].value;
-	len = v.len;
-	if (len > max)
-	{
-		len = max;
-		while (len > 0 && ((unsigned char) v.base[len] & 0xC0) == 0x80)
-			len--;
-	}
-	s = malloc(len + 1);
-	if (s == NULL)
-		abort();
-	memcpy(s, v.base, len);
-	s[len] = '\0';
-	return s;
-}
-
-static char *
-dup_client(h2o_req_t *req)
-{
-	struct sockaddr_storage ss;
-	socklen_t	len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
-	char		buf[INET6_ADDRSTRLEN];
-
-	if (len == 0)
-		return NULL;
-	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, buf, sizeof(buf));
-	else if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, buf, sizeof(buf));
-	else
-		return NULL;
-	return strdup(buf);
-}
-
-static void
-unauthorized(h2o_req_t *req, const char *detail)
-{
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-				   H2O_STRLIT("Bearer realm=\"pgbank\", error=\"invalid_token\""));
-	pbh_problem_send(req, 401, "invalid_token", "Invalid access token", detail);
-}
-
-/* 1 when the request is GET /v1/events (and it is handled) */
 int
-pbh_events_on_req(h2o_req_t *req)
+pbh_events_open(h2o_req_t *req, const pbh_route_t *route, const char *token, int64_t customer,
+				int64_t exp, const char *const *args)
 {
 	pbh_thread_t *t = (pbh_thread_t *) req->conn->ctx;
-	ssize_t		ai,
-				li;
-	h2o_iovec_t v;
-	int64_t		sub = 0,
-				exp = 0,
-				last = -1;
-	pbh_jwt_result_t jr;
 	pbh_stream_t *s;
 	int		   *slot;
+	char		addr[INET6_ADDRSTRLEN];
 
-	if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT(EVENTS_PATH)))
-		return 0;
-	if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
-	{
-		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
-		pbh_problem_send(req, 405, "method_not_allowed", "Method not allowed", NULL);
-		return 1;
-	}
-	if (req->query_at != SIZE_MAX)
-	{
-		pbh_problem_send(req, 400, "unknown_parameter", "Invalid request",
-						 "this route takes no query parameters (resume with Last-Event-ID)");
-		return 1;
-	}
-	if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-api-key"), -1) != -1)
-	{
-		pbh_problem_send(req, 403, "forbidden", "Not allowed",
-						 "Event streams are for customers (an access token).");
-		return 1;
-	}
-	ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-	if (ai == -1)
-	{
-		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-					   H2O_STRLIT("Bearer realm=\"pgbank\""));
-		pbh_problem_send(req, 401, "not_authenticated", "Not authenticated",
-						 "This route needs an access token.");
-		return 1;
-	}
-	v = req->headers.entries[ai].value;
-	if (v.len < 8 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")))
-	{
-		unauthorized(req, "The Authorization header must be Bearer <token>.");
-		return 1;
-	}
-	jr = pbh_jwt_verify(&req->pool, v.base + 7, v.len - 7, (int64_t) time(NULL));
-	if (jr != PBH_JWT_OK)
-	{
-		unauthorized(req, pbh_jwt_result_text(jr));
-		return 1;
-	}
-	if (pbh_jwt_subject(&req->pool, v.base + 7, v.len - 7, &sub, &exp) != 0)
-	{
-		unauthorized(req, "The token's claims are missing or invalid.");
-		return 1;
-	}
-	li = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
-	if (li != -1)
-	{
-		h2o_iovec_t l = req->headers.entries[li].value;
-		char		digits[20];
-
-		if (l.len == 0 || l.len > 18)
-			goto bad_id;
-		memcpy(digits, l.base, l.len);
-		digits[l.len] = '\0';
-		if (!pbh_digits_ok(digits, 0, 0))
-			goto bad_id;
-		last = strtoll(digits, NULL, 10);
-	}
-	if (pbh_stopping)
-	{
-		pbh_problem_send(req, 503, "stopping", "The server is stopping; retry", NULL);
-		return 1;
-	}
 	events_thread(t);
 	if (et->nstreams >= pbh_config.events_max_streams)
 	{
@@ -882,30 +658,37 @@ pbh_events_on_req(h2o_req_t *req)
 							  H2O_STRLIT("5"));
 		pbh_problem_send(req, 503, "too_many_streams", "Too many event streams on this server",
 						 NULL);
-		return 1;
+		return 0;
 	}
-	slot = &customer_streams[sub % CUSTOMER_SLOTS];
+	slot = &customer_streams[customer % CUSTOMER_SLOTS];
 	if (__atomic_add_fetch(slot, 1, __ATOMIC_RELAXED) > pbh_config.events_per_customer)
 	{
 		__atomic_sub_fetch(slot, 1, __ATOMIC_RELAXED);
 		pbh_problem_send(req, 429, "too_many_streams", "Too many event streams",
 						 "This customer has as many event streams open as allowed; close one.");
-		return 1;
+		return 0;
 	}
 
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		abort();
 	s->req = req;
-	s->customer = sub;
+	s->stmt = PBH_STMT_FIXED + route->index;
+	s->customer = customer;
 	s->exp = exp;
-	s->last = last;
-	pseudonym(sub, s->pseudonym);
-	s->token = strndup(v.base + 7, v.len - 7);
-	/* the request id is env[1] (pbh_add_common_headers; obs.c appends after it) */
-	s->request_id = req->env.size >= 2 ? strdup(req->env.entries[1].base) : NULL;
-	s->client = dup_client(req);
-	s->user_agent = dup_header(req, H2O_TOKEN_USER_AGENT, 511);
+	/* Last-Event-ID, checked as the route's argument (digits) */
+	s->last = args[0] != NULL ? strtoll(args[0], NULL, 10) : -1;
+	pseudonym(customer, s->pseudonym);
+	s->token = strdup(token);
+	{
+		const char *rid = pbh_request_id(req),
+				   *client = pbh_client_addr(req, addr, sizeof(addr));
+		h2o_iovec_t ua = pbh_user_agent(req);
+
+		s->request_id = rid != NULL ? strdup(rid) : NULL;
+		s->client = client != NULL ? strdup(client) : NULL;
+		s->user_agent = ua.base != NULL ? strndup(ua.base, ua.len) : NULL;
+	}
 	s->heartbeat.cb = on_heartbeat;
 	s->retry.cb = on_retry;
 	h2o_linklist_insert(&et->streams, &s->link);
@@ -913,12 +696,7 @@ pbh_events_on_req(h2o_req_t *req)
 	listen_start();
 	/* the first fetch authenticates in the database; the response starts after it */
 	stream_fetch(s);
-	return 1;
-
-bad_id:
-	pbh_problem_send(req, 400, "invalid_argument", "Invalid request",
-					 "Last-Event-ID must be the number of an event (digits)");
-	return 1;
+	return 0;
 }
 
 /* SIGTERM: end every stream of the thread, close the listener */
@@ -951,29 +729,17 @@ pbh_events_shutdown(pbh_thread_t *t)
 							   __ATOMIC_RELAXED);
 		}
 	}
-	if (h2o_timeout_is_linked(&et->reopen))
-		h2o_timeout_unlink(&et->reopen);
-	listen_fail(NULL);
+	pbh_dbconn_stop(&et->listener);
 }
 
-/* the /v1/events path item of the OpenAPI document (openapi.c) */
+/* what the stream's 200 is, for the OpenAPI document (openapi.c) */
 const char *
-pbh_events_openapi(void)
+pbh_events_description(void)
 {
-	return "\"" EVENTS_PATH "\":{\"get\":{\"operationId\":\"streamEvents\","
-		"\"summary\":\"The caller's account events as Server-Sent Events\","
-		"\"description\":\"A text/event-stream of the customer's account events (transfer.debit, "
+	return "A text/event-stream of the customer's account events (transfer.debit, "
 		"transfer.credit, transfer.held_for_review, transfer.rejected, hold.created, hold.captured, "
 		"hold.voided, account.frozen, account.unfrozen, account.closed), pushed as they commit. "
 		"Each message's id is the event's number in the customer's feed (1, 2, 3, ... without gaps); "
 		"reconnect with Last-Event-ID to resume after it. Without it the stream starts after the "
-		"latest event. Comments are heartbeats. The stream ends when the token expires.\","
-		"\"x-pgbank-roles\":[\"bank_customer\"],\"x-pgbank-read-only\":true,"
-		"\"security\":[{\"bearer\":[]}],"
-		"\"parameters\":[{\"name\":\"Last-Event-ID\",\"in\":\"header\",\"required\":false,"
-		"\"schema\":{\"type\":\"string\",\"pattern\":\"^[0-9]{1,18}$\"}}],"
-		"\"responses\":{\"200\":{\"description\":\"The event stream\","
-		"\"content\":{\"text/event-stream\":{\"schema\":{\"type\":\"string\"}}}},"
-		"\"4XX\":{\"$ref\":\"#/components/responses/Problem\"},"
-		"\"5XX\":{\"$ref\":\"#/components/responses/Problem\"}}}}";
+		"latest event. Comments are heartbeats. The stream ends when the token expires.";
 }

@@ -13,7 +13,10 @@
  *	  group and taking half its connections.
  *	- SIGTERM or SIGINT: the listeners close, requests in flight finish and
  *	  are answered, event streams end (they never hold up a stop), then the
- *	  threads end and the process exits 0.
+ *	  threads end and the process exits 0.  Until the last thread is done
+ *	  every thread keeps its loop running, so that a request on a
+ *	  connection kept alive, whichever thread holds it, is answered (503
+ *	  shutting_down, Connection: close) instead of left unread.
  *	- HTTP/1.1 only (this h2o lacks the HTTP/2 rapid-reset fix), unless
  *	  --http2=1 with TLS: then ALPN offers h2.  Never h2c (no upgrade, no
  *	  prior knowledge over plain TCP).
@@ -47,6 +50,9 @@ static h2o_globalconf_t globalconf;
 static int *listen_fds;
 
 static volatile sig_atomic_t reload_requested = 0;
+
+/* threads with requests in flight since SIGTERM (or not yet told) */
+static int threads_draining;
 
 static void
 on_signal(int sig)
@@ -207,7 +213,8 @@ run_thread(void *arg)
 {
 	pbh_thread_t *t = arg;
 	h2o_evloop_t *loop = h2o_evloop_create();
-	int			drain_rounds = 0;
+	int			drain_rounds = 0,
+				drained = 0;
 
 	h2o_context_init(&t->ctx, loop, &globalconf);
 	t->accept_ctx.ctx = &t->ctx;
@@ -233,9 +240,20 @@ run_thread(void *arg)
 			h2o_context_request_shutdown(&t->ctx);
 			pbh_events_shutdown(t);
 		}
-		/* answer what is in flight, then a few more rounds to send it */
+		/*
+		 * answer what is in flight, then a few more rounds to send it; then
+		 * go on answering new requests (503) until every thread is done
+		 */
 		if (t->inflight == 0 && ++drain_rounds > 3)
-			break;
+		{
+			if (!drained)
+			{
+				drained = 1;
+				__atomic_sub_fetch(&threads_draining, 1, __ATOMIC_ACQ_REL);
+			}
+			if (__atomic_load_n(&threads_draining, __ATOMIC_ACQUIRE) == 0)
+				break;
+		}
 	}
 	pbh_pool_close(t);
 	h2o_evloop_run(loop, 0);
@@ -319,6 +337,7 @@ main(int argc, char **argv)
 		}
 
 	pbh_threads = calloc(pbh_config.threads, sizeof(pbh_thread_t));
+	threads_draining = pbh_config.threads;
 	pbh_obs_init();
 	for (i = 0; i < pbh_config.threads; i++)
 	{

@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include "pgbank_http.h"
@@ -198,21 +197,6 @@ log_escape(char *buf, const char *s, size_t len)
 	return w - buf;
 }
 
-static void
-peer_text(h2o_req_t *req, char *buf, size_t len)
-{
-	struct sockaddr_storage ss;
-	socklen_t	sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
-
-	buf[0] = '\0';
-	if (sl == 0)
-		return;
-	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, buf, len);
-	else if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, buf, len);
-}
-
 static const char *
 slot_label(int slot, char *buf, size_t len)
 {
@@ -228,8 +212,9 @@ slot_label(int slot, char *buf, size_t len)
 #define LOG_LINE_MAX (1024 + PBH_JSON_ESCAPED_MAX(LOG_PATH_MAX) + PBH_JSON_ESCAPED_MAX(64) + \
 					  PBH_JSON_ESCAPED_MAX(16))
 
+/* now: when the response started (pbh_obs_end's one clock reading) */
 static void
-access_log(h2o_req_t *req, pbh_obs_t *o, int status, uint64_t us)
+access_log(h2o_req_t *req, pbh_obs_t *o, int status, const struct timeval *now, uint64_t us)
 {
 	char		line[LOG_LINE_MAX];
 	char		label[256];
@@ -237,12 +222,11 @@ access_log(h2o_req_t *req, pbh_obs_t *o, int status, uint64_t us)
 	size_t		n = 0;
 	size_t		plen = req->path_normalized.len < LOG_PATH_MAX ? req->path_normalized.len : LOG_PATH_MAX;
 	size_t		mlen = req->method.len < 16 ? req->method.len : 16;
-	struct timeval now;
 
-	gettimeofday(&now, NULL);
-	peer_text(req, peer, sizeof(peer));
+	if (pbh_client_addr(req, peer, sizeof(peer)) == NULL)
+		peer[0] = '\0';
 	n += snprintf(line + n, sizeof(line) - n, "{\"time\":%ld.%03ld,\"request_id\":",
-				  (long) now.tv_sec, (long) now.tv_usec / 1000);
+				  (long) now->tv_sec, (long) now->tv_usec / 1000);
 	n += log_escape(line + n, o->rid, strlen(o->rid) < 64 ? strlen(o->rid) : 64);
 	n += snprintf(line + n, sizeof(line) - n, ",\"method\":");
 	n += log_escape(line + n, req->method.base, mlen);
@@ -293,7 +277,7 @@ pbh_obs_end(h2o_req_t *req, int status)
 							  v, len);
 	}
 	if (live != NULL ? live->access_log : pbh_config.access_log)
-		access_log(req, o, status, us);
+		access_log(req, o, status, &now, us);
 }
 
 /* ---------------------------------------------------------------------

@@ -73,6 +73,9 @@ put_schema(out_t *o, const pbh_arg_t *a, int has_minor)
 		case PBH_T_INT:
 			put(o, "{\"type\":\"integer\"}");
 			break;
+		case PBH_T_NATURAL:
+			put(o, "{\"type\":\"integer\",\"minimum\":0,\"maximum\":999999999999999999}");
+			break;
 		case PBH_T_AMOUNT:
 			put(o, "{\"description\":\"A decimal string of the currency's units (\\\"10.50\\\")%s\","
 				"\"oneOf\":[{\"type\":\"string\",\"pattern\":\"^[0-9]{1,20}(\\\\.[0-9]{1,20})?$\"}%s]}",
@@ -284,6 +287,13 @@ put_operation(out_t *o, const pbh_route_t *r)
 	put(o, ",\"responses\":{\"%d\":", r->status);
 	if (r->result == PBH_RESULT_VOID)
 		put(o, "{\"description\":\"Done\"}");
+	else if (r->result == PBH_RESULT_EVENTS)
+	{
+		/* a stream that stays open: text/event-stream, never JSON */
+		put(o, "{\"description\":");
+		put_str(o, pbh_events_description());
+		put(o, ",\"content\":{\"text/event-stream\":{\"schema\":{\"type\":\"string\"}}}}");
+	}
 	else
 		put(o, "{\"description\":\"The result\",\"content\":{\"application/json\":{\"schema\":{}}}}");
 	put(o, ",\"429\":{\"$ref\":\"#/components/responses/RateLimited\"}");
@@ -349,8 +359,6 @@ pbh_openapi_init(void)
 		}
 		put(&o, "}");
 	}
-	/* GET /v1/events streams, outside the route table (events.c) */
-	put(&o, ",%s", pbh_events_openapi());
 	put(&o, "}}");
 	document = o.buf;
 	document_len = o.len;

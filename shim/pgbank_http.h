@@ -198,7 +198,8 @@ typedef enum
 	PBH_T_OBJECT,				/* a JSON object, passed as its text */
 	PBH_T_STRINGS,				/* a JSON array of strings, passed as its text */
 	PBH_T_ARRAY,				/* a JSON array, passed as its text */
-	PBH_T_ENUM					/* one of the route argument's choices */
+	PBH_T_ENUM,					/* one of the route argument's choices */
+	PBH_T_NATURAL				/* a non-negative bigint (0 included) */
 } pbh_arg_type_t;
 
 typedef struct st_pbh_arg_t
@@ -219,7 +220,11 @@ typedef enum
 	PBH_RESULT_VOID,			/* 204 */
 	PBH_RESULT_AUTH,			/* (status, jsonb): status 'ok' or a 401 */
 	PBH_RESULT_SESSION,			/* as AUTH, the tokens sent as cookies (browser.c) */
-	PBH_RESULT_SESSION_END		/* 204, and the session's cookies cleared */
+	PBH_RESULT_SESSION_END,		/* 204, and the session's cookies cleared */
+	PBH_RESULT_EVENTS			/* a stream of Server-Sent Events: once the
+								 * checks of every route pass, events.c keeps
+								 * the response open and runs the statement
+								 * for each fetch */
 } pbh_result_kind_t;
 
 typedef struct st_pbh_route_t
@@ -299,8 +304,8 @@ enum
 	PBH_STMT_KEY_ROLE,			/* bank.api_key_role, as the gateway itself */
 	PBH_STMT_WRITE_LSN,			/* pg_current_wal_insert_lsn(), as a number */
 	PBH_STMT_REPLAY_LSN,		/* pg_last_wal_replay_lsn(), as a number */
-	PBH_STMT_EVENTS_AUTH,		/* PBH_STMT_AUTH_TOKEN and bank.events_watch */
-	PBH_STMT_EVENTS,			/* bank.events_since as SSE messages (events.c) */
+	PBH_STMT_EVENTS_AUTH,		/* PBH_STMT_AUTH_TOKEN and bank.events_watch
+								 * (events.c; then the route's statement) */
 	PBH_STMT_FIXED
 };
 
@@ -402,6 +407,57 @@ const char *pbh_stmt_sql(int stmt);
 int			pbh_nstmts(void);
 
 /* ---------------------------------------------------------------------
+ * dbconn.c: a libpq connection opened and reopened without blocking, with
+ * a deadline and backoff (the pool's connections, the events listener)
+ * ---------------------------------------------------------------------
+ */
+typedef enum
+{
+	PBH_DBCONN_DOWN,			/* waiting for its next attempt */
+	PBH_DBCONN_CONNECTING,		/* PQconnectPoll under way */
+	PBH_DBCONN_STARTING,		/* connected; the owner's setup runs */
+	PBH_DBCONN_READY
+} pbh_dbconn_state_t;
+
+typedef struct st_pbh_dbconn_t pbh_dbconn_t;
+
+struct st_pbh_dbconn_t
+{
+	pbh_thread_t *thread;
+	const char *dsn;
+	const char *appname;		/* fallback_application_name */
+	char		name[32];		/* in the log: "connection 3", "events listener" */
+	pbh_dbconn_state_t state;
+	PGconn	   *pg;
+	h2o_socket_t *sock;			/* on a dup() of libpq's socket; data: this */
+	int			write_wait;		/* waiting for writability */
+	h2o_timeout_entry_t tick;	/* on the thread's retry_timeout while not ready */
+	uint64_t	next_try;		/* DOWN: loop time (ms) of the next attempt */
+	uint64_t	deadline;		/* CONNECTING, STARTING: given up then */
+	int			backoff;		/* ms: the next delay's upper bound */
+	uint64_t	db_back_seen;	/* db_back when it went down */
+	/* connected (non-blocking, sock watching it): the owner's setup starts */
+	void		(*on_connected) (pbh_dbconn_t *c);
+	/* lost, or an attempt failed: pg and sock are closed (may be NULL) */
+	void		(*on_down) (pbh_dbconn_t *c);
+};
+
+void		pbh_dbconn_init(pbh_dbconn_t *c, pbh_thread_t *t, const char *dsn,
+							const char *appname, const char *name,
+							void (*on_connected) (pbh_dbconn_t *c),
+							void (*on_down) (pbh_dbconn_t *c));
+/* an attempt now (when down) */
+void		pbh_dbconn_start(pbh_dbconn_t *c);
+/* the owner's setup is done: ready, the backoff starts again */
+void		pbh_dbconn_ready(pbh_dbconn_t *c);
+/* close, tell the owner, reopen after the backoff; why NULL: quietly */
+void		pbh_dbconn_fail(pbh_dbconn_t *c, const char *why);
+/* watch libpq's current socket (a fresh h2o socket on a dup()); 0 or -1 */
+int			pbh_dbconn_watch(pbh_dbconn_t *c);
+/* at stop: close, never reopen */
+void		pbh_dbconn_stop(pbh_dbconn_t *c);
+
+/* ---------------------------------------------------------------------
  * replica.c: read-only routes on a streaming replica, read-your-writes
  * ---------------------------------------------------------------------
  */
@@ -436,6 +492,8 @@ size_t		pbh_problem_body(h2o_mem_pool_t *pool, int status, const char *code,
 							 const char *title, const char *detail, char **out);
 void		pbh_problem_send(h2o_req_t *req, int status, const char *code, const char *title,
 							 const char *detail);
+/* 503 for a request the database cannot take: shutting_down or database_unavailable */
+void		pbh_problem_unavailable(h2o_req_t *req);
 
 /* ---------------------------------------------------------------------
  * api.c: the request handler; ops.c: /livez, /readyz, /metrics
@@ -450,6 +508,10 @@ int			pbh_ops_on_req(h2o_req_t *req, const char *path, size_t plen);
 void		pbh_send_json(h2o_req_t *req, int status, const char *body, size_t len);
 void		pbh_add_common_headers(h2o_req_t *req);
 void		pbh_count_status(h2o_req_t *req, int status);
+/* what the request context reads of a request (api.c) */
+const char *pbh_client_addr(h2o_req_t *req, char *buf, size_t len);
+h2o_iovec_t pbh_user_agent(h2o_req_t *req);
+const char *pbh_request_id(h2o_req_t *req);
 
 /* ---------------------------------------------------------------------
  * guard.c: request and connection limits, h2o's own errors as problems
@@ -485,9 +547,19 @@ int			pbh_limits_subject(h2o_req_t *req, pbh_limit_class_t cls, const void *id, 
  * events.c: GET /v1/events, account events as Server-Sent Events
  * ---------------------------------------------------------------------
  */
-int			pbh_events_on_req(h2o_req_t *req);
+/* events a fetch reads at most (the route's statement, routes.c) */
+#define PBH_EVENTS_FETCH_MAX 500
+
+/*
+ * Open the stream of a PBH_RESULT_EVENTS route whose checks passed (api.c):
+ * a customer's verified token, its subject and expiry, the route's
+ * arguments (args[0]: Last-Event-ID, or NULL).  Answers the request.
+ */
+int			pbh_events_open(h2o_req_t *req, const pbh_route_t *route, const char *token,
+							int64_t customer, int64_t exp, const char *const *args);
 void		pbh_events_shutdown(pbh_thread_t *t);
-const char *pbh_events_openapi(void);
+/* the 200 response's description, for the OpenAPI document */
+const char *pbh_events_description(void);
 /* jwt.c: the claims of a verified token (pbh_jwt_verify accepted it); 0 or -1 */
 int			pbh_jwt_claims(h2o_mem_pool_t *pool, const char *token, size_t len,
 						   pbh_json_member_t **claims, size_t *nclaims);

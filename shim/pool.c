@@ -11,23 +11,16 @@
  *	  in flight on a connection (pipeline depth); their results come back
  *	  in order, each job's ending with its PGRES_PIPELINE_SYNC.  An error
  *	  aborts only the rest of its own job: the server skips to the Sync.
- *	- Nothing here blocks: connecting is PQconnectStartParams/PQconnectPoll
- *	  driven by the loop, sending is PQsendQueryPrepared + PQpipelineSync +
- *	  PQflush (waiting for writability when the kernel's buffer is full),
- *	  reading is PQconsumeInput + PQgetResult while not busy.
- *	- The loop watches a dup() of libpq's socket: closing the h2o socket
- *	  never closes libpq's descriptor, and PQfinish never pulls a
- *	  descriptor from under the loop.
+ *	- Nothing here blocks: connecting is dbconn.c's (PQconnectStartParams
+ *	  and PQconnectPoll driven by the loop, a deadline, backoff), sending is
+ *	  PQsendQueryPrepared + PQpipelineSync + PQflush (waiting for
+ *	  writability when the kernel's buffer is full), reading is
+ *	  PQconsumeInput + PQgetResult while not busy.
  *	- A connection that breaks fails its jobs in flight (never resent: a
- *	  write may have committed) and is reopened after a delay that starts
- *	  at PBH_RECONNECT_MIN_MS and doubles at each failed attempt up to
- *	  PBH_RECONNECT_MAX_MS, with jitter (a random half of it), so that a
- *	  restarting database is not hammered in step by every thread; the
- *	  first connection that gets ready resets it, and tells every other
- *	  connection waiting for its next attempt, in any thread, to try at once
- *	  (db_back, the only state the threads share here: read on the
- *	  reconnection tick, never per request).  An attempt that is
- *	  neither ready nor failed after PBH_CONNECT_TIMEOUT_MS is abandoned.
+ *	  write may have committed) and is reopened as dbconn.c does it: after
+ *	  a backoff with jitter, at once when another connection finds the
+ *	  database back; an attempt (connecting and preparing) that is neither
+ *	  ready nor failed after PBH_CONNECT_TIMEOUT_MS is abandoned.
  *	- A connection with jobs in flight that gets no result at all for
  *	  statement_timeout + PBH_ANSWER_MARGIN_MS (every statement is bounded
  *	  by statement_timeout, so a live database answers sooner) is taken for
@@ -52,45 +45,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "pgbank_http.h"
 
-typedef enum
-{
-	CONN_DOWN,
-	CONN_CONNECTING,
-	CONN_PREPARING,
-	CONN_READY
-} conn_state_t;
-
+/* db.state STARTING: the session settings and the statements being prepared */
 struct st_pbh_conn_t
 {
+	pbh_dbconn_t db;			/* connecting, reconnecting (dbconn.c) */
 	pbh_thread_t *thread;
 	int			index;
 	int			cls;			/* PBH_POOL_WRITE, _READ or _REPLICA */
-	conn_state_t state;
-	PGconn	   *pg;
-	h2o_socket_t *sock;
 	h2o_linklist_t inflight;	/* pbh_job_t, in the order sent */
 	int			ninflight;
 	int			prepares_left;
-	int			write_wait;
 	unsigned char *prepared;	/* per statement: prepared here */
-	h2o_timeout_entry_t reopen; /* on the thread's tick while not ready */
 	h2o_timeout_entry_t watchdog;	/* while jobs are in flight */
-	uint64_t	next_try;		/* DOWN: loop time (ms) of the next attempt */
-	uint64_t	deadline;		/* CONNECTING, PREPARING: give up then */
-	int			backoff;		/* ms: the next delay's upper bound */
-	uint64_t	db_back_seen;	/* db_back when it went down */
 };
 
-/* bumped when a connection gets ready after a failure: the database is back */
-static uint64_t db_back;
-
-/* per-thread seed of the reconnection jitter */
-static __thread unsigned int jitter_seed;
+#define CONN_OF(c) H2O_STRUCT_FROM_MEMBER(pbh_conn_t, db, (c))
+#define CONN_READY(conn) ((conn)->db.state == PBH_DBCONN_READY)
 
 /* statement_timeout + PBH_ANSWER_MARGIN_MS, on the thread's loop */
 static __thread h2o_timeout_t answer_timeout;
@@ -120,15 +93,6 @@ static const char *const fixed_sql[PBH_STMT_FIXED] = {
 	"SELECT (pg_last_wal_replay_lsn() - '0/0')::text",
 	/* GET /v1/events (events.c): the AUTH_TOKEN statement, then the watch */
 	AUTH_TOKEN_SQL ", bank.events_watch($7::int)",
-	/* GET /v1/events (events.c): customer, after, last, count, head; the messages */
-	"SELECT bank.current_customer_id()::text || ' ' || a.after || ' ' ||"
-	" coalesce(max(e.seq), a.after) || ' ' || count(e.seq) || ' ' || bank.events_head(),"
-	" string_agg('id: ' || e.seq || E'\\ndata: ' || jsonb_build_object('id', e.seq,"
-	"  'kind', e.kind, 'account_id', e.account_id, 'transfer_id', e.transfer_id,"
-	"  'amount', e.amount::text, 'currency', e.currency, 'occurred_at', e.occurred_at)::text"
-	"  || E'\\n\\n', '' ORDER BY e.seq)"
-	" FROM (SELECT coalesce($1::bigint, bank.events_head()) AS after) a"
-	" LEFT JOIN LATERAL bank.events_since(a.after, $2::int) e ON true GROUP BY a.after",
 };
 
 /*
@@ -164,7 +128,6 @@ static void stmt_name(int stmt, char *buf, size_t len)
 	snprintf(buf, len, "pbh%d", stmt);
 }
 
-static void conn_start(pbh_conn_t *conn);
 static void conn_fail(pbh_conn_t *conn, const char *why);
 static void conn_process(pbh_conn_t *conn);
 static void conn_dispatch(pbh_conn_t *conn);
@@ -177,62 +140,17 @@ log_conn(pbh_conn_t *conn, const char *what, const char *detail)
 			conn->thread->index, conn->index, what, detail ? ": " : "", detail ? detail : "");
 }
 
-/* watch libpq's current socket: a fresh h2o socket on a dup() of it */
-static int
-conn_watch(pbh_conn_t *conn)
-{
-	int			fd;
-
-	if (conn->sock != NULL)
-	{
-		h2o_socket_close(conn->sock);
-		conn->sock = NULL;
-	}
-	conn->write_wait = 0;
-	if (PQsocket(conn->pg) < 0 || (fd = dup(PQsocket(conn->pg))) < 0)
-		return -1;
-	conn->sock = h2o_evloop_socket_create(conn->thread->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-	conn->sock->data = conn;
-	return 0;
-}
-
-static void on_connect_io(h2o_socket_t *sock, const char *err);
-
+/* connected (dbconn.c): pipeline mode, then prepare every statement, each with its Sync */
 static void
-connect_step(pbh_conn_t *conn, PostgresPollingStatusType st)
+on_connected(pbh_dbconn_t *c)
 {
-	switch (st)
-	{
-		case PGRES_POLLING_READING:
-		case PGRES_POLLING_WRITING:
-			if (conn_watch(conn) != 0)
-			{
-				conn_fail(conn, "no socket");
-				return;
-			}
-			if (st == PGRES_POLLING_READING)
-				h2o_socket_read_start(conn->sock, on_connect_io);
-			else
-			{
-				conn->write_wait = 1;
-				h2o_socket_notify_write(conn->sock, on_connect_io);
-			}
-			return;
-		case PGRES_POLLING_OK:
-			break;
-		default:
-			conn_fail(conn, PQerrorMessage(conn->pg));
-			return;
-	}
+	pbh_conn_t *conn = CONN_OF(c);
 
-	/* connected: pipeline mode, then prepare every statement, each with its Sync */
-	if (PQsetnonblocking(conn->pg, 1) != 0 || PQenterPipelineMode(conn->pg) != 1 ||
-		conn_watch(conn) != 0)
+	if (PQenterPipelineMode(conn->db.pg) != 1)
 	{
-		conn_fail(conn, PQerrorMessage(conn->pg));
+		conn_fail(conn, PQerrorMessage(conn->db.pg));
 		return;
 	}
-	conn->state = CONN_PREPARING;
 	conn->prepares_left = pbh_nstmts() + 1;
 	{
 		char		timeouts[2][16];
@@ -240,10 +158,10 @@ connect_step(pbh_conn_t *conn, PostgresPollingStatusType st)
 
 		snprintf(timeouts[0], sizeof(timeouts[0]), "%d", pbh_config.statement_timeout);
 		snprintf(timeouts[1], sizeof(timeouts[1]), "%d", pbh_config.lock_timeout);
-		if (PQsendQueryParams(conn->pg, SESSION_SQL, 2, NULL, values, NULL, NULL, 0) != 1 ||
-			PQpipelineSync(conn->pg) != 1)
+		if (PQsendQueryParams(conn->db.pg, SESSION_SQL, 2, NULL, values, NULL, NULL, 0) != 1 ||
+			PQpipelineSync(conn->db.pg) != 1)
 		{
-			conn_fail(conn, PQerrorMessage(conn->pg));
+			conn_fail(conn, PQerrorMessage(conn->db.pg));
 			return;
 		}
 	}
@@ -252,81 +170,15 @@ connect_step(pbh_conn_t *conn, PostgresPollingStatusType st)
 		char		name[16];
 
 		stmt_name(i, name, sizeof(name));
-		if (PQsendPrepare(conn->pg, name, pbh_stmt_sql(i), 0, NULL) != 1 ||
-			PQpipelineSync(conn->pg) != 1)
+		if (PQsendPrepare(conn->db.pg, name, pbh_stmt_sql(i), 0, NULL) != 1 ||
+			PQpipelineSync(conn->db.pg) != 1)
 		{
-			conn_fail(conn, PQerrorMessage(conn->pg));
+			conn_fail(conn, PQerrorMessage(conn->db.pg));
 			return;
 		}
 	}
-	h2o_socket_read_start(conn->sock, on_read);
+	h2o_socket_read_start(conn->db.sock, on_read);
 	conn_process(conn);			/* flushes */
-}
-
-static void
-on_connect_io(h2o_socket_t *sock, const char *err)
-{
-	pbh_conn_t *conn = sock->data;
-
-	conn->write_wait = 0;
-	if (err != NULL)
-	{
-		conn_fail(conn, err);
-		return;
-	}
-	h2o_socket_read_stop(sock);
-	connect_step(conn, PQconnectPoll(conn->pg));
-}
-
-static void
-conn_start(pbh_conn_t *conn)
-{
-	/* pg_stat_activity tells the classes apart (unless the DSN names one) */
-	const char *keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[] = {conn->cls == PBH_POOL_REPLICA ? pbh_config.replica_dsn : pbh_config.dsn,
-		conn->cls == PBH_POOL_REPLICA ? "pgbank-http replica" :
-	conn->cls == PBH_POOL_READ ? "pgbank-http read" : "pgbank-http", NULL};
-
-	conn->pg = PQconnectStartParams(keys, values, 1);
-	if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD)
-	{
-		conn_fail(conn, conn->pg ? PQerrorMessage(conn->pg) : "out of memory");
-		return;
-	}
-	conn->state = CONN_CONNECTING;
-	conn->deadline = h2o_now(conn->thread->ctx.loop) + PBH_CONNECT_TIMEOUT_MS;
-	if (!h2o_timeout_is_linked(&conn->reopen))
-		h2o_timeout_link(conn->thread->ctx.loop, &conn->thread->retry_timeout, &conn->reopen);
-	connect_step(conn, PGRES_POLLING_WRITING);
-}
-
-/*
- * The tick of a connection that is not ready: start the next attempt when
- * its time has come, give up an attempt that takes too long.
- */
-static void
-on_reopen(h2o_timeout_entry_t *entry)
-{
-	pbh_conn_t *conn = H2O_STRUCT_FROM_MEMBER(pbh_conn_t, reopen, entry);
-	uint64_t	now = h2o_now(conn->thread->ctx.loop);
-
-	if (pbh_stopping || conn->state == CONN_READY)
-		return;
-	if (conn->state == CONN_DOWN)
-	{
-		if (now >= conn->next_try ||
-			__atomic_load_n(&db_back, __ATOMIC_RELAXED) != conn->db_back_seen)
-			conn_start(conn);
-		else
-			h2o_timeout_link(conn->thread->ctx.loop, &conn->thread->retry_timeout, &conn->reopen);
-		return;
-	}
-	if (now >= conn->deadline)
-	{
-		conn_fail(conn, "timeout connecting or preparing");
-		return;
-	}
-	h2o_timeout_link(conn->thread->ctx.loop, &conn->thread->retry_timeout, &conn->reopen);
 }
 
 static void
@@ -343,7 +195,7 @@ static int
 pool_hopeless(pbh_thread_t *t, int cls)
 {
 	for (int i = 0; i < pool_size(); i++)
-		if (t->conns[i].cls == cls && t->conns[i].state == CONN_READY)
+		if (t->conns[i].cls == cls && CONN_READY(&t->conns[i]))
 			return 0;
 	return 1;
 }
@@ -363,35 +215,21 @@ job_class(pbh_thread_t *t, const pbh_job_t *job)
 		!pool_hopeless(t, PBH_POOL_READ) ? PBH_POOL_READ : PBH_POOL_WRITE;
 }
 
+/* the connection broke, or an attempt failed: close it, reopen it later */
 static void
 conn_fail(pbh_conn_t *conn, const char *why)
 {
+	pbh_dbconn_fail(&conn->db, why);
+}
+
+/* closed (dbconn.c): its jobs, and those no connection of its class can serve, fail */
+static void
+on_down(pbh_dbconn_t *c)
+{
+	pbh_conn_t *conn = CONN_OF(c);
 	pbh_thread_t *t = conn->thread;
 	h2o_linklist_t failed;
 
-	if (why != NULL && !pbh_stopping)
-	{
-		char		msg[256];
-		size_t		n;
-
-		snprintf(msg, sizeof(msg), "%s", why);
-		n = strlen(msg);
-		while (n > 0 && msg[n - 1] == '\n')
-			msg[--n] = '\0';
-		log_conn(conn, "down", msg);
-	}
-	if (conn->sock != NULL)
-	{
-		h2o_socket_close(conn->sock);
-		conn->sock = NULL;
-	}
-	if (conn->pg != NULL)
-	{
-		PQfinish(conn->pg);
-		conn->pg = NULL;
-	}
-	conn->state = CONN_DOWN;
-	conn->write_wait = 0;
 	memset(conn->prepared, 0, pbh_nstmts());
 	if (conn->cls == PBH_POOL_REPLICA)
 		pbh_replica_lost(t);
@@ -441,19 +279,6 @@ conn_fail(pbh_conn_t *conn, const char *why)
 			job_finish(job);
 		}
 	}
-	if (why != NULL)
-		PBH_COUNT(t->n_db_conn_failures);
-	if (!pbh_stopping)
-	{
-		/* the next attempt: a random point in the upper half of the backoff */
-		int			b = conn->backoff > 0 ? conn->backoff : PBH_RECONNECT_MIN_MS;
-
-		conn->next_try = h2o_now(t->ctx.loop) + b / 2 + rand_r(&jitter_seed) % (b / 2 + 1);
-		conn->db_back_seen = __atomic_load_n(&db_back, __ATOMIC_RELAXED);
-		conn->backoff = b * 2 < PBH_RECONNECT_MAX_MS ? b * 2 : PBH_RECONNECT_MAX_MS;
-		if (!h2o_timeout_is_linked(&conn->reopen))
-			h2o_timeout_link(t->ctx.loop, &t->retry_timeout, &conn->reopen);
-	}
 }
 
 static void on_write(h2o_socket_t *sock, const char *err);
@@ -461,17 +286,17 @@ static void on_write(h2o_socket_t *sock, const char *err);
 static int
 conn_flush(pbh_conn_t *conn)
 {
-	int			r = PQflush(conn->pg);
+	int			r = PQflush(conn->db.pg);
 
 	if (r < 0)
 	{
-		conn_fail(conn, PQerrorMessage(conn->pg));
+		conn_fail(conn, PQerrorMessage(conn->db.pg));
 		return -1;
 	}
-	if (r == 1 && !conn->write_wait)
+	if (r == 1 && !conn->db.write_wait)
 	{
-		conn->write_wait = 1;
-		h2o_socket_notify_write(conn->sock, on_write);
+		conn->db.write_wait = 1;
+		h2o_socket_notify_write(conn->db.sock, on_write);
 	}
 	return 0;
 }
@@ -479,9 +304,9 @@ conn_flush(pbh_conn_t *conn)
 static void
 on_write(h2o_socket_t *sock, const char *err)
 {
-	pbh_conn_t *conn = sock->data;
+	pbh_conn_t *conn = CONN_OF((pbh_dbconn_t *) sock->data);
 
-	conn->write_wait = 0;
+	conn->db.write_wait = 0;
 	if (err != NULL)
 	{
 		conn_fail(conn, err);
@@ -554,12 +379,12 @@ conn_process(pbh_conn_t *conn)
 	{
 		PGresult   *res;
 
-		if (conn->state == CONN_PREPARING ? conn->prepares_left == 0 :
+		if (conn->db.state == PBH_DBCONN_STARTING ? conn->prepares_left == 0 :
 			h2o_linklist_is_empty(&conn->inflight))
 			break;
-		if (PQisBusy(conn->pg))
+		if (PQisBusy(conn->db.pg))
 			break;
-		res = PQgetResult(conn->pg);
+		res = PQgetResult(conn->db.pg);
 		if (res == NULL)
 		{
 			/* the end of one statement's results; twice in a row: nothing more */
@@ -569,7 +394,7 @@ conn_process(pbh_conn_t *conn)
 		}
 		nulls = 0;
 		progress = 1;
-		if (conn->state == CONN_PREPARING)
+		if (conn->db.state == PBH_DBCONN_STARTING)
 		{
 			/* the session settings (-1), then each statement */
 			int			stmt = pbh_nstmts() - conn->prepares_left;
@@ -577,16 +402,7 @@ conn_process(pbh_conn_t *conn)
 			if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
 			{
 				if (--conn->prepares_left == 0)
-				{
-					conn->state = CONN_READY;
-					if (conn->backoff > PBH_RECONNECT_MIN_MS)
-						__atomic_fetch_add(&db_back, 1, __ATOMIC_RELAXED);
-					conn->backoff = PBH_RECONNECT_MIN_MS;
-					if (h2o_timeout_is_linked(&conn->reopen))
-						h2o_timeout_unlink(&conn->reopen);
-					if (!pbh_stopping)
-						log_conn(conn, "ready", NULL);
-				}
+					pbh_dbconn_ready(&conn->db);
 			}
 			else if (stmt >= 0 && PQresultStatus(res) == PGRES_COMMAND_OK)
 				conn->prepared[stmt] = 1;
@@ -645,9 +461,9 @@ conn_process(pbh_conn_t *conn)
 			PQclear(res);
 		}
 	}
-	if (conn->pg != NULL && PQstatus(conn->pg) == CONNECTION_BAD)
+	if (conn->db.pg != NULL && PQstatus(conn->db.pg) == CONNECTION_BAD)
 	{
-		conn_fail(conn, PQerrorMessage(conn->pg));
+		conn_fail(conn, PQerrorMessage(conn->db.pg));
 		return;
 	}
 	/* an answer: the watchdog starts again, for what is still in flight */
@@ -657,7 +473,7 @@ conn_process(pbh_conn_t *conn)
 		if (conn->ninflight > 0)
 			h2o_timeout_link(conn->thread->ctx.loop, &answer_timeout, &conn->watchdog);
 	}
-	if (conn->state == CONN_READY)
+	if (CONN_READY(conn))
 		conn_dispatch(conn);
 }
 
@@ -668,7 +484,7 @@ on_watchdog(h2o_timeout_entry_t *entry)
 	pbh_conn_t *conn = H2O_STRUCT_FROM_MEMBER(pbh_conn_t, watchdog, entry);
 	char		why[64];
 
-	if (conn->state != CONN_READY || conn->ninflight == 0)
+	if (!CONN_READY(conn) || conn->ninflight == 0)
 		return;
 	snprintf(why, sizeof(why), "no answer in %d ms", (int) answer_timeout.timeout);
 	conn_fail(conn, why);
@@ -677,16 +493,16 @@ on_watchdog(h2o_timeout_entry_t *entry)
 static void
 on_read(h2o_socket_t *sock, const char *err)
 {
-	pbh_conn_t *conn = sock->data;
+	pbh_conn_t *conn = CONN_OF((pbh_dbconn_t *) sock->data);
 
 	if (err != NULL)
 	{
 		conn_fail(conn, err);
 		return;
 	}
-	if (PQconsumeInput(conn->pg) != 1)
+	if (PQconsumeInput(conn->db.pg) != 1)
 	{
-		conn_fail(conn, PQerrorMessage(conn->pg));
+		conn_fail(conn, PQerrorMessage(conn->db.pg));
 		return;
 	}
 	conn_process(conn);
@@ -718,19 +534,19 @@ conn_send(pbh_conn_t *conn, pbh_job_t *job)
 	for (int i = 0; i < job->nstmts; i++)
 	{
 		stmt_name(job->stmts[i], name, sizeof(name));
-		if (PQsendQueryPrepared(conn->pg, name, job->nparams[i], job->params[i],
+		if (PQsendQueryPrepared(conn->db.pg, name, job->nparams[i], job->params[i],
 								NULL, NULL, 0) != 1)
 			goto broken;
 	}
-	if (PQpipelineSync(conn->pg) != 1)
+	if (PQpipelineSync(conn->db.pg) != 1)
 		goto broken;
 	job->sent = 1;
 	if (job->lsn_after)
 	{
 		stmt_name(PBH_STMT_WRITE_LSN, name, sizeof(name));
 		if (!conn->prepared[PBH_STMT_WRITE_LSN] ||
-			PQsendQueryPrepared(conn->pg, name, 0, NULL, NULL, NULL, 0) != 1 ||
-			PQpipelineSync(conn->pg) != 1)
+			PQsendQueryPrepared(conn->db.pg, name, 0, NULL, NULL, NULL, 0) != 1 ||
+			PQpipelineSync(conn->db.pg) != 1)
 			goto broken;
 	}
 	h2o_linklist_insert(&conn->inflight, &job->link);
@@ -745,7 +561,7 @@ broken:
 	/* the job is not in flight yet: fail it with the connection */
 	h2o_linklist_insert(&conn->inflight, &job->link);
 	conn->ninflight++;
-	conn_fail(conn, PQerrorMessage(conn->pg));
+	conn_fail(conn, PQerrorMessage(conn->db.pg));
 	return -1;
 }
 
@@ -756,7 +572,7 @@ conn_dispatch(pbh_conn_t *conn)
 	pbh_thread_t *t = conn->thread;
 	h2o_linklist_t *waiting = &t->waiting[conn->cls];
 
-	while (conn->state == CONN_READY && conn->ninflight < pbh_config.pipeline_depth &&
+	while (CONN_READY(conn) && conn->ninflight < pbh_config.pipeline_depth &&
 		   !h2o_linklist_is_empty(waiting))
 	{
 		pbh_job_t  *job = H2O_STRUCT_FROM_MEMBER(pbh_job_t, link, waiting->next);
@@ -783,7 +599,7 @@ pbh_pool_submit(pbh_job_t *job)
 	{
 		pbh_conn_t *c = &t->conns[i];
 
-		if (c->cls == cls && c->state == CONN_READY && c->ninflight < pbh_config.pipeline_depth &&
+		if (c->cls == cls && CONN_READY(c) && c->ninflight < pbh_config.pipeline_depth &&
 			(best == NULL || c->ninflight < best->ninflight))
 			best = c;
 	}
@@ -805,7 +621,7 @@ int
 pbh_pool_ready(pbh_thread_t *t)
 {
 	for (int i = 0; i < pool_size(); i++)
-		if (t->conns[i].state == CONN_READY && t->conns[i].cls != PBH_POOL_REPLICA)
+		if (CONN_READY(&t->conns[i]) && t->conns[i].cls != PBH_POOL_REPLICA)
 			return 1;
 	return 0;
 }
@@ -822,7 +638,7 @@ pbh_pool_publish(pbh_thread_t *t)
 
 	for (int i = 0; i < pool_size(); i++)
 	{
-		if (t->conns[i].state == CONN_READY)
+		if (CONN_READY(&t->conns[i]))
 			ready[t->conns[i].cls]++;
 		else
 			down[t->conns[i].cls]++;
@@ -844,24 +660,28 @@ pbh_pool_init(pbh_thread_t *t)
 	h2o_timeout_init(t->ctx.loop, &t->retry_timeout, PBH_RECONNECT_TICK_MS);
 	h2o_timeout_init(t->ctx.loop, &answer_timeout,
 					 (uint64_t) pbh_config.statement_timeout + PBH_ANSWER_MARGIN_MS);
-	jitter_seed = (unsigned int) time(NULL) ^ ((unsigned int) t->index * 2654435761u);
 	t->conns = calloc(pool_size(), sizeof(pbh_conn_t));
 	for (int i = 0; i < pool_size(); i++)
 	{
 		pbh_conn_t *c = &t->conns[i];
+		char		name[32];
 
-		c->thread = t;
-		c->index = i;
 		c->cls = i < pbh_config.connections ? PBH_POOL_WRITE :
 			i < pbh_config.connections + pbh_config.read_connections ? PBH_POOL_READ :
 			PBH_POOL_REPLICA;
-		c->state = CONN_DOWN;
+		snprintf(name, sizeof(name), "connection %d", i);
+		/* pg_stat_activity tells the classes apart (unless the DSN names one) */
+		pbh_dbconn_init(&c->db, t,
+						c->cls == PBH_POOL_REPLICA ? pbh_config.replica_dsn : pbh_config.dsn,
+						c->cls == PBH_POOL_REPLICA ? "pgbank-http replica" :
+						c->cls == PBH_POOL_READ ? "pgbank-http read" : "pgbank-http",
+						name, on_connected, on_down);
+		c->thread = t;
+		c->index = i;
 		c->prepared = calloc(pbh_nstmts(), 1);
 		h2o_linklist_init_anchor(&c->inflight);
-		c->reopen.cb = on_reopen;
 		c->watchdog.cb = on_watchdog;
-		c->backoff = PBH_RECONNECT_MIN_MS;
-		conn_start(c);
+		pbh_dbconn_start(&c->db);
 	}
 	pbh_replica_init(t);
 }
@@ -874,13 +694,8 @@ pbh_pool_close(pbh_thread_t *t)
 	{
 		pbh_conn_t *c = &t->conns[i];
 
-		if (h2o_timeout_is_linked(&c->reopen))
-			h2o_timeout_unlink(&c->reopen);
 		if (h2o_timeout_is_linked(&c->watchdog))
 			h2o_timeout_unlink(&c->watchdog);
-		if (c->state != CONN_DOWN)
-			conn_fail(c, NULL);
-		if (h2o_timeout_is_linked(&c->reopen))
-			h2o_timeout_unlink(&c->reopen);
+		pbh_dbconn_stop(&c->db);
 	}
 }

@@ -12,6 +12,9 @@
  *	  extension's message.  Any other error shows only the table's title:
  *	  no SQL text, no constraint, type, table or function name, no stack.
  *	- A SQLSTATE the table does not know is a 500 "internal".
+ *	- A request the database cannot take is a 503 decided here, once for
+ *	  every caller (pbh_problem_unavailable): shutting_down once SIGTERM
+ *	  came, else database_unavailable.
  *
  *-------------------------------------------------------------------------
  */
@@ -113,6 +116,35 @@ pbh_error_for_sqlstate(const char *sqlstate)
 		if (strlen(e->sqlstate) == 2 && strncmp(e->sqlstate, sqlstate, 2) == 0)
 			return e;
 	return e;
+}
+
+/* the server's own answers when a request cannot be given to the database */
+static const pbh_error_t unavailable[] = {
+	/* no connection of its class ready, or its connection broke under it */
+	{NULL, 503, "database_unavailable", "The database is unavailable; retry", 0},
+	/* SIGTERM came: requests in flight are answered, new ones are not started */
+	{NULL, 503, "shutting_down", "The server is shutting down; retry on a new connection", 0},
+};
+
+/*
+ * Answer a request that cannot be given to the database (a new one after
+ * SIGTERM, one whose job the pool refused or lost, a stream whose first
+ * fetch failed so).  Shutting down: Retry-After, and the connection ends
+ * with the answer (HTTP/1.1: Connection: close), so the client's retry
+ * goes to a server that is running.
+ */
+void
+pbh_problem_unavailable(h2o_req_t *req)
+{
+	const pbh_error_t *e = &unavailable[pbh_stopping ? 1 : 0];
+
+	if (pbh_stopping)
+	{
+		req->http1_is_persistent = 0;
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+					   H2O_STRLIT("1"));
+	}
+	pbh_problem_send(req, e->status, e->code, e->title, NULL);
 }
 
 int

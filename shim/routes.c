@@ -51,6 +51,10 @@ static const char *const key_roles[] = {"bank_teller", "bank_auditor", "bank_ser
 /* two parameters: the decimal string, then the integer of minor units */
 #define AMOUNT(name, req) {name, PBH_ARG_BODY, PBH_T_AMOUNT, req, NULL, 0}, \
 	{name, PBH_ARG_BODY, PBH_T_MINOR, 0, NULL, 0}
+/* PBH_EVENTS_FETCH_MAX as SQL text */
+#define TEXT_OF(n) #n
+#define NUMBER_TEXT(n) TEXT_OF(n)
+#define EVENTS_FETCH_MAX_TEXT NUMBER_TEXT(PBH_EVENTS_FETCH_MAX)
 /* the amount of parameters $d (decimal) and $m (minor) in the account of $a */
 #define AMOUNT_SQL(d, m, a) "coalesce($" d "::numeric, bank.account_amount(" a ", $" m "::bigint))"
 
@@ -293,6 +297,28 @@ pbh_route_t pbh_routes[] = {
 	{"POST", "/v1/browser/logout", R_ANON, 0, PBH_RESULT_SESSION_END, 204, NULL,
 		"SELECT bank.end_session($1)",
 		{{PBH_COOKIE_REFRESH, PBH_ARG_COOKIE, PBH_T_TEXT, 0, NULL, 0}}},
+
+	/*
+	 * The caller's account events as Server-Sent Events (events.c): checked
+	 * like every route (credential, rate limit as one read, CORS), then the
+	 * response stays open and each fetch runs PBH_STMT_EVENTS_AUTH (the
+	 * credential, the request context, bank.events_watch) and this
+	 * statement, whose $1 is the stream's position (first Last-Event-ID;
+	 * NULL: the latest event).  Not read-only: bank.events_since numbers
+	 * what has committed, and the watch is renewed.  It returns "customer
+	 * after last count head" and the SSE messages.
+	 */
+	{"GET", "/v1/events", R_CUST, 0, PBH_RESULT_EVENTS, 200, NULL,
+		"SELECT bank.current_customer_id()::text || ' ' || a.after || ' ' ||"
+		" coalesce(max(e.seq), a.after) || ' ' || count(e.seq) || ' ' || bank.events_head(),"
+		" string_agg('id: ' || e.seq || E'\\ndata: ' || jsonb_build_object('id', e.seq,"
+		"  'kind', e.kind, 'account_id', e.account_id, 'transfer_id', e.transfer_id,"
+		"  'amount', e.amount::text, 'currency', e.currency, 'occurred_at', e.occurred_at)::text"
+		"  || E'\\n\\n', '' ORDER BY e.seq)"
+		" FROM (SELECT coalesce($1::bigint, bank.events_head()) AS after) a"
+		" LEFT JOIN LATERAL bank.events_since(a.after, " EVENTS_FETCH_MAX_TEXT ") e ON true"
+		" GROUP BY a.after",
+		{{"Last-Event-ID", PBH_ARG_HEADER, PBH_T_NATURAL, 0, NULL, 0}}},
 };
 
 int			pbh_nroutes = sizeof(pbh_routes) / sizeof(pbh_routes[0]);

@@ -71,6 +71,21 @@ is_deeply($doc->{paths}{'/v1/transfers'}{post}{'x-pgbank-roles'}, ['bank_custome
 is($doc->{paths}{'/v1/transfers'}{post}{parameters}[0]{name}, 'Idempotency-Key',
 	'... and the Idempotency-Key header');
 
+# GET /v1/events, a route of the table that streams: text/event-stream, not
+# read-only (each fetch numbers events and renews the watch, a write), rate
+# limited, resumed with Last-Event-ID (before it was a row of the table the
+# document said read-only, listed no 429 and no cookie session)
+my $ev = $doc->{paths}{'/v1/events'}{get};
+ok($ev->{responses}{200}{content}{'text/event-stream'}, 'GET /v1/events answers text/event-stream');
+ok(!$ev->{responses}{200}{content}{'application/json'}, '... not JSON');
+is($ev->{'x-pgbank-read-only'}, JSON::PP::false, '... is not read-only');
+is_deeply($ev->{'x-pgbank-roles'}, ['bank_customer'], '... for customers');
+is_deeply([ sort map { keys %$_ } @{ $ev->{security} } ], [ 'bearer', 'cookie' ],
+	'... with an access token or a browser session');
+ok($ev->{responses}{429}, '... may be rate limited');
+is_deeply([ map { [ $_->{name}, $_->{in}, $_->{required} ] } @{ $ev->{parameters} } ],
+	[ [ 'Last-Event-ID', 'header', JSON::PP::false ] ], '... takes Last-Event-ID, optionally');
+
 # a real OpenAPI 3.1 validator, installed from the npm registry
 SKIP:
 {

@@ -79,58 +79,7 @@ sub raw
 		last unless defined $n;
 		$off += $n;
 	}
-	return read_answer($s, $t0, %o);
-}
-
-sub read_answer
-{
-	my ($s, $t0, %o) = @_;
-	my $buf = '';
-	my %r = (closed => 0);
-	my $deadline = time + ($o{wait} // 10);
-	my $rin = '';
-	vec($rin, fileno($s), 1) = 1;
-	while (time < $deadline)
-	{
-		my $left = $deadline - time;
-		last unless select(my $rout = $rin, undef, undef, $left > 0 ? $left : 0);
-		my $n = sysread($s, my $chunk, 65536);
-		if (!$n)
-		{
-			$r{closed} = 1;
-			last;
-		}
-		$buf .= $chunk;
-		# a whole answer (with Content-Length) is enough
-		if ($buf =~ /^(.*?)\r\n\r\n/s)
-		{
-			my $head = $1;
-			my ($cl) = $head =~ /^content-length:\s*(\d+)/mi;
-			last if defined $cl && length($buf) >= length($head) + 4 + $cl;
-		}
-	}
-	# wait => seconds more for the end of the connection after the answer
-	if (!$r{closed} && $o{eof})
-	{
-		if (select(my $rout = $rin, undef, undef, $o{eof}))
-		{
-			my $n = sysread($s, my $chunk, 65536);
-			$r{closed} = 1 unless $n;
-		}
-	}
-	$r{seconds} = time - $t0;
-	$r{socket} = $s;
-	return \%r unless $buf =~ /^HTTP\/1\.1 (\d{3})[^\r]*\r\n(.*?)\r\n\r\n(.*)$/s;
-	$r{status} = $1;
-	$r{body} = $3;
-	for my $line (split /\r\n/, $2)
-	{
-		my ($k, $v) = split /:\s*/, $line, 2;
-		$r{headers}{ lc $k } = $v;
-	}
-	$r{json} = eval { decode_json($r{body}) }
-	  if ($r{headers}{'content-type'} // '') =~ /json/;
-	return \%r;
+	return PgbankHttp::read_answer($s, $t0, %o);
 }
 
 # the request's head, for POST /v1/transfers
@@ -320,7 +269,7 @@ still_serves('NUL bytes');
 	syswrite($s, "GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ");
 	# meanwhile the server serves others
 	still_serves('a slow-loris connection opened');
-	my $r = read_answer($s, $t0, wait => 15);
+	my $r = PgbankHttp::read_answer($s, $t0, wait => 15);
 	ok($r->{closed}, 'a head never finished: the server closes the connection');
 	ok(!defined $r->{status}, '... without an answer (HTTP has none to give)');
 	cmp_ok($r->{seconds}, '>=', 1.0, '... not before --request-timeout');
@@ -332,7 +281,7 @@ still_serves('NUL bytes');
 	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) or die $!;
 	my $t0 = time;
 	syswrite($s, transfer_head('slow-body', 'Content-Length: 200') . "\r\n" . '{"from_account":');
-	my $r = read_answer($s, $t0, wait => 15);
+	my $r = PgbankHttp::read_answer($s, $t0, wait => 15);
 	ok($r->{closed} && !defined $r->{status}, 'a body never finished: closed without an answer');
 	cmp_ok($r->{seconds}, '>=', 1.0, '... not before --request-timeout');
 	cmp_ok($r->{seconds}, '<', 10, '... but soon after it (' . sprintf('%.1f', $r->{seconds}) . ' s)');
@@ -369,7 +318,7 @@ $port = ($h->url =~ /:(\d+)$/)[0];
 		  . sprintf('%.3f', $r->{seconds}) . ' s)');
 	# the 4 open ones are served
 	syswrite($open[0], "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
-	my $a = read_answer($open[0], time, wait => 5);
+	my $a = PgbankHttp::read_answer($open[0], time, wait => 5);
 	is($a->{status}, 200, 'a connection within the limit is served');
 	close $_ for @open;
 	usleep(300_000);

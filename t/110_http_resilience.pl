@@ -16,7 +16,9 @@
 #  3. SIGTERM: a transfer blocked on a row lock held by this test's own
 #     session is in flight; after SIGTERM new connections are refused, the
 #     server waits, and when the lock goes the transfer is answered 201 and
-#     the server exits 0.
+#     the server exits 0.  Meanwhile a request on a connection kept alive
+#     from before (on any thread) is answered 503 shutting_down with
+#     Connection: close and Retry-After, and the connection ends.
 #  4. A backend stopped (SIGSTOP) under an open connection: the request in
 #     flight gets 503 after statement_timeout + 3 s, then a new connection
 #     serves.
@@ -441,6 +443,19 @@ for (1 .. 200)
 }
 is($waiting, 1, 'a transfer is in flight, waiting for the row lock this test holds');
 
+# connections kept alive from before the stop, several per thread (the
+# kernel spreads them over the threads' listeners), each served once
+my @kept;
+for (1 .. 8)
+{
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 5)
+	  or die "connect: $!";
+	print $s "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n";
+	my $a = PgbankHttp::read_answer($s, time, wait => 5);
+	die 'livez: ' . ($a->{status} // 'no answer') unless ($a->{status} // 0) == 200 && !$a->{closed};
+	push @kept, $s;
+}
+
 my $t_term = time;
 $h->{server}->signal('TERM');
 my $refused = 0;
@@ -456,6 +471,28 @@ usleep(500_000);
 ok(kill(0, $pid), '... while the server waits for the request in flight');
 is($node->safe_psql('postgres', "SELECT count(*) FROM bank.transfers WHERE idempotency_key = 'drain-1'"), 0,
 	'... which has not committed');
+
+# 3b. a new request on a connection kept alive from before the stop, on
+# any thread: 503 shutting_down, and that connection ends.  Seen failing
+# before: the read was served (200 on the thread still draining) or never
+# answered (a thread with nothing in flight had left its loop).
+my @answers;
+for my $s (@kept)
+{
+	print $s "GET /v1/accounts/$a1/balance HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $login\r\n\r\n";
+	push @answers, PgbankHttp::read_answer($s, time, wait => 5, eof => 2);
+	close $s;
+}
+is(join(' ', map { $_->{status} // '-' } @answers), join(' ', (503) x 8),
+	'after SIGTERM a request on each of 8 connections kept alive: 503');
+is(scalar(grep { ($_->{json}{code} // '') eq 'shutting_down'
+	  && ($_->{headers}{'content-type'} // '') eq 'application/problem+json' } @answers), 8,
+	'... problem+json, code shutting_down')
+  or diag(join(', ', map { ($_->{json}{code} // '-') . ' ' . ($_->{json}{title} // '') } @answers));
+is(scalar(grep { ($_->{headers}{connection} // '') eq 'close' && ($_->{headers}{'retry-after'} // '') eq '1' }
+	@answers), 8, '... with Connection: close and Retry-After: 1');
+is(scalar(grep { $_->{closed} } @answers), 8, '... and the server ends each connection');
+ok(kill(0, $pid), '... still waiting for the request in flight');
 
 $psql->query_safe('COMMIT');
 my $answer = <$rd>;

@@ -12,6 +12,15 @@
 # order.  The NOTIFY payload is a pseudonym, not an id.  Per-customer limits,
 # token expiry, a PostgreSQL restart (the listener reconnects, nothing is
 # lost) and SIGTERM (streams end at once) are checked at the end.
+#
+# GET /v1/events is a row of the route table like any other: another method
+# is a 405 with Allow, OPTIONS and a CORS preflight are answered (one asking
+# for Last-Event-ID too), a browser session's cookie opens a stream,
+# /metrics counts it under its route, and opening a stream is one read of
+# the subject's rate limit.  Seen failing before it was (the stream was
+# dispatched ahead of the table): OPTIONS and the preflight got 405, the
+# cookie 401, the metrics said "unmatched", and a fourth stream within the
+# rate limit's burst of two was opened (200, not 429).
 
 use strict;
 use warnings;
@@ -20,12 +29,14 @@ use Digest::SHA qw(hmac_sha256_hex);
 use HTTP::Tiny;
 use IO::Select;
 use IO::Socket::INET;
+use IO::Socket::UNIX;
 use JSON::PP;
 use MIME::Base64 qw(decode_base64);
 use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Socket qw(SOCK_STREAM);
 use Time::HiRes qw(time usleep);
 use PgbankTest;
 use PgbankHttp;
@@ -191,9 +202,10 @@ sub token_claims
 
 # ---------------------------------------------------------------------
 
+my $APP = 'https://app.example';
 my $h = PgbankHttp->new('events');
 my $node = $h->node;
-$h->start_server('--events-heartbeat', '1', '--events-per-customer', '3');
+$h->start_server('--events-heartbeat', '1', '--events-per-customer', '3', '--cors-origins', $APP);
 my $url = $h->url;
 my $svc = $h->api_key('bank_service');
 my $tel = $h->api_key('bank_teller');
@@ -356,6 +368,42 @@ $s = sse_open($url, $A->{token}, last => 1000);
 is($s->{status}, 400, "a Last-Event-ID past the customer's latest event: 400");
 $s = sse_open($url, $A->{token}, path => '/v1/events?after=3');
 is($s->{status}, 400, 'a query parameter: 400');
+$s = sse_open($url, $A->{token}, last => '-1');
+is_deeply([ $s->{status}, $s->{body}{code} ], [ 400, 'invalid_argument' ], 'a negative Last-Event-ID: 400');
+
+# --- a row of the route table: methods, OPTIONS, CORS, cookies ---
+$s = sse_open($url, $A->{token}, method => 'PUT');
+is_deeply([ $s->{status}, $s->{body}{code}, $s->{headers}{allow} ], [ 405, 'method_not_allowed', 'GET, OPTIONS' ],
+	'PUT: 405 method_not_allowed, Allow: GET, OPTIONS');
+my ($st, $d, $r) = $h->request('OPTIONS', '/v1/events');
+is_deeply([ $st, $r->{headers}{allow} ], [ 204, 'GET, OPTIONS' ], 'OPTIONS: 204 with Allow');
+($st, $d, $r) = $h->request('OPTIONS', '/v1/events', headers => { Origin => $APP,
+	'Access-Control-Request-Method' => 'GET',
+	'Access-Control-Request-Headers' => 'authorization,last-event-id' });
+is($st, 204, 'a CORS preflight from an allowed origin: 204');
+is_deeply([ map { $r->{headers}{"access-control-allow-$_"} } qw(origin methods headers) ],
+	[ $APP, 'GET', 'authorization,last-event-id' ], '... allowing GET with Authorization and Last-Event-ID');
+($st, $d, $r) = $h->request('OPTIONS', '/v1/events', headers => { Origin => $APP,
+	'Access-Control-Request-Method' => 'POST' });
+is_deeply([ $st, $d->{code} ], [ 403, 'cors_method' ], '... and refusing POST');
+
+# a browser session (cookie, no Authorization) opens its customer's stream
+$node->safe_psql('postgres', "SELECT bank.deposit($e1, 4, 'cookie-probe')");
+($st, $d, $r) = $h->request('POST', '/v1/browser/login', headers => { Origin => $APP },
+	body => { email => $E->{email}, password => 'correct horse battery staple' });
+is($st, 200, 'a browser session for E');
+my ($cookie) = grep { defined } map { /^(__Secure-pgbank-access=[^;]+)/ ? $1 : undef }
+  (ref $r->{headers}{'set-cookie'} ? @{ $r->{headers}{'set-cookie'} } : ($r->{headers}{'set-cookie'} // ''));
+my $se = sse_open($url, undef, last => 0, headers => { Cookie => $cookie, Origin => $APP });
+is($se->{status}, 200, "... opens E's stream with its cookie alone");
+is($se->{headers}{'access-control-allow-origin'}, $APP, '... with the CORS headers of its origin');
+sse_wait($se, 2, 30);
+is_deeply([ map { [ $_->{sse_id}, $_->{kind}, $_->{amount} ] } sse_take($se) ],
+	[ [ 1, 'transfer.credit', '1.00' ], [ 2, 'transfer.credit', '4.00' ] ],
+	"... and gets E's feed from the start (Last-Event-ID: 0)");
+sse_close($se);
+$s = sse_open($url, undef, headers => { Cookie => '__Secure-pgbank-access=forged.token.value' });
+is_deeply([ $s->{status}, $s->{body}{code} ], [ 401, 'invalid_token' ], 'a forged cookie: 401');
 
 # --- resumption: disconnect, miss events, reconnect with Last-Event-ID ---
 my $last = $ea[-1]{sse_id};
@@ -448,6 +496,14 @@ ok($sd->{ended}, 'the stream ends cleanly (final chunk) once the token expires')
 cmp_ok(time() - $t0, '<', 12, '... promptly');
 sse_close($sd);
 
+# --- /metrics counts the streams under their route ---
+($st, $d, $r) = $h->request('GET', '/metrics');
+my %by_status = $r->{content} =~ /^pgbank_http_route_responses_total\{route="GET \/v1\/events",status="(\d+)"\} (\d+)$/mg;
+cmp_ok($by_status{200} // 0, '>=', 10, "/metrics: route=\"GET /v1/events\" has the streams' 200s");
+cmp_ok($by_status{401} // 0, '>=', 6, '... their 401s');
+is($by_status{400} // 0, 4, '... their 400s');
+cmp_ok($by_status{429} // 0, '>=', 1, '... and 429s (a stream too many)');
+
 # --- PostgreSQL restarts: the listener reconnects, nothing is lost ---
 my $b_before = $node->safe_psql('postgres', "SELECT last_seq FROM bank.event_feeds WHERE customer_id = $B->{id}");
 sse_until($sb, $b_before);
@@ -495,6 +551,134 @@ is($s->{status}, 503, 'a third: 503');
 is($s->{body}{code}, 'too_many_streams', '... too_many_streams');
 is($s->{headers}{'retry-after'}, '5', '... with Retry-After');
 sse_close($_) for @two;
+is($h->stop_server, 0, 'the server stops');
+
+# --- opening a stream is one read of the subject's rate limit ---
+$h->start_server('--threads', '1', '--rate-limit', '1', '--rate-read', '1', '--burst-read', '2');
+$url = $h->url;
+my @rl = map { sse_open($url, $E->{token}) } 1 .. 3;
+is_deeply([ map { $_->{status} } @rl ], [ 200, 200, 429 ],
+	'reads limited to a burst of 2: two streams open, a third is refused');
+is($rl[2]{body}{code}, 'rate_limited', '... 429 rate_limited');
+cmp_ok($rl[2]{headers}{'retry-after'} // 0, '>=', 1, '... with Retry-After');
+($st) = $h->request('GET', '/v1/accounts', headers => PgbankHttp::bearer($E->{token}));
+is($st, 429, '... and so is any other read of the same customer: one bucket');
+sse_close($_) for @rl;
+is($h->stop_server, 0, 'the server stops');
+
+# --- the listener connects the pool's way (shim/dbconn.c) ---
+# A heartbeat far away (300 s), so that an event reaches the stream only
+# through the listener; one thread, so one listener.  Seen failing with the
+# listener's own copy of the connection code: its log lines said nothing of
+# a next attempt and came once a second (no backoff), and an attempt
+# against a database that never answers was never given up.
+$h->start_server('--threads', '1', '--events-heartbeat', '300');
+$url = $h->url;
+open(my $logfh, '<', $h->{log}) or die "$h->{log}: $!";
+seek($logfh, 0, 2);		# (the log holds the earlier servers' lines too)
+
+# the server log's lines written since last asked, each with when it was read
+sub new_log_lines
+{
+	my @lines;
+	seek($logfh, 0, 1);		# forget the last EOF
+	while (my $line = <$logfh>) { push @lines, [ time(), $line ]; }
+	return @lines;
+}
+
+# wait (up to $secs) for a new log line matching $re; its arrival time, or undef
+sub wait_log
+{
+	my ($re, $secs) = @_;
+	my $deadline = time() + $secs;
+	while (time() < $deadline)
+	{
+		for (new_log_lines()) { return $_->[0] if $_->[1] =~ $re; }
+		usleep(20_000);
+	}
+	return undef;
+}
+
+my $sl = sse_open($url, $B->{token});
+is($sl->{status}, 200, "B's stream opens on a server of one thread");
+ok(defined wait_log(qr/events listener: ready/, 10), '... its listener is ready');
+$node->safe_psql('postgres', "SELECT bank.deposit($b1, 5, 'listener-1')");
+sse_wait($sl, 1, 5);
+is_deeply([ map { $_->{amount} } sse_take($sl) ], ['5.00'], '... and a deposit reaches the stream at once');
+
+# 1. PostgreSQL stopped, its socket gone: every attempt is refused
+new_log_lines();
+$node->stop('immediate');
+# [when read, the delay the line names, read as it came (not while pg_ctl ran)]
+my @downs;
+my $until = time() + 12;
+my $first = 1;
+while (time() < $until)
+{
+	for (new_log_lines())
+	{
+		next unless $_->[1] =~ /events listener: down: (.*)$/;
+		my ($why, $when) = ($1, $_->[0]);
+		push @downs, [ $when, $why =~ /\(next attempt in (\d+) ms\)$/ ? $1 : undef, !$first ];
+	}
+	$first = 0;
+	usleep(10_000);
+}
+note(scalar(@downs) . ' failed attempts in 12 s; next attempt in: '
+	. join(', ', map { $_->[1] // '?' } @downs) . ' ms');
+ok(@downs >= 5, 'PostgreSQL stopped: the listener keeps trying');
+my (@off_schedule, @too_soon);
+my $gaps = 0;
+for my $k (0 .. $#downs)
+{
+	# the k-th delay: a random point in [b/2, b], b = 100 ms doubling up to 5 s
+	my $b = 100 * 2**$k;
+	$b = 5000 if $b > 5000;
+	my $d = $downs[$k][1];
+	push @off_schedule, $k unless defined $d && $d >= $b / 2 && $d <= $b;
+	# and the next attempt came no sooner (25 ms tick, 10 ms polling)
+	next unless $k < $#downs && $downs[$k][2];
+	$gaps++;
+	push @too_soon, $k if !defined $d || $downs[ $k + 1 ][0] - $downs[$k][0] < ($d - 40) / 1000;
+}
+is_deeply(\@off_schedule, [], '... each failure names its next attempt: 50-100 ms, then doubling up to 2.5-5 s');
+ok($gaps >= 4 && !@too_soon, "... and no attempt came sooner than its log line said ($gaps gaps timed)")
+  or diag('too soon after line(s) ' . join(', ', @too_soon));
+
+# 2. a socket that accepts and never answers in PostgreSQL's place: the
+# attempt hangs in the handshake and is given up after 10 s
+my $sockpath = $node->host . '/.s.PGSQL.' . $node->port;
+unlink $sockpath;
+my $silent = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $sockpath, Listen => 64)
+  or die "listen on $sockpath: $!";
+my $t_silent = time();
+my $gave_up = wait_log(qr/events listener: down: timeout connecting or preparing/, 25);
+ok(defined $gave_up, sprintf('a database that never answers: the hanging attempt is given up (after %.1f s)',
+	defined $gave_up ? $gave_up - $t_silent : -1));
+cmp_ok(defined $gave_up ? $gave_up - $t_silent : 0, '>=', 9.5, '... not before the 10 s deadline');
+
+# 3. PostgreSQL back: the listener is ready again and delivers at once
+close $silent;
+unlink $sockpath;
+$node->start;
+ok(defined wait_log(qr/events listener: ready/, 15), 'PostgreSQL back: the listener is ready again');
+my $ready = 0;
+for (1 .. 100)
+{
+	last if ($ready = HTTP::Tiny->new(timeout => 2)->get("$url/readyz")->{status} == 200);
+	usleep(100_000);
+}
+ok($ready, '... and so is the pool');
+sleep 2;		# any fetch the outage left retrying has ended
+sse_take($sl);
+my $t_dep = time();
+$node->safe_psql('postgres', "SELECT bank.deposit($b1, 6, 'listener-2')");
+sse_wait($sl, 1, 10);
+my @late = sse_take($sl);
+is_deeply([ map { $_->{amount} } @late ], ['6.00'],
+	sprintf('... a deposit reaches the open stream in %.2f s (the heartbeat is 300 s away)', time() - $t_dep));
+sse_close($sl);
+close $logfh;
 is($h->stop_server, 0, 'the server stops');
 
 done_testing();

@@ -149,6 +149,64 @@ sub request
 
 sub bearer { return { Authorization => "Bearer $_[0]" }; }
 
+# read_answer(socket, t0, wait => seconds, eof => seconds): read one
+# HTTP/1.1 answer (head, and a body of its Content-Length) from a raw
+# socket within wait seconds (10); with eof, wait that much longer for the
+# server to end the connection.  Returns a hash: status (undef when none
+# came), headers (lower-case names), body, json (decoded when the type is
+# JSON), closed (the server ended the connection), seconds (since t0),
+# socket.
+sub read_answer
+{
+	my ($s, $t0, %o) = @_;
+	my $buf = '';
+	my %r = (closed => 0);
+	my $deadline = Time::HiRes::time() + ($o{wait} // 10);
+	my $rin = '';
+	vec($rin, fileno($s), 1) = 1;
+	while (Time::HiRes::time() < $deadline)
+	{
+		my $left = $deadline - Time::HiRes::time();
+		last unless select(my $rout = $rin, undef, undef, $left > 0 ? $left : 0);
+		my $n = sysread($s, my $chunk, 65536);
+		if (!$n)
+		{
+			$r{closed} = 1;
+			last;
+		}
+		$buf .= $chunk;
+		# a whole answer (with Content-Length) is enough
+		if ($buf =~ /^(.*?)\r\n\r\n/s)
+		{
+			my $head = $1;
+			my ($cl) = $head =~ /^content-length:\s*(\d+)/mi;
+			last if defined $cl && length($buf) >= length($head) + 4 + $cl;
+		}
+	}
+	# eof => seconds more for the end of the connection after the answer
+	if (!$r{closed} && $o{eof})
+	{
+		if (select(my $rout = $rin, undef, undef, $o{eof}))
+		{
+			my $n = sysread($s, my $chunk, 65536);
+			$r{closed} = 1 unless $n;
+		}
+	}
+	$r{seconds} = Time::HiRes::time() - $t0;
+	$r{socket} = $s;
+	return \%r unless $buf =~ /^HTTP\/1\.1 (\d{3})[^\r]*\r\n(.*?)\r\n\r\n(.*)$/s;
+	$r{status} = $1;
+	$r{body} = $3;
+	for my $line (split /\r\n/, $2)
+	{
+		my ($k, $v) = split /:\s*/, $line, 2;
+		$r{headers}{ lc $k } = $v;
+	}
+	$r{json} = eval { $JSON->decode($r{body}) }
+	  if ($r{headers}{'content-type'} // '') =~ /json/;
+	return \%r;
+}
+
 # a registered customer with a session: { id, email, token, refresh }
 sub customer
 {

@@ -5,9 +5,9 @@
  * raw value, as if it came from the path or the query).  Invariants: no
  * crash or sanitizer report; an accepted value is NUL-terminated and,
  * for its type, what the database may be given: ids plain digits without a
- * leading zero, amounts digits with at most one point and digits on both
- * sides, minor units positive digits of at most 16, enums one of their
- * choices.  A rejected value names a problem code and a detail format.
+ * leading zero (non-negative integers the same, or "0"), amounts digits
+ * with at most one point and digits on both sides, minor units positive
+ * digits of at most 16, enums one of their choices.  A rejected value names a problem code and a detail format.
  * pbh_amount_ok is also checked against an independent reading of the
  * input as a decimal string.
  */
@@ -47,6 +47,11 @@ check_accepted(const pbh_arg_t *a, const char *v)
 	{
 		case PBH_T_ID:
 			FUZZ_ASSERT(len >= 1 && len <= 18 && v[0] != '0');
+			for (size_t i = 0; i < len; i++)
+				FUZZ_ASSERT(isdigit((unsigned char) v[i]));
+			break;
+		case PBH_T_NATURAL:
+			FUZZ_ASSERT(len >= 1 && len <= 18 && (v[0] != '0' || len == 1));
 			for (size_t i = 0; i < len; i++)
 				FUZZ_ASSERT(isdigit((unsigned char) v[i]));
 			break;
