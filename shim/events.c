@@ -45,8 +45,14 @@
  *	  the client has not taken; past that the stream ends (the client
  *	  reconnects with Last-Event-ID and loses nothing).  At most
  *	  --events-max-streams streams per thread and --events-per-customer per
- *	  customer (counted across threads, without a lock: an atomic counter
- *	  per customer id modulo 65536).
+ *	  customer (counted across threads by the exact customer id, under a
+ *	  mutex taken when a stream opens or ends).  A write pending for two
+ *	  heartbeats (a client that stopped reading) forgets the stream: it
+ *	  gives its places back and fetches no more; h2o frees it when it lets
+ *	  the connection go (h2o 2.2.5 has no write timeout of its own).
+ *	- The request may be freed by h2o before the response starts (an
+ *	  HTTP/2 stream reset while the first fetch is out): a guard in the
+ *	  request's memory tells the stream, which then forgets the request.
  *	- A stream ends at the first heartbeat after its token expires, and
  *	  when a fetch's authentication fails (revoked session); on SIGTERM
  *	  every stream ends at once, so shutdown is not held up.
@@ -63,6 +69,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +99,7 @@ struct st_pbh_stream_t
 {
 	h2o_generator_t gen;		/* first */
 	h2o_req_t  *req;
+	struct st_pbh_stream_t **guard; /* in req's pool: NULLed when req is freed */
 	h2o_linklist_t link;		/* in the thread's streams */
 	int			stmt;			/* the route's statement: a fetch */
 	int64_t		customer;
@@ -105,7 +113,8 @@ struct st_pbh_stream_t
 	int			started;		/* the response's headers are out */
 	int			writing;		/* an h2o_send is in progress */
 	int			closing;		/* end once nothing is being written */
-	int			gone;			/* h2o stopped the generator: no req */
+	int			gone;			/* h2o stopped the generator or freed req: no req */
+	int			stalled;		/* heartbeats that found a write still pending */
 	char	   *out;			/* taken, not yet handed to h2o */
 	size_t		out_len,
 				out_cap;
@@ -130,8 +139,85 @@ typedef struct st_pbh_events_thread_t
 
 static __thread pbh_events_thread_t *et;
 
-/* streams per customer id (mod CUSTOMER_SLOTS), all threads; atomics only */
-static int	customer_streams[CUSTOMER_SLOTS];
+/*
+ * Streams per customer, all threads: an open-addressing table keyed by the
+ * exact customer id (a customer's count never limits another's), under a
+ * mutex taken only when a stream opens or ends.  An entry whose count fell
+ * to 0 is reused by the next customer that needs one; entries are never
+ * emptied, so a lookup may stop at the first never-used one.
+ */
+typedef struct
+{
+	int64_t		customer;		/* 0: never used */
+	int			count;
+} pbh_customer_slot_t;
+
+static pbh_customer_slot_t customer_slots[CUSTOMER_SLOTS];
+static pthread_mutex_t customer_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* one more stream of the customer: 0, or -1 over the limit or table full */
+static int
+customer_take(int64_t customer)
+{
+	size_t		h = (size_t) ((uint64_t) customer * 0x9E3779B97F4A7C15ULL >> 48);
+	pbh_customer_slot_t *reuse = NULL,
+			   *e = NULL;
+	int			rc = -1;
+
+	pthread_mutex_lock(&customer_lock);
+	for (size_t i = 0; i < CUSTOMER_SLOTS; i++)
+	{
+		pbh_customer_slot_t *c = &customer_slots[(h + i) % CUSTOMER_SLOTS];
+
+		if (c->customer == customer)
+		{
+			e = c;
+			break;
+		}
+		if (c->customer == 0 || (c->count == 0 && reuse == NULL))
+		{
+			if (reuse == NULL)
+				reuse = c;
+			if (c->customer == 0)
+				break;
+		}
+	}
+	if (e == NULL && reuse != NULL)
+	{
+		e = reuse;
+		e->customer = customer;
+		e->count = 0;
+	}
+	if (e != NULL && e->count < pbh_config.events_per_customer)
+	{
+		e->count++;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&customer_lock);
+	return rc;
+}
+
+static void
+customer_release(int64_t customer)
+{
+	size_t		h = (size_t) ((uint64_t) customer * 0x9E3779B97F4A7C15ULL >> 48);
+
+	pthread_mutex_lock(&customer_lock);
+	for (size_t i = 0; i < CUSTOMER_SLOTS; i++)
+	{
+		pbh_customer_slot_t *c = &customer_slots[(h + i) % CUSTOMER_SLOTS];
+
+		if (c->customer == customer)
+		{
+			if (c->count > 0)
+				c->count--;
+			break;
+		}
+		if (c->customer == 0)
+			break;
+	}
+	pthread_mutex_unlock(&customer_lock);
+}
 
 static void stream_fetch(pbh_stream_t *s);
 static void stream_end(pbh_stream_t *s);
@@ -204,19 +290,32 @@ on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 	stream_flush(s);
 }
 
+/*
+ * Take a stream out of the thread's list, its customer's count and its
+ * timers: it fetches and counts no more.  What h2o still holds of it (a
+ * write in progress) ends with on_proceed or on_stop, which free it.
+ */
 static void
-stream_free(pbh_stream_t *s)
+stream_forget(pbh_stream_t *s)
 {
 	if (h2o_linklist_is_linked(&s->link))
 	{
 		h2o_linklist_unlink(&s->link);
 		et->nstreams--;
-		__atomic_sub_fetch(&customer_streams[s->customer % CUSTOMER_SLOTS], 1, __ATOMIC_RELAXED);
+		customer_release(s->customer);
 	}
 	if (h2o_timeout_is_linked(&s->heartbeat))
 		h2o_timeout_unlink(&s->heartbeat);
 	if (h2o_timeout_is_linked(&s->retry))
 		h2o_timeout_unlink(&s->retry);
+}
+
+static void
+stream_free(pbh_stream_t *s)
+{
+	stream_forget(s);
+	if (s->guard != NULL)
+		*s->guard = NULL;
 	if (s->fetch != NULL)
 		s->fetch->stream = NULL;
 	free(s->out);
@@ -253,6 +352,24 @@ on_stop(h2o_generator_t *gen, h2o_req_t *req)
 {
 	pbh_stream_t *s = (pbh_stream_t *) gen;
 
+	s->gone = 1;
+	s->req = NULL;
+	stream_free(s);
+}
+
+/*
+ * h2o frees the request without stopping a generator: the client left
+ * before the response started (an HTTP/2 stream reset while the first
+ * fetch is in flight, say).  The fetch finishes on its own and is dropped.
+ */
+static void
+on_req_dispose(void *p)
+{
+	pbh_stream_t *s = *(pbh_stream_t **) p;
+
+	if (s == NULL)
+		return;
+	s->guard = NULL;
 	s->gone = 1;
 	s->req = NULL;
 	stream_free(s);
@@ -501,10 +618,22 @@ on_heartbeat(h2o_timeout_entry_t *entry)
 {
 	pbh_stream_t *s = H2O_STRUCT_FROM_MEMBER(pbh_stream_t, heartbeat, entry);
 
-	if ((int64_t) time(NULL) >= s->exp)
+	/*
+	 * A client that takes nothing (a write pending since the heartbeat
+	 * before) or whose token expired: the stream ends.  When h2o is still
+	 * writing to it, it is forgotten here (no more fetches, its customer's
+	 * and the thread's counts given back) and freed when h2o lets go.
+	 */
+	s->stalled = s->writing ? s->stalled + 1 : 0;
+	if ((int64_t) time(NULL) >= s->exp || s->stalled >= 2)
 	{
-		/* the token expired: the client reconnects with a fresh one */
-		stream_end(s);
+		if (s->writing)
+		{
+			stream_forget(s);
+			s->closing = 1;		/* on_proceed ends it */
+		}
+		else
+			stream_end(s);
 		return;
 	}
 	h2o_timeout_link(et->thread->ctx.loop, &et->heartbeat_timeout, &s->heartbeat);
@@ -648,7 +777,6 @@ pbh_events_open(h2o_req_t *req, const pbh_route_t *route, const char *token, int
 {
 	pbh_thread_t *t = (pbh_thread_t *) req->conn->ctx;
 	pbh_stream_t *s;
-	int		   *slot;
 	char		addr[INET6_ADDRSTRLEN];
 
 	events_thread(t);
@@ -660,10 +788,8 @@ pbh_events_open(h2o_req_t *req, const pbh_route_t *route, const char *token, int
 						 NULL);
 		return 0;
 	}
-	slot = &customer_streams[customer % CUSTOMER_SLOTS];
-	if (__atomic_add_fetch(slot, 1, __ATOMIC_RELAXED) > pbh_config.events_per_customer)
+	if (customer_take(customer) != 0)
 	{
-		__atomic_sub_fetch(slot, 1, __ATOMIC_RELAXED);
 		pbh_problem_send(req, 429, "too_many_streams", "Too many event streams",
 						 "This customer has as many event streams open as allowed; close one.");
 		return 0;
@@ -673,6 +799,8 @@ pbh_events_open(h2o_req_t *req, const pbh_route_t *route, const char *token, int
 	if (s == NULL)
 		abort();
 	s->req = req;
+	s->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*s->guard), on_req_dispose);
+	*s->guard = s;
 	s->stmt = PBH_STMT_FIXED + route->index;
 	s->customer = customer;
 	s->exp = exp;
@@ -713,21 +841,17 @@ pbh_events_shutdown(pbh_thread_t *t)
 		if (!s->started)
 		{
 			/* its fetch is in flight: it answers 503 (pool.c refuses while stopping) */
-			h2o_linklist_unlink(&s->link);
-			et->nstreams--;
-			__atomic_sub_fetch(&customer_streams[s->customer % CUSTOMER_SLOTS], 1,
-							   __ATOMIC_RELAXED);
+			stream_forget(s);
 			continue;
 		}
-		stream_end(s);
-		if (h2o_linklist_is_linked(&s->link))
+		if (s->writing)
 		{
 			/* a write in progress: it ends on proceed; forget it here */
-			h2o_linklist_unlink(&s->link);
-			et->nstreams--;
-			__atomic_sub_fetch(&customer_streams[s->customer % CUSTOMER_SLOTS], 1,
-							   __ATOMIC_RELAXED);
+			stream_forget(s);
+			s->closing = 1;
+			continue;
 		}
+		stream_end(s);			/* frees it */
 	}
 	pbh_dbconn_stop(&et->listener);
 }

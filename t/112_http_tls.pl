@@ -208,6 +208,42 @@ for (1 .. 5)
 	push @after, "$r->{code} " . (eval { $JSON->decode($r->{body})->{name} } // '');
 }
 is_deeply(\@after, [ ('200 renamed after hang-up') x 5 ], '... and the server goes on answering');
+
+# The same for an event stream whose first fetch waits: before events.c
+# kept a guard in the request's memory, the stream kept a pointer to the
+# freed request and started its response there when the fetch came back.
+# The fetch renews the customer's watch, so a lock on the feed row holds
+# it.
+$node->safe_psql('postgres',
+	"INSERT INTO bank.event_feeds (customer_id, last_seq) VALUES ($c->{id}, 0) ON CONFLICT DO NOTHING");
+$locker = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
+	  "BEGIN; SELECT 1 FROM bank.event_feeds WHERE customer_id = $c->{id} FOR UPDATE; SELECT pg_sleep(2); COMMIT;" ],
+	'>', \$lout, '2>', \$lerr);
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%event_feeds WHERE customer_id%FOR UPDATE; SELECT pg_sleep(2)%' AND pid <> pg_backend_pid()")
+  or die 'the locking session did not start';
+$gone = IPC::Run::start(
+	[ 'curl', '-s', '-N', '--max-time', '30', '--cacert', $cert, '--http2',
+	  '-H', "Authorization: Bearer $token", "$url/v1/events" ],
+	'<', \undef, '>', \my $eout, '2>', \my $eerr);
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = 'bank_gateway'"),
+	'over HTTP/2: an event stream\'s first fetch waits for a locked feed row');
+$gone->kill_kill;
+$locker->finish;
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = 'bank_gateway'"),
+	'... its client hangs up; the fetch ends');
+@after = ();
+for (1 .. 5)
+{
+	$r = curl("$url/v1/accounts/$acct", '--cacert', $cert, '--http2', '-H', "Authorization: Bearer $token");
+	push @after, $r->{code};
+}
+is_deeply(\@after, [ (200) x 5 ], '... and the server goes on answering');
+$r = curl("$url/v1/events", '--cacert', $cert, '--http2', '--max-time', '1', '-H', "Authorization: Bearer $token");
+is("$r->{code} $r->{version}", '200 2', '... event streams too (cut by the client after a second)');
 like($h->server_log, qr/listening on 127\.0\.0\.1 port \d+ \(https, HTTP\/1\.1 and HTTP\/2;/,
 	'the server says it serves HTTPS with HTTP/2');
 is($h->stop_server, 0, 'the server stops cleanly');

@@ -473,6 +473,15 @@ is_deeply([ map { $_->{status} } @cs ], [ 200, 200, 200 ], 'a customer may open 
 $s = sse_open($url, $C->{token});
 is($s->{status}, 429, 'a 4th: 429');
 is($s->{body}{code}, 'too_many_streams', '... too_many_streams');
+# another customer whose id is C's + 65536 (streams were once counted per
+# id modulo 65536: C's three streams then refused this one)
+$node->safe_psql('postgres',
+	"SELECT setval(pg_get_serial_sequence('bank.customers', 'id'), $C->{id} + 65535)");
+my $C2 = $h->customer('events-c2@example.com');
+is($C2->{id}, $C->{id} + 65536, "a customer whose id is C's + 65536");
+$s = sse_open($url, $C2->{token});
+is($s->{status}, 200, '... opens a stream while C has all of its own: counted by the exact customer');
+sse_close($s);
 sse_close(pop @cs);
 my $reopened = 0;
 for (1 .. 40)
