@@ -429,6 +429,29 @@ static PgbQuery q_job_exists = {
 };
 
 /*
+ * Run q, which changes job id only while it is dead and returns its kind
+ * (SPI connected): PB083 when there is no such job, PB084 when it is not
+ * dead; idtext gets the id as text.
+ */
+static void
+JobChangeDead(PgbQuery *q, int64 id, const char *done, char *idtext)
+{
+	Datum		v = Int64GetDatum(id);
+
+	snprintf(idtext, 32, INT64_FORMAT, id);
+	if (PgbExec(q, &v, NULL, false, 0) == 1)
+		return;
+	if (PgbExec(&q_job_exists, &v, NULL, true, 1) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_JOB_NOT_FOUND),
+				 errmsg("job %s does not exist", idtext)));
+	ereport(ERROR,
+			(errcode(ERRCODE_PGB_JOB_NOT_DEAD),
+			 errmsg("job %s is not dead", idtext),
+			 errhint("Only a dead job can be %s; a queued one runs by itself.", done)));
+}
+
+/*
  * bank.retry_job(id): queue a dead job again, now, for as many attempts more
  * as its kind allows; its attempts so far and last error stay.
  */
@@ -438,25 +461,12 @@ pgbank_retry_job(PG_FUNCTION_ARGS)
 {
 	static const char *const names[] = {"id"};
 	Principal	who;
-	Datum		v[1];
 	char		idtext[32];
 
 	AuthCaller("retry_job", &who);
 	PgbRequireArgs(fcinfo, 1, names);
 	SPI_connect();
-	v[0] = PG_GETARG_DATUM(0);
-	snprintf(idtext, sizeof(idtext), INT64_FORMAT, PG_GETARG_INT64(0));
-	if (PgbExec(&q_retry, v, NULL, false, 0) != 1)
-	{
-		if (PgbExec(&q_job_exists, v, NULL, true, 1) != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_PGB_JOB_NOT_FOUND),
-					 errmsg("job %s does not exist", idtext)));
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_JOB_NOT_DEAD),
-				 errmsg("job %s is not dead", idtext),
-				 errhint("Only a dead job can be retried; a queued one runs by itself.")));
-	}
+	JobChangeDead(&q_retry, PG_GETARG_INT64(0), "retried", idtext);
 	AuditWrite(&who, 0, "job.retry", "job", idtext,
 			   psprintf("{\"job\": \"%s\"}", PgbGetText(0, 1)));
 	job_queued = true;
@@ -482,7 +492,6 @@ pgbank_cancel_job(PG_FUNCTION_ARGS)
 {
 	static const char *const names[] = {"id", "reason"};
 	Principal	who;
-	Datum		v[1];
 	char		idtext[32];
 	char	   *reason;
 
@@ -490,19 +499,7 @@ pgbank_cancel_job(PG_FUNCTION_ARGS)
 	PgbRequireArgs(fcinfo, 2, names);
 	reason = PgbReasonArg(fcinfo, 1);
 	SPI_connect();
-	v[0] = PG_GETARG_DATUM(0);
-	snprintf(idtext, sizeof(idtext), INT64_FORMAT, PG_GETARG_INT64(0));
-	if (PgbExec(&q_cancel, v, NULL, false, 0) != 1)
-	{
-		if (PgbExec(&q_job_exists, v, NULL, true, 1) != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_PGB_JOB_NOT_FOUND),
-					 errmsg("job %s does not exist", idtext)));
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_JOB_NOT_DEAD),
-				 errmsg("job %s is not dead", idtext),
-				 errhint("Only a dead job can be cancelled; a queued one runs by itself.")));
-	}
+	JobChangeDead(&q_cancel, PG_GETARG_INT64(0), "cancelled", idtext);
 	AuditWrite(&who, 0, "job.cancel", "job", idtext,
 			   psprintf("{\"job\": \"%s\", \"reason\": %s}", PgbGetText(0, 1),
 						AuditJsonString(reason)));

@@ -58,18 +58,6 @@ static const char *const cors_headers[] = {
 	"last-event-id", NULL
 };
 
-/* the CSRF key of a token secret: part of each settings snapshot, so that
- * a secret replaced at SIGHUP takes the old CSRF tokens with it */
-void
-pbh_csrf_key(const char *secret, unsigned char *key)
-{
-	static const char label[] = "pgbank-http csrf v1";
-	unsigned int len = 32;
-
-	HMAC(EVP_sha256(), secret, (int) strlen(secret),
-		 (const unsigned char *) label, sizeof(label) - 1, key, &len);
-}
-
 /* ---------------------------------------------------------------------
  * CORS
  * ---------------------------------------------------------------------

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "pgbank_http.h"
 
@@ -522,6 +524,20 @@ load(pbh_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 	return check(cfg, err, errlen);
 }
 
+/*
+ * The CSRF key of a token secret (browser.c): part of each snapshot, so
+ * that a secret replaced at SIGHUP takes the old CSRF tokens with it.
+ */
+static void
+csrf_key(const char *secret, unsigned char *key)
+{
+	static const char label[] = "pgbank-http csrf v1";
+	unsigned int len = 32;
+
+	HMAC(EVP_sha256(), secret, (int) strlen(secret),
+		 (const unsigned char *) label, sizeof(label) - 1, key, &len);
+}
+
 /* a snapshot of the settings a reload may change, copied from cfg */
 static pbh_live_t *
 live_new(const pbh_config_t *cfg)
@@ -532,7 +548,7 @@ live_new(const pbh_config_t *cfg)
 	while (cfg->cors_origins[n] != NULL)
 		n++;
 	live->jwt_secret = strdup(cfg->jwt_secret);
-	pbh_csrf_key(live->jwt_secret, live->csrf_key);
+	csrf_key(live->jwt_secret, live->csrf_key);
 	live->cors_origins = calloc(n + 1, sizeof(char *));
 	for (int i = 0; i < n; i++)
 		live->cors_origins[i] = strdup(cfg->cors_origins[i]);

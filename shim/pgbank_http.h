@@ -662,7 +662,6 @@ void		pbh_tls_add_headers(h2o_req_t *req);
 #define PBH_REFRESH_COOKIE_PATH "/v1/browser"	/* login, refresh, logout */
 #define PBH_CSRF_HEADER "x-csrf-token"
 
-void		pbh_csrf_key(const char *secret, unsigned char *key);
 int			pbh_cors_origin_allowed(h2o_iovec_t origin);
 /* answer an OPTIONS preflight for a path whose methods are allow */
 int			pbh_cors_preflight(h2o_req_t *req, const char *allow);
