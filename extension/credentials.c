@@ -860,7 +860,9 @@ pgbank_refresh(PG_FUNCTION_ARGS)
 /*
  * bank.end_session(refresh_token): the session a refresh token belongs to
  * ends, whether the token is current, already used or its access token
- * expired: a browser logging out holds its refresh token (in a cookie)
+ * expired (an already used token is a copy someone kept: the session ends
+ * as a reuse, audited auth.refresh_reuse): a browser logging out holds its
+ * refresh token (in a cookie)
  * longer than its short-lived access token, and logging out must not fail
  * because the latter expired.  Holding the token is the credential, as for
  * bank.refresh.  Nothing for NULL or a token that matches no session: a
@@ -886,12 +888,19 @@ pgbank_end_session(PG_FUNCTION_ARGS)
 	if (PgbExec(&q_refresh_lookup, v, NULL, false, 1) == 1)
 	{
 		int64		customer = PgbGetInt64(0, 3);
+		bool		used = DatumGetBool(PgbGet(0, 2, &(bool) {false}));
 
+		/*
+		 * A browser holds its latest refresh token: an older one is a copy
+		 * someone kept, as for bank.refresh (reuse ends the session, and
+		 * says so).
+		 */
 		session = PgbGetInt64(0, 1);
 		v[0] = Int64GetDatum(session);
-		v[1] = CStringGetTextDatum("logout");
+		v[1] = CStringGetTextDatum(used ? "refresh_reuse" : "logout");
 		if (PgbExec(&q_session_revoke, v, NULL, false, 0) == 1)
-			AuditWrite(NULL, customer, "auth.logout", "session", id_text(session), NULL);
+			AuditWrite(NULL, customer, used ? "auth.refresh_reuse" : "auth.logout", "session",
+					   id_text(session), NULL);
 	}
 	SPI_finish();
 	PG_RETURN_VOID();

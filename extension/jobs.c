@@ -448,7 +448,7 @@ JobChangeDead(PgbQuery *q, int64 id, const char *done, char *idtext)
 	ereport(ERROR,
 			(errcode(ERRCODE_PGB_JOB_NOT_DEAD),
 			 errmsg("job %s is not dead", idtext),
-			 errhint("Only a dead job can be %s; a queued one runs by itself.", done)));
+			 errhint("Only a dead job can be %s.", done)));
 }
 
 /*
@@ -512,9 +512,14 @@ pgbank_cancel_job(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* done and cancelled jobs go; dead ones wait for an admin (retry or cancel) */
+/*
+ * Done and cancelled jobs go, and dead ones without a key; a dead job with
+ * a key (every calendar run: a day's accrual, a month's posting) waits for
+ * an admin to retry or cancel it, as later runs may wait for it.
+ */
 static PgbQuery q_forget_finished = {
-	"DELETE FROM bank.job_queue WHERE status IN ('done', 'cancelled') AND finished_at < $1",
+	"DELETE FROM bank.job_queue WHERE finished_at < $1"
+	" AND (status IN ('done', 'cancelled') OR (status = 'dead' AND key IS NULL))",
 	1, {TIMESTAMPTZOID}
 };
 

@@ -201,16 +201,20 @@ static PgbQuery q_posting_insert = {
 /*
  * The first day in [$1, $2) whose accrual job (of any kind that calls
  * bank.accrue_interest) is queued or dead, with its status and id.  Job
- * arguments of type date are stored as YYYY-MM-DD (jobs.c), so they compare
- * as text.
+ * arguments of type date are stored as YYYY-MM-DD (jobs.c), which reads back
+ * the same under any DateStyle; compared as dates (infinities, BC years).
+ * OFFSET 0 keeps the cast out of the scan: other kinds' arguments need not
+ * be dates.
  */
 static PgbQuery q_accruals_pending = {
-	"SELECT q.args[1], q.status, q.id FROM bank.job_queue q"
-	" JOIN bank.job_kinds k ON k.name = q.job"
-	" WHERE k.function = 'bank.accrue_interest(date)'::pg_catalog.regprocedure"
-	"   AND q.status IN ('queued', 'dead') AND q.args[1] >= $1 AND q.args[1] < $2"
-	" ORDER BY q.args[1] LIMIT 1",
-	2, {TEXTOID, TEXTOID}
+	"SELECT a.arg, a.status, a.id FROM ("
+	"  SELECT q.args[1] AS arg, q.status, q.id FROM bank.job_queue q"
+	"  JOIN bank.job_kinds k ON k.name = q.job"
+	"  WHERE k.function = 'bank.accrue_interest(date)'::pg_catalog.regprocedure"
+	"   AND q.status IN ('queued', 'dead') OFFSET 0) a"
+	" WHERE a.arg::pg_catalog.date >= $1 AND a.arg::pg_catalog.date < $2"
+	" ORDER BY a.arg::pg_catalog.date LIMIT 1",
+	2, {DATEOID, DATEOID}
 };
 
 /*
@@ -219,13 +223,13 @@ static PgbQuery q_accruals_pending = {
  * lock, so that an accrual that committed first is seen.
  */
 static void
-ProductRequireAccrued(const char *from, const char *before, const char *what)
+ProductRequireAccrued(DateADT from, DateADT before, const char *what)
 {
 	Datum		v[2];
 	bool		dead;
 
-	v[0] = CStringGetTextDatum(from);
-	v[1] = CStringGetTextDatum(before);
+	v[0] = DateADTGetDatum(from);
+	v[1] = DateADTGetDatum(before);
 	if (PgbExec(&q_accruals_pending, v, NULL, false, 1) != 1)
 		return;
 	dead = strcmp(PgbGetText(0, 2), "dead") == 0;
@@ -423,12 +427,13 @@ pgbank_accrue_interest(PG_FUNCTION_ARGS)
 	if (DATE_NOT_FINITE(day) || day >= ProductBusinessToday())
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_PERIOD_NOT_ENDED),
-				 errmsg("day %s has not ended in %s", DATE_NOT_FINITE(day) ? "infinity" : DayText(day),
+				 errmsg("day %s has not ended in %s",
+						DATE_NOT_FINITE(day) ? (DATE_IS_NOBEGIN(day) ? "-infinity" : "infinity") : DayText(day),
 						TextDatumGetCString(ProductBusinessTimezone()))));
 	SPI_connect();
 	ProductRunLock();
 	/* days in order: not while an earlier day's accrual is still to run */
-	ProductRequireAccrued("", DayText(day), psprintf("the accrual of %s", DayText(day)));
+	ProductRequireAccrued(DATEVAL_NOBEGIN, day, psprintf("the accrual of %s", DayText(day)));
 
 	v[0] = DateADTGetDatum(day);
 	PgbExec(&q_accrual_state, v, NULL, false, 1);
@@ -522,7 +527,7 @@ pgbank_post_month(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	ProductRunLock();
-	ProductRequireAccrued(DayText(month - mday + 1), DayText(next),
+	ProductRequireAccrued(month - mday + 1, next,
 						  psprintf("the posting of the month of %s", DayText(month - mday + 1)));
 
 	/*

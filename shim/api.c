@@ -741,9 +741,6 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		return 0;
 	}
 	pbh_obs_route(req, route->index);
-	/* logging out of a browser session clears its cookies in every answer */
-	if (route->result == PBH_RESULT_SESSION_END)
-		pbh_session_clear(req);
 
 	/* after SIGTERM a new request (on a connection kept alive) starts no work */
 	if (pbh_stopping)
@@ -838,6 +835,14 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 						 "A browser session must be opened from an allowed origin.");
 		return 0;
 	}
+	/*
+	 * Logging out from a trusted origin clears both cookies in every answer
+	 * from here on (not before the origin check: a cross-site form would
+	 * otherwise clear them, as browsers apply cookies set in answers to
+	 * top-level cross-site navigations).
+	 */
+	if (route->result == PBH_RESULT_SESSION_END)
+		pbh_session_clear(req);
 
 	/* the arguments: query, body, path, headers */
 	rc = req->query_at == SIZE_MAX ? 0 :

@@ -29,9 +29,11 @@
  *	  session; it changes with the session, not with each refresh, and
  *	  with the secret: a secret replaced at SIGHUP (a leaked one, say)
  *	  invalidates every CSRF token made with it.
- *	- Login and refresh by cookie (PBH_RESULT_SESSION routes) need a
- *	  trusted Origin too (login CSRF); they need no X-CSRF-Token (there is
- *	  none before login, and refresh is how a reloaded page gets it back).
+ *	- Login, refresh and logout by cookie (PBH_RESULT_SESSION and
+ *	  PBH_RESULT_SESSION_END routes) need a trusted Origin too (login
+ *	  CSRF); they need no X-CSRF-Token (there is none before login, refresh
+ *	  is how a reloaded page gets it back, and logout goes by the refresh
+ *	  cookie).  Logout clears both cookies only once the Origin passed.
  *	- Responses that set session cookies are never compressed and, like
  *	  every response, not stored (Cache-Control: no-store).
  *	- A cookie given twice (one set by a sibling domain, say) is no cookie.

@@ -46,10 +46,11 @@
  *	  reconnects with Last-Event-ID and loses nothing).  At most
  *	  --events-max-streams streams per thread and --events-per-customer per
  *	  customer (counted across threads by the exact customer id, under a
- *	  mutex taken when a stream opens or ends).  A write pending for two
- *	  heartbeats (a client that stopped reading) forgets the stream: it
- *	  gives its places back and fetches no more; h2o frees it when it lets
- *	  the connection go (h2o 2.2.5 has no write timeout of its own).
+ *	  mutex taken when a stream opens or ends).  The same write pending at
+ *	  two heartbeats (a client that stopped reading) shuts the connection's
+ *	  socket down: h2o 2.2.5 has no write timeout of its own; the failed
+ *	  write makes it stop the generator, which frees the stream and gives
+ *	  its place back.
  *	- The request may be freed by h2o before the response starts (an
  *	  HTTP/2 stream reset while the first fetch is out): a guard in the
  *	  request's memory tells the stream, which then forgets the request.
@@ -75,6 +76,7 @@
 #include <string.h>
 #include <time.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -114,7 +116,10 @@ struct st_pbh_stream_t
 	int			writing;		/* an h2o_send is in progress */
 	int			closing;		/* end once nothing is being written */
 	int			gone;			/* h2o stopped the generator or freed req: no req */
-	int			stalled;		/* heartbeats that found a write still pending */
+	int			stalled;		/* heartbeats that found the same write pending */
+	unsigned	writes_done,	/* writes the client took (on_proceed) */
+				writes_seen;	/* ... at the last heartbeat */
+	int			counted;		/* holds a place in its customer's count */
 	char	   *out;			/* taken, not yet handed to h2o */
 	size_t		out_len,
 				out_cap;
@@ -140,57 +145,57 @@ typedef struct st_pbh_events_thread_t
 static __thread pbh_events_thread_t *et;
 
 /*
- * Streams per customer, all threads: an open-addressing table keyed by the
- * exact customer id (a customer's count never limits another's), under a
- * mutex taken only when a stream opens or ends.  An entry whose count fell
- * to 0 is reused by the next customer that needs one; entries are never
- * emptied, so a lookup may stop at the first never-used one.
+ * Streams per customer, all threads: an open-addressing table (linear
+ * probing) keyed by the exact customer id, so that a customer's count never
+ * limits another's, under a mutex taken only when a stream opens or ends.
+ * An entry goes when its count falls to 0 (backward-shift deletion), so
+ * the table holds only customers with streams open: at most threads x
+ * --events-max-streams of them.
  */
 typedef struct
 {
-	int64_t		customer;		/* 0: never used */
+	int64_t		customer;		/* 0: empty */
 	int			count;
 } pbh_customer_slot_t;
 
 static pbh_customer_slot_t customer_slots[CUSTOMER_SLOTS];
 static pthread_mutex_t customer_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* one more stream of the customer: 0, or -1 over the limit or table full */
-static int
-customer_take(int64_t customer)
+static size_t
+customer_home(int64_t customer)
 {
-	size_t		h = (size_t) ((uint64_t) customer * 0x9E3779B97F4A7C15ULL >> 48);
-	pbh_customer_slot_t *reuse = NULL,
-			   *e = NULL;
-	int			rc = -1;
+	return (size_t) (((uint64_t) customer * 0x9E3779B97F4A7C15ULL) >> 48) % CUSTOMER_SLOTS;
+}
 
-	pthread_mutex_lock(&customer_lock);
+/* the customer's entry, or the empty one where it would go (NULL: full) */
+static pbh_customer_slot_t *
+customer_find(int64_t customer)
+{
+	size_t		h = customer_home(customer);
+
 	for (size_t i = 0; i < CUSTOMER_SLOTS; i++)
 	{
 		pbh_customer_slot_t *c = &customer_slots[(h + i) % CUSTOMER_SLOTS];
 
-		if (c->customer == customer)
-		{
-			e = c;
-			break;
-		}
-		if (c->customer == 0 || (c->count == 0 && reuse == NULL))
-		{
-			if (reuse == NULL)
-				reuse = c;
-			if (c->customer == 0)
-				break;
-		}
+		if (c->customer == customer || c->customer == 0)
+			return c;
 	}
-	if (e == NULL && reuse != NULL)
+	return NULL;
+}
+
+/* one more stream of the customer: 0, or -1 over the limit (or table full) */
+static int
+customer_take(int64_t customer)
+{
+	pbh_customer_slot_t *c;
+	int			rc = -1;
+
+	pthread_mutex_lock(&customer_lock);
+	c = customer_find(customer);
+	if (c != NULL && c->count < pbh_config.events_per_customer)
 	{
-		e = reuse;
-		e->customer = customer;
-		e->count = 0;
-	}
-	if (e != NULL && e->count < pbh_config.events_per_customer)
-	{
-		e->count++;
+		c->customer = customer;
+		c->count++;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&customer_lock);
@@ -200,21 +205,33 @@ customer_take(int64_t customer)
 static void
 customer_release(int64_t customer)
 {
-	size_t		h = (size_t) ((uint64_t) customer * 0x9E3779B97F4A7C15ULL >> 48);
+	pbh_customer_slot_t *c;
 
 	pthread_mutex_lock(&customer_lock);
-	for (size_t i = 0; i < CUSTOMER_SLOTS; i++)
+	c = customer_find(customer);
+	if (c != NULL && c->customer == customer && --c->count <= 0)
 	{
-		pbh_customer_slot_t *c = &customer_slots[(h + i) % CUSTOMER_SLOTS];
+		/* delete: move back each later entry of the run that may use the hole */
+		size_t		i = (size_t) (c - customer_slots),
+					j = i;
 
-		if (c->customer == customer)
+		for (;;)
 		{
-			if (c->count > 0)
-				c->count--;
-			break;
+			size_t		k;
+
+			j = (j + 1) % CUSTOMER_SLOTS;
+			if (customer_slots[j].customer == 0)
+				break;
+			k = customer_home(customer_slots[j].customer);
+			/* the entry at j may move to i unless its home lies in (i, j] */
+			if (i <= j ? (k <= i || k > j) : (k <= i && k > j))
+			{
+				customer_slots[i] = customer_slots[j];
+				i = j;
+			}
 		}
-		if (c->customer == 0)
-			break;
+		customer_slots[i].customer = 0;
+		customer_slots[i].count = 0;
 	}
 	pthread_mutex_unlock(&customer_lock);
 }
@@ -287,13 +304,14 @@ on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 	pbh_stream_t *s = (pbh_stream_t *) gen;
 
 	s->writing = 0;
+	s->writes_done++;
 	stream_flush(s);
 }
 
 /*
- * Take a stream out of the thread's list, its customer's count and its
- * timers: it fetches and counts no more.  What h2o still holds of it (a
- * write in progress) ends with on_proceed or on_stop, which free it.
+ * Take a stream out of the thread's list and its timers: it fetches no
+ * more.  It keeps its customer's place until it is freed (by on_proceed,
+ * on_stop or on_req_dispose, whichever h2o calls).
  */
 static void
 stream_forget(pbh_stream_t *s)
@@ -302,7 +320,6 @@ stream_forget(pbh_stream_t *s)
 	{
 		h2o_linklist_unlink(&s->link);
 		et->nstreams--;
-		customer_release(s->customer);
 	}
 	if (h2o_timeout_is_linked(&s->heartbeat))
 		h2o_timeout_unlink(&s->heartbeat);
@@ -314,6 +331,11 @@ static void
 stream_free(pbh_stream_t *s)
 {
 	stream_forget(s);
+	if (s->counted)
+	{
+		customer_release(s->customer);
+		s->counted = 0;
+	}
 	if (s->guard != NULL)
 		*s->guard = NULL;
 	if (s->fetch != NULL)
@@ -344,6 +366,19 @@ stream_end(pbh_stream_t *s)
 		return;
 	h2o_send(s->req, NULL, 0, H2O_SEND_STATE_FINAL);
 	stream_free(s);
+}
+
+/* a client that does not take what is written: end its connection */
+static void
+stream_abort(pbh_stream_t *s)
+{
+	h2o_socket_t *sock = s->req->conn->callbacks->get_socket != NULL ?
+		s->req->conn->callbacks->get_socket(s->req->conn) : NULL;
+
+	stream_forget(s);
+	s->closing = 1;
+	if (sock != NULL)
+		shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
 }
 
 /* h2o ends the response: the client went away, or the connection broke */
@@ -619,19 +654,18 @@ on_heartbeat(h2o_timeout_entry_t *entry)
 	pbh_stream_t *s = H2O_STRUCT_FROM_MEMBER(pbh_stream_t, heartbeat, entry);
 
 	/*
-	 * A client that takes nothing (a write pending since the heartbeat
-	 * before) or whose token expired: the stream ends.  When h2o is still
-	 * writing to it, it is forgotten here (no more fetches, its customer's
-	 * and the thread's counts given back) and freed when h2o lets go.
+	 * A client that takes nothing (the same write pending at two
+	 * heartbeats) or whose token expired: the stream ends.  A pending write
+	 * cannot be cancelled, and h2o 2.2.5 has no write timeout: the
+	 * connection's socket is shut down, the write fails, and h2o stops the
+	 * generator (on_stop frees the stream and gives its place back).
 	 */
-	s->stalled = s->writing ? s->stalled + 1 : 0;
+	s->stalled = s->writing && s->writes_done == s->writes_seen ? s->stalled + 1 : 0;
+	s->writes_seen = s->writes_done;
 	if ((int64_t) time(NULL) >= s->exp || s->stalled >= 2)
 	{
 		if (s->writing)
-		{
-			stream_forget(s);
-			s->closing = 1;		/* on_proceed ends it */
-		}
+			stream_abort(s);
 		else
 			stream_end(s);
 		return;
@@ -799,6 +833,7 @@ pbh_events_open(h2o_req_t *req, const pbh_route_t *route, const char *token, int
 	if (s == NULL)
 		abort();
 	s->req = req;
+	s->counted = 1;				/* customer_take above */
 	s->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*s->guard), on_req_dispose);
 	*s->guard = s;
 	s->stmt = PBH_STMT_FIXED + route->index;

@@ -624,7 +624,7 @@ size_t		pbh_obs_metrics(h2o_mem_pool_t *pool, char **out);
 typedef struct st_pbh_live_t
 {
 	char	   *jwt_secret;
-	unsigned char csrf_key[32];	/* derived from jwt_secret (browser.c) */
+	unsigned char csrf_key[32];	/* derived from jwt_secret (config.c), for browser.c */
 	char	  **cors_origins;	/* NULL-terminated */
 	int			access_log;
 } pbh_live_t;

@@ -1044,7 +1044,7 @@ CREATE FUNCTION bank.end_session(refresh_token text) RETURNS void
 	AS 'MODULE_PATHNAME', 'pgbank_end_session'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.end_session(text) IS
-'Ends the session a refresh token belongs to (current or already used; its access token may have expired), audited as auth.logout; holding the token is the credential, as for bank.refresh. Does nothing for NULL or a token of no session (idempotent, and tells nothing about which tokens exist). For browsers logging out with the refresh token of their cookie';
+'Ends the session a refresh token belongs to (its access token may have expired), audited as auth.logout; an already used token is a copy someone kept: the session ends as a reuse (revoked_reason refresh_reuse, audited auth.refresh_reuse), as with bank.refresh; holding the token is the credential, as for bank.refresh. Does nothing for NULL or a token of no session (idempotent, and tells nothing about which tokens exist). For browsers logging out with the refresh token of their cookie';
 CREATE FUNCTION bank.change_password(old_password text, new_password text) RETURNS void
 	AS 'MODULE_PATHNAME', 'pgbank_change_password'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -1464,7 +1464,7 @@ SELECT q.id, q.job, q.args,
 	   q.result, q.error_code, q.error_message
   FROM bank.job_queue q;
 COMMENT ON VIEW bank.job_runs IS
-'Background jobs and their last run: status queued (never run), retrying (failed, next_run_at is the next try), done, dead (kept until an admin retries or cancels it) or cancelled; attempts so far; started_at and finished_at of the last attempt; its result or its error (SQLSTATE and primary message only). A job being run shows its previous state until its run commits';
+'Background jobs and their last run: status queued (never run), retrying (failed, next_run_at is the next try), done, dead (with a key, as every calendar run has: kept until an admin retries or cancels it) or cancelled; attempts so far; started_at and finished_at of the last attempt; its result or its error (SQLSTATE and primary message only). A job being run shows its previous state until its run commits';
 
 CREATE FUNCTION bank.enqueue_job(job text, args text[] DEFAULT '{}', key text DEFAULT NULL,
 								 run_at timestamptz DEFAULT NULL)
@@ -1490,7 +1490,7 @@ CREATE FUNCTION bank.cancel_job(id bigint, reason text) RETURNS void
 	AS 'MODULE_PATHNAME', 'pgbank_cancel_job'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION bank.cancel_job(bigint, text) IS
-'Admin: gives a dead job up for good (status cancelled; it never runs again and is purged after pgbank.job_retention like a done one). Dead jobs are kept until retried or cancelled: an interest accrual that died holds up the month''s posting and later days'' accruals (PB066), and cancelling it means that day''s interest is never accrued. reason: 1 to 500 characters (PB022, PB023); PB083 when the job does not exist, PB084 when it is not dead. Audited (job.cancel, with the reason)';
+'Admin: gives a dead job up for good (status cancelled; it never runs again and is purged after pgbank.job_retention like a done one). Dead jobs with a key (every calendar run) are kept until retried or cancelled: an interest accrual that died holds up the month''s posting and later days'' accruals (PB066), and cancelling it means that day''s interest is never accrued. reason: 1 to 500 characters (PB022, PB023); PB083 when the job does not exist, PB084 when it is not dead. Audited (job.cancel, with the reason)';
 
 CREATE FUNCTION bank.schedule_jobs() RETURNS integer
 	AS 'MODULE_PATHNAME', 'pgbank_schedule_jobs'

@@ -223,6 +223,9 @@ SELECT bank.accrue_interest('2024-03-02');
 SET DateStyle = 'SQL, DMY';
 SELECT bank.enqueue_job('accrue_interest', '{02/04/2024}') AS accrual \gset
 RESET DateStyle;
+-- (jobs of other kinds, whose arguments are not dates, are no matter)
+SELECT bank.enqueue_job('purge_sessions') AS other \gset
+UPDATE bank.job_queue SET args = '{not a date}' WHERE id = :other;
 SELECT * FROM bank.post_month('2024-04-15');
 -- days are accrued in order: not a later day either
 SELECT bank.accrue_interest('2024-04-03');
@@ -241,7 +244,7 @@ SELECT bank.cancel_job(:accrual, 'test: the day is given up');
 BEGIN;
 SELECT count(*) AS april_postings FROM bank.post_month('2024-04-30');
 ROLLBACK;
-DELETE FROM bank.job_queue WHERE id = :accrual;
+DELETE FROM bank.job_queue WHERE id IN (:accrual, :other);
 
 -- accruals and postings are append-only
 UPDATE bank.interest_accruals SET amount = amount + 1;

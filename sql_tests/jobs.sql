@@ -349,9 +349,10 @@ COMMIT;
 RESET pgbank.audit_retention;
 SELECT count(*) AS broken_links FROM bank.audit_verify();
 
--- done and cancelled jobs are forgotten after pgbank.job_retention; a dead
--- one stays until an admin retries or cancels it
-SELECT bank.enqueue_job('test_fail', '{dead}') AS dead \gset
+-- done and cancelled jobs are forgotten after pgbank.job_retention, and
+-- dead ones without a key; a dead one with a key (every calendar run) stays
+-- until an admin retries or cancels it
+SELECT bank.enqueue_job('test_fail', '{dead}', 'keyed-dead') AS dead \gset
 UPDATE bank.job_queue SET status = 'dead', attempts = max_attempts, finished_at = now() WHERE id = :dead;
 SET pgbank.job_retention = '1s';
 UPDATE bank.job_queue SET finished_at = finished_at - interval '2 seconds' WHERE status <> 'queued';
