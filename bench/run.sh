@@ -48,7 +48,7 @@
 #     customers register and log in through the API (bench/http_setup.sql),
 #     each with a funded account and an access token; pgbank-http runs with
 #     HTTP_THREADS (1) event loop(s), HTTP_CONNS (16) database connections per
-#     thread and HTTP_READ_CONNS (3) more for the read-only route, HTTP_DEPTH
+#     thread and HTTP_READ_CONNS (2) more for the read-only route, HTTP_DEPTH
 #     (8) requests in flight per connection; wrk (WRK_THREADS (1) thread,
 #     --latency, $BENCH_SECONDS s) at 16 and 64 connections runs
 #     POST /v1/transfers (bench/http_transfer.lua: a random customer's
@@ -374,7 +374,11 @@ HORDER=()
 # and as fast on two cores that PostgreSQL needs as well.
 HTTP_THREADS=${BENCH_HTTP_THREADS:-1}
 HTTP_CONNS=${BENCH_HTTP_CONNS:-16}
-HTTP_READ_CONNS=${BENCH_HTTP_READ_CONNS:-3}
+# 2 read connections (the server's default): with 3, a third busy backend
+# on the 2 cores is preempted more often, and the reads it holds wait a
+# turn (p90 6 ms against 3.7 with 2, p99 alike or worse, the same req/s,
+# measured on a development cluster; make bench: 7.79 ms p99 with 2)
+HTTP_READ_CONNS=${BENCH_HTTP_READ_CONNS:-2}
 # requests in flight per connection: deeper pipelines let a backend answer
 # several reads per wake-up (3 x 8 measured 19-20k GET/s, p99 8-9 ms, against
 # 16-17k and 10 ms with 3 x 4; transfers the same either way)
