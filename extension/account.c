@@ -346,9 +346,7 @@ pgbank_list_accounts(PG_FUNCTION_ARGS)
 
 	AuthCaller("list_accounts", &who);
 	v[0] = Int64GetDatum(CustomerArg(&who, fcinfo, 0));
-	if (limit < 1 || limit > 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("limit must be between 1 and 1000")));
+	PgbCheckPageSize("limit", limit);
 	if (PG_ARGISNULL(1))
 		n[1] = 'n';
 	else

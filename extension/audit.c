@@ -1170,10 +1170,7 @@ pgbank_audit_search(PG_FUNCTION_ARGS)
 	int			i;
 
 	AuthCaller("audit_search", &who);
-	if (limit < 1 || limit > 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
-				 errmsg("max_rows must be between 1 and 1000")));
+	PgbCheckPageSize("max_rows", limit);
 	if (PG_ARGISNULL(6) != PG_ARGISNULL(7))
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),

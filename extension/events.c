@@ -71,7 +71,6 @@
 #include "pgbank.h"
 
 #define EVENTS_CHANNEL "pgbank_events"
-#define EVENTS_MAX_LIMIT 1000
 
 typedef struct NotedEvent
 {
@@ -505,9 +504,7 @@ pgbank_events_since(PG_FUNCTION_ARGS)
 	if (PG_GETARG_INT64(0) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("after_id must not be negative")));
-	if (limit < 1 || limit > EVENTS_MAX_LIMIT)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("max must be between 1 and 1000")));
+	PgbCheckPageSize("max", limit);
 	v[1] = PG_GETARG_DATUM(0);
 	v[2] = Int32GetDatum(limit);
 	SPI_connect();

@@ -143,6 +143,8 @@ extern Datum PgbReturnRow(FunctionCallInfo fcinfo);
 extern Datum PgbFinishWithTuple(HeapTuple tuple, TupleDesc tupdesc);
 extern void PgbRequireArgs(FunctionCallInfo fcinfo, int nargs, const char *const *names);
 extern void PgbCheckLength(const char *what, const char *s, int min, int max);
+#define PGB_MAX_PAGE_ROWS 1000
+extern void PgbCheckPageSize(const char *what, int64 n);
 extern char *PgbReasonArg(FunctionCallInfo fcinfo, int arg);
 
 /* identity.c: who the caller is */

@@ -315,9 +315,7 @@ pgbank_entries(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_PGB_NULL_ARGUMENT), errmsg("account must not be null")));
-	if (limit < 1 || limit > 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("limit must be between 1 and 1000")));
+	PgbCheckPageSize("limit", limit);
 	v[0] = PG_GETARG_DATUM(0);
 	AuthCaller("entries", &(Principal) {0});
 	SPI_connect();

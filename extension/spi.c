@@ -389,6 +389,16 @@ PgbCheckLength(const char *what, const char *s, int min, int max)
 				 errmsg("%s must be %d to %d characters long", what, min, max)));
 }
 
+/* a page size (limit, max, max_rows): 1 to 1000 rows, else PB023 */
+void
+PgbCheckPageSize(const char *what, int64 n)
+{
+	if (n < 1 || n > PGB_MAX_PAGE_ROWS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PGB_INVALID_ARGUMENT),
+				 errmsg("%s must be between 1 and %d", what, PGB_MAX_PAGE_ROWS)));
+}
+
 /* the reason argument of a staff action: 1 to 500 characters (PB022, PB023) */
 char *
 PgbReasonArg(FunctionCallInfo fcinfo, int arg)

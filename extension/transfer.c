@@ -560,9 +560,7 @@ pgbank_list_transfers(PG_FUNCTION_ARGS)
 
 	PgbRequireArgs(fcinfo, 1, names);
 	AuthCaller("list_transfers", &who);
-	if (limit < 1 || limit > 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_PGB_INVALID_ARGUMENT), errmsg("limit must be between 1 and 1000")));
+	PgbCheckPageSize("limit", limit);
 	v[0] = PG_GETARG_DATUM(0);
 	v[1] = Int64GetDatum(PG_ARGISNULL(1) ? PG_INT64_MAX : PG_GETARG_INT64(1));
 	v[2] = Int32GetDatum(limit);
