@@ -183,31 +183,37 @@ Note(int64 account, const char *kind, int64 transfer, int64 amount, bool has_amo
 	e->level = GetCurrentTransactionNestLevel();
 }
 
-static Datum
-Column(TriggerData *td, HeapTuple tuple, const char *name, bool *isnull)
+/* the attribute number of a column of the trigger's table */
+static int
+ColumnNumber(TriggerData *td, const char *name)
 {
-	TupleDesc	desc = td->tg_relation->rd_att;
-	int			att = SPI_fnumber(desc, name);
+	int			att = SPI_fnumber(td->tg_relation->rd_att, name);
 
 	if (att <= 0)
 		elog(ERROR, "pgbank: column %s of %s not found", name,
 			 RelationGetRelationName(td->tg_relation));
-	return heap_getattr(tuple, att, desc, isnull);
+	return att;
+}
+
+static Datum
+Column(TriggerData *td, HeapTuple tuple, const char *name, bool *isnull)
+{
+	return heap_getattr(tuple, ColumnNumber(td, name), td->tg_relation->rd_att, isnull);
 }
 
 static char *
 ColumnText(TriggerData *td, HeapTuple tuple, const char *name)
 {
-	bool		isnull;
-	Datum		d = Column(td, tuple, name, &isnull);
 	TupleDesc	desc = td->tg_relation->rd_att;
+	int			att = ColumnNumber(td, name);
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, att, desc, &isnull);
 	Oid			typoutput;
 	bool		varlena;
 
 	if (isnull)
 		return NULL;
-	getTypeOutputInfo(TupleDescAttr(desc, SPI_fnumber(desc, name) - 1)->atttypid,
-					  &typoutput, &varlena);
+	getTypeOutputInfo(TupleDescAttr(desc, att - 1)->atttypid, &typoutput, &varlena);
 	return OidOutputFunctionCall(typoutput, d);
 }
 

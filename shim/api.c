@@ -473,16 +473,11 @@ on_done_req(pbh_job_t *job)
 						   strcmp(job->sqlstate, "PB042") == 0))
 			key_cache_drop(r->key_hash);
 		e = pbh_error_for_sqlstate(job->sqlstate);
-		if (e->status == 401)
-			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-						   r->api_key ? "ApiKey realm=\"pgbank\"" : "Bearer realm=\"pgbank\", error=\"invalid_token\"",
-						   r->api_key ? 20 : 45);
 		if (e->status >= 500 && strcmp(e->code, "internal") == 0)
 			fprintf(stderr, "pgbank-http: %.*s %.*s: SQLSTATE %s\n",
 					(int) req->method.len, req->method.base,
 					(int) req->path_normalized.len, req->path_normalized.base, job->sqlstate);
-		pbh_problem_send(req, e->status, e->code, e->title,
-						 e->show_message ? job->message : NULL);
+		pbh_problem_error(req, e, job->message, r->api_key);
 		return;
 	}
 	switch (route->result)
@@ -652,30 +647,6 @@ header_text(h2o_req_t *req, const char *name)
 					  req->headers.entries[i].value.len).base;
 }
 
-/*
- * A verified token's subject (its customer id, 0 when it cannot be read)
- * and expiry, read once per request for those that need them: the rate
- * limit of the subject (keyed by the token itself when the id cannot be
- * read), the replica's read-your-writes (replica.c) and an event stream
- * (events.c).  1 when over the rate limit (the 429 is sent).
- */
-static int
-token_rate_limited(h2o_req_t *req, const pbh_route_t *route, pbh_limit_class_t cls,
-				   const char *token, size_t len, int64_t *sub, int64_t *exp)
-{
-	*sub = 0;
-	*exp = 0;
-	if (!pbh_config.rate_limit && pbh_config.replica_dsn == NULL &&
-		route->result != PBH_RESULT_EVENTS)
-		return 0;
-	if (pbh_jwt_subject(&req->pool, token, len, sub, exp) != 0)
-	{
-		*sub = 0;
-		return pbh_limits_subject(req, cls, token, len);
-	}
-	return pbh_limits_subject(req, cls, sub, sizeof(*sub));
-}
-
 int
 pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -688,8 +659,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	pbh_request_t *r;
 	pbh_job_t  *job;
 	const char *credential = NULL;
-	int64_t		token_sub = 0,	/* a verified token's customer id */
-				token_exp = 0;
+	pbh_jwt_claims_t claims = {0};	/* a verified token's (sub 0: none) */
 	const char *role = NULL;
 	int			api_key = 0;
 	unsigned char key_hash[SHA256_DIGEST_LENGTH];
@@ -771,7 +741,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 
 			if (v.len < 8 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")))
 				return unauthorized(req, "Bearer", "invalid_token", "The Authorization header must be Bearer <token>.");
-			jr = pbh_jwt_verify(&req->pool, v.base + 7, v.len - 7, (int64_t) time(NULL));
+			jr = pbh_jwt_verify(&req->pool, v.base + 7, v.len - 7, (int64_t) time(NULL), &claims);
 			if (jr != PBH_JWT_OK)
 				return unauthorized(req, "Bearer", "invalid_token", pbh_jwt_result_text(jr));
 			if (!(route->roles & PBH_ROLE_CUSTOMER))
@@ -782,8 +752,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 			}
 			credential = h2o_strdup(&req->pool, v.base + 7, v.len - 7).base;
 			role = "bank_customer";
-			if (token_rate_limited(req, route, limit_class, v.base + 7, v.len - 7, &token_sub,
-								   &token_exp))
+			if (pbh_limits_subject(req, limit_class, &claims.sub, sizeof(claims.sub)))
 				return 0;
 		}
 		else if (ki != -1)
@@ -810,16 +779,15 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 		{
 			/* a browser session: only without either header (see browser.c) */
 			pbh_jwt_result_t jr = pbh_jwt_verify(&req->pool, cookie, strlen(cookie),
-												 (int64_t) time(NULL));
+												 (int64_t) time(NULL), &claims);
 
 			if (jr != PBH_JWT_OK)
 				return unauthorized(req, "Bearer", "invalid_token", pbh_jwt_result_text(jr));
 			if (!(route->roles & PBH_ROLE_CUSTOMER))
 				return forbidden(req, "Customers may not use this route.");
-			if (token_rate_limited(req, route, limit_class, cookie, strlen(cookie), &token_sub,
-								   &token_exp))
+			if (pbh_limits_subject(req, limit_class, &claims.sub, sizeof(claims.sub)))
 				return 0;
-			if (pbh_csrf_check(req, cookie) != 0)
+			if (pbh_csrf_check(req, claims.sid) != 0)
 				return 0;
 			credential = cookie;
 			role = "bank_customer";
@@ -938,12 +906,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 
 	/* a stream: events.c answers, and runs its own fetches */
 	if (route->result == PBH_RESULT_EVENTS)
-	{
-		if (token_sub <= 0)
-			return unauthorized(req, "Bearer", "invalid_token",
-								"The token's claims are missing or invalid.");
-		return pbh_events_open(req, route, credential, token_sub, token_exp, args);
-	}
+		return pbh_events_open(req, route, credential, claims.sub, claims.exp, args);
 
 	/* the pipeline, in memory of its own */
 	r = h2o_mem_alloc(sizeof(*r));
@@ -962,7 +925,7 @@ pbh_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	job->pool = &r->own;
 	job->on_done = on_done;
 	if (pbh_config.replica_dsn != NULL && credential != NULL)
-		job->subject = api_key ? pbh_replica_key_subject(key_hash) : (uint64_t) token_sub;
+		job->subject = api_key ? pbh_replica_key_subject(key_hash) : (uint64_t) claims.sub;
 
 	/* role, read-only, the credential if any, request id, client, user agent */
 	r->begin_params = h2o_mem_alloc_pool(&r->own, sizeof(char *) * 6);

@@ -279,10 +279,9 @@ pbh_origin_trusted(h2o_req_t *req)
 }
 
 int
-pbh_csrf_check(h2o_req_t *req, const char *token)
+pbh_csrf_check(h2o_req_t *req, const char *sid)
 {
 	ssize_t		i;
-	const char *sid;
 	char		want[48];
 	h2o_iovec_t got;
 
@@ -297,7 +296,6 @@ pbh_csrf_check(h2o_req_t *req, const char *token)
 		return -1;
 	}
 	i = h2o_find_header_by_str(&req->headers, H2O_STRLIT(PBH_CSRF_HEADER), -1);
-	sid = pbh_jwt_sid(&req->pool, token, strlen(token));
 	if (sid != NULL)
 		csrf_token_of(sid, want);
 	if (i == -1 || sid == NULL ||

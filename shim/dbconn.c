@@ -70,15 +70,16 @@ pbh_dbconn_init(pbh_dbconn_t *c, pbh_thread_t *t, const char *dsn, const char *a
 		jitter_seed = ((unsigned int) time(NULL) ^ ((unsigned int) t->index * 2654435761u)) | 1;
 }
 
-static void
-log_dbconn(pbh_dbconn_t *c, const char *what, const char *detail)
+void
+pbh_dbconn_log(pbh_dbconn_t *c, const char *what, const char *detail)
 {
 	fprintf(stderr, "pgbank-http: thread %d %s: %s%s%s\n", c->thread->index, c->name, what,
 			detail ? ": " : "", detail ? detail : "");
 }
 
-int
-pbh_dbconn_watch(pbh_dbconn_t *c)
+/* watch libpq's current socket (a fresh h2o socket on a dup()); 0 or -1 */
+static int
+dbconn_watch(pbh_dbconn_t *c)
 {
 	int			fd;
 
@@ -152,7 +153,7 @@ pbh_dbconn_fail(pbh_dbconn_t *c, const char *why)
 			size_t		n = strlen(msg);
 
 			snprintf(msg + n, sizeof(msg) - n, " (next attempt in %d ms)", delay);
-			log_dbconn(c, "down", msg);
+			pbh_dbconn_log(c, "down", msg);
 		}
 		PBH_COUNT(t->n_db_conn_failures);
 	}
@@ -182,7 +183,7 @@ connect_step(pbh_dbconn_t *c, PostgresPollingStatusType st)
 	{
 		case PGRES_POLLING_READING:
 		case PGRES_POLLING_WRITING:
-			if (pbh_dbconn_watch(c) != 0)
+			if (dbconn_watch(c) != 0)
 			{
 				pbh_dbconn_fail(c, "no socket");
 				return;
@@ -202,7 +203,7 @@ connect_step(pbh_dbconn_t *c, PostgresPollingStatusType st)
 			return;
 	}
 	/* connected: non-blocking from now on; the owner sets it up */
-	if (PQsetnonblocking(c->pg, 1) != 0 || pbh_dbconn_watch(c) != 0)
+	if (PQsetnonblocking(c->pg, 1) != 0 || dbconn_watch(c) != 0)
 	{
 		pbh_dbconn_fail(c, PQerrorMessage(c->pg));
 		return;
@@ -242,7 +243,7 @@ pbh_dbconn_ready(pbh_dbconn_t *c)
 	if (h2o_timeout_is_linked(&c->tick))
 		h2o_timeout_unlink(&c->tick);
 	if (!pbh_stopping)
-		log_dbconn(c, "ready", NULL);
+		pbh_dbconn_log(c, "ready", NULL);
 }
 
 /*

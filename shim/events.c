@@ -140,6 +140,7 @@ typedef struct st_pbh_events_thread_t
 	h2o_timeout_t retry_timeout;
 	pbh_dbconn_t listener;		/* LISTEN pgbank_events; STARTING: LISTEN sent */
 	int			shut;
+	char		watch_seconds[16];	/* each fetch's watch: three heartbeats */
 } pbh_events_thread_t;
 
 static __thread pbh_events_thread_t *et;
@@ -454,6 +455,13 @@ start_response(pbh_stream_t *s)
 }
 
 static void
+fetch_free(pbh_fetch_t *f)
+{
+	h2o_mem_clear_pool(&f->pool);
+	free(f);
+}
+
+static void
 on_fetched(pbh_job_t *job)
 {
 	pbh_fetch_t *f = (pbh_fetch_t *) job;
@@ -466,16 +474,14 @@ on_fetched(pbh_job_t *job)
 
 	if (s == NULL)
 	{
-		h2o_mem_clear_pool(&f->pool);
-		free(f);
+		fetch_free(f);
 		return;
 	}
 	s->fetch = NULL;
 	if (s->closing)
 	{
 		/* ending: what came is not sent; on_proceed ends it if a write is out */
-		h2o_mem_clear_pool(&f->pool);
-		free(f);
+		fetch_free(f);
 		if (!s->writing)
 			stream_end(s);
 		return;
@@ -499,13 +505,7 @@ on_fetched(pbh_job_t *job)
 			if (e == NULL)
 				pbh_problem_unavailable(req);
 			else
-			{
-				if (e->status == 401)
-					h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE,
-								   NULL, H2O_STRLIT("Bearer realm=\"pgbank\", error=\"invalid_token\""));
-				pbh_problem_send(req, e->status, e->code, e->title,
-								 e->show_message ? job->message : NULL);
-			}
+				pbh_problem_error(req, e, job->message, 0);
 			stream_free(s);
 		}
 		else if (e == NULL || pbh_sqlstate_retryable(job->sqlstate))
@@ -516,8 +516,7 @@ on_fetched(pbh_job_t *job)
 		}
 		else
 			stream_end(s);		/* e.g. the session was revoked: the client sees the end */
-		h2o_mem_clear_pool(&f->pool);
-		free(f);
+		fetch_free(f);
 		return;
 	}
 	if (job->value[0] == NULL ||
@@ -534,16 +533,14 @@ on_fetched(pbh_job_t *job)
 		}
 		else
 			stream_end(s);
-		h2o_mem_clear_pool(&f->pool);
-		free(f);
+		fetch_free(f);
 		return;
 	}
 	if (!s->started && et->shut)
 	{
 		/* SIGTERM came while the first fetch was out: do not start now */
 		pbh_problem_unavailable(s->req);
-		h2o_mem_clear_pool(&f->pool);
-		free(f);
+		fetch_free(f);
 		stream_free(s);
 		return;
 	}
@@ -551,8 +548,7 @@ on_fetched(pbh_job_t *job)
 	{
 		pbh_problem_send(s->req, 400, "invalid_argument", "Invalid request",
 						 "Last-Event-ID is past this customer's latest event");
-		h2o_mem_clear_pool(&f->pool);
-		free(f);
+		fetch_free(f);
 		stream_free(s);
 		return;
 	}
@@ -561,14 +557,12 @@ on_fetched(pbh_job_t *job)
 	if (job->value[1] != NULL && stream_append(s, job->value[1], job->value_len[1]) != 0)
 	{
 		/* the client does not keep up: it reconnects and resumes */
-		h2o_mem_clear_pool(&f->pool);
-		free(f);
+		fetch_free(f);
 		stream_end(s);
 		return;
 	}
 	s->last = last;
-	h2o_mem_clear_pool(&f->pool);
-	free(f);
+	fetch_free(f);
 	if (count >= PBH_EVENTS_FETCH_MAX || s->again)
 		stream_fetch(s);
 	stream_flush(s);			/* last: it may end and free the stream */
@@ -603,14 +597,7 @@ stream_fetch(pbh_stream_t *s)
 	f->params0[3] = s->request_id ? h2o_strdup(&f->pool, s->request_id, SIZE_MAX).base : NULL;
 	f->params0[4] = s->client ? h2o_strdup(&f->pool, s->client, SIZE_MAX).base : NULL;
 	f->params0[5] = s->user_agent ? h2o_strdup(&f->pool, s->user_agent, SIZE_MAX).base : NULL;
-	{
-		char	   *ttl = h2o_mem_alloc_pool(&f->pool, 16);
-
-		/* followed for three heartbeats; each heartbeat fetches */
-		snprintf(ttl, 16, "%d", pbh_config.events_heartbeat * 3 < 3600 ?
-				 pbh_config.events_heartbeat * 3 : 3600);
-		f->params0[6] = ttl;
-	}
+	f->params0[6] = et->watch_seconds;	/* the thread's: outlives every fetch */
 	if (s->last >= 0)
 	{
 		char	   *after = h2o_mem_alloc_pool(&f->pool, 24);
@@ -772,6 +759,9 @@ events_thread(pbh_thread_t *t)
 		h2o_timeout_init(t->ctx.loop, &et->heartbeat_timeout,
 						 (uint64_t) pbh_config.events_heartbeat * 1000);
 		h2o_timeout_init(t->ctx.loop, &et->retry_timeout, 1000);
+		/* followed for three heartbeats; each heartbeat fetches */
+		snprintf(et->watch_seconds, sizeof(et->watch_seconds), "%d",
+				 pbh_config.events_heartbeat * 3 < 3600 ? pbh_config.events_heartbeat * 3 : 3600);
 		pbh_dbconn_init(&et->listener, t, pbh_config.dsn, "pgbank-http events",
 						"events listener", on_listen_connected, NULL);
 	}

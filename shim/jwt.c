@@ -140,7 +140,8 @@ member(const pbh_json_member_t *m, size_t n, const char *name)
 }
 
 pbh_jwt_result_t
-pbh_jwt_verify(h2o_mem_pool_t *pool, const char *token, size_t len, int64_t now)
+pbh_jwt_verify(h2o_mem_pool_t *pool, const char *token, size_t len, int64_t now,
+			   pbh_jwt_claims_t *claims)
 {
 	const char *dot1,
 			   *dot2;
@@ -156,6 +157,8 @@ pbh_jwt_verify(h2o_mem_pool_t *pool, const char *token, size_t len, int64_t now)
 	const pbh_live_t *live = pbh_live();
 	const char *secret;
 	const char *err;
+	const pbh_json_member_t *sub,
+			   *sid;
 	const pbh_json_member_t *alg,
 			   *exp,
 			   *nbf,
@@ -216,9 +219,17 @@ pbh_jwt_verify(h2o_mem_pool_t *pool, const char *token, size_t len, int64_t now)
 		   pbh_json_array_has_string(pool, aud->raw, aud->raw_len, pbh_config.jwt_audience))))
 		return PBH_JWT_BAD_AUDIENCE;
 	role = member(c, nc, "role");
-	if (!is_id(member(c, nc, "sub")) || !is_id(member(c, nc, "sid")) ||
+	sub = member(c, nc, "sub");
+	sid = member(c, nc, "sid");
+	if (!is_id(sub) || !is_id(sid) ||
 		role == NULL || role->type != PBH_JSON_STRING || strcmp(role->str, "bank_customer") != 0)
 		return PBH_JWT_BAD_CLAIMS;
+	if (claims != NULL)
+	{
+		claims->sub = strtoll(sub->str, NULL, 10);
+		claims->exp = exp_s;
+		claims->sid = sid->str;
+	}
 	return PBH_JWT_OK;
 }
 
@@ -265,13 +276,10 @@ pbh_api_key_shape_ok(const char *key, size_t len)
 
 /*
  * The claims of a token pbh_jwt_verify has accepted (its payload is ours,
- * so this only decodes and parses): 0, or -1 when they cannot be read
- * (never for a verified token).  One reading for every module that needs a
- * claim after verification: browser.c (sid), events.c (sub, exp), limits.c
- * and replica.c (sub).
+ * so this only decodes and parses): 0, or -1 when they cannot be read.
  */
-int
-pbh_jwt_claims(h2o_mem_pool_t *pool, const char *token, size_t len,
+static int
+jwt_claims(h2o_mem_pool_t *pool, const char *token, size_t len,
 			   pbh_json_member_t **claims, size_t *nclaims)
 {
 	const char *dot1 = memchr(token, '.', len),
@@ -291,8 +299,8 @@ pbh_jwt_claims(h2o_mem_pool_t *pool, const char *token, size_t len,
 }
 
 /*
- * The sid claim of a token pbh_jwt_verify has accepted (browser.c binds a
- * cookie session's CSRF token to it), or NULL.
+ * The sid claim of a token the database just issued (browser.c binds a
+ * cookie session's CSRF token to it at login and refresh), or NULL.
  */
 const char *
 pbh_jwt_sid(h2o_mem_pool_t *pool, const char *token, size_t len)
@@ -301,31 +309,8 @@ pbh_jwt_sid(h2o_mem_pool_t *pool, const char *token, size_t len)
 	size_t		nc;
 	const pbh_json_member_t *sid;
 
-	if (pbh_jwt_claims(pool, token, len, &c, &nc) != 0)
+	if (jwt_claims(pool, token, len, &c, &nc) != 0)
 		return NULL;
 	sid = member(c, nc, "sid");
 	return is_id(sid) ? sid->str : NULL;
-}
-
-/*
- * The subject (customer id) and expiry of a token pbh_jwt_verify accepted;
- * 0, or -1 when they cannot be read (never for a verified token).
- */
-int
-pbh_jwt_subject(h2o_mem_pool_t *pool, const char *token, size_t len, int64_t *sub,
-				int64_t *exp)
-{
-	pbh_json_member_t *c;
-	size_t		nc;
-	const pbh_json_member_t *s,
-			   *e;
-
-	if (pbh_jwt_claims(pool, token, len, &c, &nc) != 0)
-		return -1;
-	s = member(c, nc, "sub");
-	e = member(c, nc, "exp");
-	if (!is_id(s) || e == NULL || (*exp = numeric_date(e, 0)) < 0)
-		return -1;
-	*sub = strtoll(s->str, NULL, 10);
-	return 0;
 }

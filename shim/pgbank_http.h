@@ -155,8 +155,17 @@ typedef enum
 	PBH_JWT_BAD_CLAIMS
 } pbh_jwt_result_t;
 
+/* the claims a verified token carries that the server needs later */
+typedef struct st_pbh_jwt_claims_t
+{
+	int64_t		sub;			/* the customer id */
+	int64_t		exp;			/* seconds */
+	const char *sid;			/* the session id, as text */
+} pbh_jwt_claims_t;
+
+/* PBH_JWT_OK fills *claims (when not NULL), in pool's memory */
 pbh_jwt_result_t pbh_jwt_verify(h2o_mem_pool_t *pool, const char *token, size_t len,
-								int64_t now);
+								int64_t now, pbh_jwt_claims_t *claims);
 const char *pbh_jwt_result_text(pbh_jwt_result_t r);
 int			pbh_api_key_shape_ok(const char *key, size_t len);
 
@@ -452,8 +461,8 @@ void		pbh_dbconn_start(pbh_dbconn_t *c);
 void		pbh_dbconn_ready(pbh_dbconn_t *c);
 /* close, tell the owner, reopen after the backoff; why NULL: quietly */
 void		pbh_dbconn_fail(pbh_dbconn_t *c, const char *why);
-/* watch libpq's current socket (a fresh h2o socket on a dup()); 0 or -1 */
-int			pbh_dbconn_watch(pbh_dbconn_t *c);
+/* a line of the server log: "thread N <name>: what[: detail]" */
+void		pbh_dbconn_log(pbh_dbconn_t *c, const char *what, const char *detail);
 /* at stop: close, never reopen */
 void		pbh_dbconn_stop(pbh_dbconn_t *c);
 
@@ -494,6 +503,9 @@ void		pbh_problem_send(h2o_req_t *req, int status, const char *code, const char 
 							 const char *detail);
 /* 503 for a request the database cannot take: shutting_down or database_unavailable */
 void		pbh_problem_unavailable(h2o_req_t *req);
+/* a database error as its table entry says (WWW-Authenticate on a 401) */
+void		pbh_problem_error(h2o_req_t *req, const pbh_error_t *e, const char *message,
+							  int api_key);
 
 /* ---------------------------------------------------------------------
  * api.c: the request handler; ops.c: /livez, /readyz, /metrics
@@ -560,12 +572,6 @@ int			pbh_events_open(h2o_req_t *req, const pbh_route_t *route, const char *toke
 void		pbh_events_shutdown(pbh_thread_t *t);
 /* the 200 response's description, for the OpenAPI document */
 const char *pbh_events_description(void);
-/* jwt.c: the claims of a verified token (pbh_jwt_verify accepted it); 0 or -1 */
-int			pbh_jwt_claims(h2o_mem_pool_t *pool, const char *token, size_t len,
-						   pbh_json_member_t **claims, size_t *nclaims);
-/* jwt.c: the subject and expiry of a verified token; 0 or -1 */
-int			pbh_jwt_subject(h2o_mem_pool_t *pool, const char *token, size_t len,
-							int64_t *sub, int64_t *exp);
 
 extern pbh_thread_t *pbh_threads;
 extern _Atomic int pbh_stopping;	/* set by a signal, read by every thread */
@@ -672,13 +678,13 @@ const char *pbh_cookie_value(h2o_req_t *req, const char *name);
  * -1 with the 403 sent.  Unsafe methods need a trusted Origin (or Referer)
  * and the session's X-CSRF-Token.
  */
-int			pbh_csrf_check(h2o_req_t *req, const char *token);
+int			pbh_csrf_check(h2o_req_t *req, const char *sid);
 /* 1 when the Origin (or Referer) is in the allow-list or our own origin */
 int			pbh_origin_trusted(h2o_req_t *req);
 /* a login or refresh result (the route's jsonb) as cookies and a body */
 void		pbh_session_send(h2o_req_t *req, int status, const char *json, size_t len);
 void		pbh_session_clear(h2o_req_t *req);
-/* jwt.c: a JWT's sid claim (after pbh_jwt_verify accepted it), or NULL */
+/* jwt.c: the sid claim of a token the database just issued (browser login), or NULL */
 const char *pbh_jwt_sid(h2o_mem_pool_t *pool, const char *token, size_t len);
 
 /* application/x-www-form-urlencoded bodies, parsed by pbh_parse_query */

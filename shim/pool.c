@@ -51,9 +51,7 @@
 /* db.state STARTING: the session settings and the statements being prepared */
 struct st_pbh_conn_t
 {
-	pbh_dbconn_t db;			/* connecting, reconnecting (dbconn.c) */
-	pbh_thread_t *thread;
-	int			index;
+	pbh_dbconn_t db;			/* connecting, reconnecting (dbconn.c); its thread, name */
 	int			cls;			/* PBH_POOL_WRITE, _READ or _REPLICA */
 	h2o_linklist_t inflight;	/* pbh_job_t, in the order sent */
 	int			ninflight;
@@ -133,12 +131,6 @@ static void conn_process(pbh_conn_t *conn);
 static void conn_dispatch(pbh_conn_t *conn);
 static void on_read(h2o_socket_t *sock, const char *err);
 
-static void
-log_conn(pbh_conn_t *conn, const char *what, const char *detail)
-{
-	fprintf(stderr, "pgbank-http: thread %d connection %d: %s%s%s\n",
-			conn->thread->index, conn->index, what, detail ? ": " : "", detail ? detail : "");
-}
 
 /* connected (dbconn.c): pipeline mode, then prepare every statement, each with its Sync */
 static void
@@ -227,7 +219,7 @@ static void
 on_down(pbh_dbconn_t *c)
 {
 	pbh_conn_t *conn = CONN_OF(c);
-	pbh_thread_t *t = conn->thread;
+	pbh_thread_t *t = conn->db.thread;
 	h2o_linklist_t failed;
 
 	memset(conn->prepared, 0, pbh_nstmts());
@@ -420,7 +412,7 @@ conn_process(pbh_conn_t *conn)
 				char		name[64];
 
 				snprintf(name, sizeof(name), "statement %d not prepared", stmt);
-				log_conn(conn, name, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+				pbh_dbconn_log(&conn->db, name, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 			}
 			PQclear(res);
 			continue;
@@ -471,7 +463,7 @@ conn_process(pbh_conn_t *conn)
 	{
 		h2o_timeout_unlink(&conn->watchdog);
 		if (conn->ninflight > 0)
-			h2o_timeout_link(conn->thread->ctx.loop, &answer_timeout, &conn->watchdog);
+			h2o_timeout_link(conn->db.thread->ctx.loop, &answer_timeout, &conn->watchdog);
 	}
 	if (CONN_READY(conn))
 		conn_dispatch(conn);
@@ -551,10 +543,10 @@ conn_send(pbh_conn_t *conn, pbh_job_t *job)
 	}
 	h2o_linklist_insert(&conn->inflight, &job->link);
 	conn->ninflight++;
-	PBH_COUNT(conn->thread->n_db_requests);
+	PBH_COUNT(conn->db.thread->n_db_requests);
 	job->sent_ns = pbh_clock_ns();
 	if (!h2o_timeout_is_linked(&conn->watchdog))
-		h2o_timeout_link(conn->thread->ctx.loop, &answer_timeout, &conn->watchdog);
+		h2o_timeout_link(conn->db.thread->ctx.loop, &answer_timeout, &conn->watchdog);
 	return conn_flush(conn);
 
 broken:
@@ -569,7 +561,7 @@ broken:
 static void
 conn_dispatch(pbh_conn_t *conn)
 {
-	pbh_thread_t *t = conn->thread;
+	pbh_thread_t *t = conn->db.thread;
 	h2o_linklist_t *waiting = &t->waiting[conn->cls];
 
 	while (CONN_READY(conn) && conn->ninflight < pbh_config.pipeline_depth &&
@@ -676,8 +668,6 @@ pbh_pool_init(pbh_thread_t *t)
 						c->cls == PBH_POOL_REPLICA ? "pgbank-http replica" :
 						c->cls == PBH_POOL_READ ? "pgbank-http read" : "pgbank-http",
 						name, on_connected, on_down);
-		c->thread = t;
-		c->index = i;
 		c->prepared = calloc(pbh_nstmts(), 1);
 		h2o_linklist_init_anchor(&c->inflight);
 		c->watchdog.cb = on_watchdog;

@@ -118,14 +118,6 @@ pbh_error_for_sqlstate(const char *sqlstate)
 	return e;
 }
 
-/* the server's own answers when a request cannot be given to the database */
-static const pbh_error_t unavailable[] = {
-	/* no connection of its class ready, or its connection broke under it */
-	{NULL, 503, "database_unavailable", "The database is unavailable; retry", 0},
-	/* SIGTERM came: requests in flight are answered, new ones are not started */
-	{NULL, 503, "shutting_down", "The server is shutting down; retry on a new connection", 0},
-};
-
 /*
  * Answer a request that cannot be given to the database (a new one after
  * SIGTERM, one whose job the pool refused or lost, a stream whose first
@@ -136,15 +128,17 @@ static const pbh_error_t unavailable[] = {
 void
 pbh_problem_unavailable(h2o_req_t *req)
 {
-	const pbh_error_t *e = &unavailable[pbh_stopping ? 1 : 0];
-
-	if (pbh_stopping)
+	if (!pbh_stopping)
 	{
-		req->http1_is_persistent = 0;
-		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
-					   H2O_STRLIT("1"));
+		/* no connection of its class ready, or its connection broke under it */
+		pbh_problem_send(req, 503, "database_unavailable", "The database is unavailable; retry", NULL);
+		return;
 	}
-	pbh_problem_send(req, e->status, e->code, e->title, NULL);
+	/* SIGTERM came: requests in flight are answered, new ones are not started */
+	req->http1_is_persistent = 0;
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+	pbh_problem_send(req, 503, "shutting_down", "The server is shutting down; retry on a new connection",
+					 NULL);
 }
 
 int
@@ -192,4 +186,15 @@ pbh_problem_send(h2o_req_t *req, int status, const char *code, const char *title
 	pbh_count_status(req, status);
 	req->res.content_length = n;
 	h2o_send_inline(req, body, n);
+}
+
+void
+pbh_problem_error(h2o_req_t *req, const pbh_error_t *e, const char *message, int api_key)
+{
+	if (e->status == 401)
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+					   api_key ? "ApiKey realm=\"pgbank\"" :
+					   "Bearer realm=\"pgbank\", error=\"invalid_token\"",
+					   api_key ? 20 : 45);
+	pbh_problem_send(req, e->status, e->code, e->title, e->show_message ? message : NULL);
 }

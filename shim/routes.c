@@ -52,9 +52,6 @@ static const char *const key_roles[] = {"bank_teller", "bank_auditor", "bank_ser
 #define AMOUNT(name, req) {name, PBH_ARG_BODY, PBH_T_AMOUNT, req, NULL, 0}, \
 	{name, PBH_ARG_BODY, PBH_T_MINOR, 0, NULL, 0}
 /* PBH_EVENTS_FETCH_MAX as SQL text */
-#define TEXT_OF(n) #n
-#define NUMBER_TEXT(n) TEXT_OF(n)
-#define EVENTS_FETCH_MAX_TEXT NUMBER_TEXT(PBH_EVENTS_FETCH_MAX)
 /* the amount of parameters $d (decimal) and $m (minor) in the account of $a */
 #define AMOUNT_SQL(d, m, a) "coalesce($" d "::numeric, bank.account_amount(" a ", $" m "::bigint))"
 
@@ -316,7 +313,7 @@ pbh_route_t pbh_routes[] = {
 		"  'amount', e.amount::text, 'currency', e.currency, 'occurred_at', e.occurred_at)::text"
 		"  || E'\\n\\n', '' ORDER BY e.seq)"
 		" FROM (SELECT coalesce($1::bigint, bank.events_head()) AS after) a"
-		" LEFT JOIN LATERAL bank.events_since(a.after, " EVENTS_FETCH_MAX_TEXT ") e ON true"
+		" LEFT JOIN LATERAL bank.events_since(a.after, " H2O_TO_STR(PBH_EVENTS_FETCH_MAX) ") e ON true"
 		" GROUP BY a.after",
 		{{"Last-Event-ID", PBH_ARG_HEADER, PBH_T_NATURAL, 0, NULL, 0}}},
 };

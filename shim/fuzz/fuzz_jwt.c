@@ -56,7 +56,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pbh_config.jwt_clock_skew = 30;
 	h2o_mem_init_pool(&pool);
 
-	r = pbh_jwt_verify(&pool, (const char *) data, size, 1700000000);
+	r = pbh_jwt_verify(&pool, (const char *) data, size, 1700000000, NULL);
 	FUZZ_ASSERT(pbh_jwt_result_text(r) != NULL);
 	if (r == PBH_JWT_OK)
 		FUZZ_ASSERT(size > strlen(signed_seed_prefix) &&
@@ -67,7 +67,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(signed_token, data, size);
 	signed_token[size] = '.';
 	n = size + 1 + b64url(mac, maclen, signed_token + size + 1);
-	r = pbh_jwt_verify(&pool, signed_token, n, 1700000000);
+	r = pbh_jwt_verify(&pool, signed_token, n, 1700000000, NULL);
 	FUZZ_ASSERT(pbh_jwt_result_text(r) != NULL);
 
 	h2o_mem_clear_pool(&pool);
